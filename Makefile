@@ -1,0 +1,33 @@
+# The two commands: `make run` (the main job on the built-in synthetic data) and `make test`.
+# Both create .venv and install everything on first use; nothing else needs installing.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup test run clean
+
+setup: $(STAMP)
+
+# Re-install only when the dependency list changes.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# W&B's sweep-config schema lives in `sweeps` (what `wandb[sweeps]` adds). sweeps 0.3
+	# declares numpy<2, which conflicts with TensorFlow 2.21 and pandas 3, yet its schema
+	# check runs fine on numpy 2: install it without its declared dependencies, plus the
+	# light ones the schema check actually imports.
+	$(BIN)/python -m pip install --quiet --no-deps 'sweeps>=0.2,<0.4'
+	$(BIN)/python -m pip install --quiet 'jsonschema>=4' 'jsonref>=1' 'pydantic>=2'
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+run: setup
+	$(BIN)/sweeper train --model-path models/deblur.keras
+
+clean:
+	rm -rf $(VENV) build *.egg-info

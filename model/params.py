@@ -1,0 +1,141 @@
+"""Training hyperparameters: one frozen dataclass and one table of per-parameter checks.
+
+The same checks validate :class:`TrainParams` and every value of a sweep spec
+(``sweeper.spec`` calls :func:`check_param`), so a value the spec accepts is one training
+accepts. No TensorFlow import here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from model.errors import ConfigError, suggest
+
+__all__ = ["TrainParams", "PARAMETER_NAMES", "check_param"]
+
+
+def _is_int(value: Any) -> bool:
+    # bool is an int subclass, but `epochs: true` is a mistake, not 1.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def _optimizer(value: Any) -> str | None:
+    from model.optimizers import OPTIMIZERS
+
+    if not isinstance(value, str):
+        return f"optimizer must be a name, got {value!r}; valid: {', '.join(OPTIMIZERS)}"
+    if value not in OPTIMIZERS:
+        return f"unknown optimizer {value!r}{suggest(value, list(OPTIMIZERS))}; valid: {', '.join(OPTIMIZERS)}"
+    return None
+
+
+def _loss(value: Any) -> str | None:
+    from model.losses import parse_loss
+
+    if not isinstance(value, str):
+        return f"loss must be a name or an expression like 'mae+0.1*sobel', got {value!r}"
+    try:
+        parse_loss(value)
+    except ConfigError as err:
+        return str(err)
+    return None
+
+
+def _number(low: float, high: float, low_open: bool, high_open: bool, hint: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        ok = _is_number(value) and (value > low if low_open else value >= low) and (
+            value < high if high_open else value <= high
+        )
+        return None if ok else f"{value!r} is out of range: {hint}"
+
+    return check
+
+
+def _integer(minimum: int, multiple: int = 1) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if not _is_int(value):
+            return f"{value!r} is not an integer; use a whole number >= {minimum}"
+        if value < minimum:
+            return f"{value!r} is too small; use a whole number >= {minimum}"
+        if value % multiple:
+            return f"{value!r} is not a multiple of {multiple}; use e.g. {value - value % multiple or multiple}"
+        return None
+
+    return check
+
+
+# name -> check(value) returning a one-line problem (without the key path) or None.
+_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "batch_size": _integer(1),
+    "epochs": _integer(1),
+    "learning_rate": _number(0.0, math.inf, True, True, "learning_rate must be a number > 0, e.g. 0.001"),
+    "loss": _loss,
+    "momentum": _number(0.0, 1.0, False, True, "momentum must be in [0, 1), e.g. 0.9"),
+    "optimizer": _optimizer,
+    # Two 2x poolings need a multiple of 4; below 8 the SSIM/Sobel windows do not fit.
+    "patch_size": _integer(8, multiple=4),
+    "rho": _number(0.0, 1.0, True, True, "rho must be in (0, 1), e.g. 0.9"),
+    "seed": _integer(0),
+    "steps_per_epoch": _integer(1),
+}
+
+PARAMETER_NAMES: tuple[str, ...] = tuple(sorted(_CHECKS))
+
+
+def check_param(name: str, value: Any) -> str | None:
+    """Check one hyperparameter value.
+
+    Returns:
+        ``None`` when valid, else a one-line description of the problem and the fix.
+    """
+    if name not in _CHECKS:
+        return f"unknown parameter {name!r}{suggest(name, PARAMETER_NAMES)}; valid: {', '.join(PARAMETER_NAMES)}"
+    return _CHECKS[name](value)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Hyperparameters of one training run; validated at construction.
+
+    Defaults are the write-up's best setting (RMSprop, MAE, lr 0.001, rho 0.9) at a budget
+    a 2-core CPU finishes in about a minute.
+    """
+
+    optimizer: str = "rmsprop"
+    loss: str = "mae"
+    learning_rate: float = 0.001
+    rho: float = 0.9
+    momentum: float = 0.0
+    epochs: int = 3
+    steps_per_epoch: int = 10
+    batch_size: int = 8
+    patch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{field.name}: {problem}"
+            for field in dataclasses.fields(self)
+            if (problem := check_param(field.name, getattr(self, field.name))) is not None
+        ]
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "TrainParams":
+        """Build from a mapping (e.g. a trial's params); unknown keys are an error."""
+        unknown = sorted(set(values) - set(PARAMETER_NAMES))
+        if unknown:
+            raise ConfigError("; ".join(check_param(name, None) or name for name in unknown))
+        return cls(**dict(values))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The parameters as a plain dict (sorted keys)."""
+        return dict(sorted(dataclasses.asdict(self).items()))

@@ -1,0 +1,241 @@
+"""One training run of the deblur model, and inference on a folder.
+
+:func:`train` is pure in the sweeper's sense: parameters and a dataset in, a
+:class:`TrainResult` out, an optional per-epoch callback; no Ray, no W&B. The Ray trainable,
+``sweeper train`` and ``run.py`` all call it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from model.data import DatasetRef
+from model.params import TrainParams
+
+__all__ = ["train", "predict", "TrainResult", "EpochMetrics", "PredictResult", "EpochCallback"]
+
+# per-epoch record handed to the callback and kept in the result's history
+EpochMetrics = dict[str, float]
+EpochCallback = Callable[[int, EpochMetrics], None]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        status: ``"ok"``, or ``"diverged"`` when the loss became NaN/inf (training stopped).
+        final: Metrics of the last completed epoch (train_loss, val_psnr, val_ssim, val_mae).
+        best: Metrics of the epoch with the highest val_psnr.
+        best_epoch: 1-based epoch of ``best`` (0 when no epoch completed).
+        epochs_run: Completed epochs.
+        seconds: Wall time of the whole run, data loading included.
+        images_per_second: Training patches per second of the fit loop (evaluation excluded).
+        model_path: Where the best model was saved, if a path was given and an epoch completed.
+        history: One :data:`EpochMetrics` per completed epoch.
+        error: Why the run stopped early, else ``None``.
+    """
+
+    status: str
+    final: EpochMetrics
+    best: EpochMetrics
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+    images_per_second: float
+    model_path: Path | None
+    history: tuple[EpochMetrics, ...] = field(default_factory=tuple)
+    error: str | None = None
+
+
+def _compiled_model(params: TrainParams, vgg_weights: str | None) -> Any:
+    from model.architecture import build_model
+    from model.losses import get_loss
+    from model.optimizers import get_optimizer
+
+    net = build_model()
+    net.compile(
+        optimizer=get_optimizer(params.optimizer, params.learning_rate, params.rho, params.momentum),
+        loss=get_loss(params.loss, vgg_weights=vgg_weights),
+        # XLA was measured slower on this class of CPU; keep plain graph execution.
+        jit_compile=False,
+    )
+    return net
+
+
+def _restorer(net: Any) -> Callable[[Any], Any]:
+    """A graph-compiled forward pass that does not retrace for every image size."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def restore(x: Any) -> Any:
+        return net(x, training=False)
+
+    return lambda x: restore(tf.convert_to_tensor(x)).numpy()
+
+
+def _run_callbacks(
+    net: Any,
+    eval_pairs: list[Any],
+    on_epoch: EpochCallback | None,
+    model_path: Path | None,
+) -> Any:
+    import keras
+
+    from model.metrics import evaluate
+
+    restore = _restorer(net)
+
+    class _Tracker(keras.callbacks.Callback):
+        """Stops on a non-finite loss, evaluates each epoch, keeps the best model."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.history: list[EpochMetrics] = []
+            self.best: EpochMetrics = {}
+            self.best_epoch = 0
+            self.diverged_at: int | None = None
+            self.fit_seconds = 0.0
+            self._epoch_start = 0.0
+
+        def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+            self._epoch_start = time.perf_counter()
+
+        def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+            loss = float((logs or {}).get("loss", 0.0))
+            if not math.isfinite(loss):
+                self.diverged_at = batch
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+            self.fit_seconds += time.perf_counter() - self._epoch_start
+            if self.diverged_at is not None:
+                return  # weights are NaN: nothing worth evaluating or saving
+            scores = evaluate(restore, eval_pairs)
+            record: EpochMetrics = {
+                "epoch": epoch + 1,
+                "train_loss": float((logs or {})["loss"]),
+                **{f"val_{name}": float(value) for name, value in scores.items()},
+            }
+            self.history.append(record)
+            if not self.best or record["val_psnr"] > self.best["val_psnr"]:
+                self.best, self.best_epoch = record, epoch + 1
+                if model_path is not None:
+                    self.model.save(model_path)
+            if on_epoch is not None:
+                on_epoch(epoch + 1, record)
+
+    return _Tracker()
+
+
+def train(
+    params: TrainParams | Mapping[str, Any],
+    dataset: DatasetRef,
+    *,
+    model_path: str | Path | None = None,
+    on_epoch: EpochCallback | None = None,
+    vgg_weights: str | None = "auto",
+    eval_max_size: int | None = 256,
+) -> TrainResult:
+    """Train the deblur model once.
+
+    Args:
+        params: Hyperparameters (a mapping is validated into :class:`TrainParams`).
+        dataset: Where the ``train``/``test`` splits live.
+        model_path: Where to save the best model (``.keras``); ``None`` saves nothing.
+        on_epoch: Called after each completed epoch with (epoch, metrics).
+        vgg_weights: Weights for the perceptual loss (see ``model.losses``).
+        eval_max_size: Largest side of the centre crops evaluated each epoch.
+
+    Returns:
+        The run's :class:`TrainResult`; a NaN/inf loss gives ``status="diverged"``.
+
+    Raises:
+        ConfigError: Bad parameters. DataError: bad or missing data.
+    """
+    import keras
+
+    from model.data import eval_arrays, load_split, train_pipeline
+
+    started = time.perf_counter()
+    p = params if isinstance(params, TrainParams) else TrainParams.from_mapping(params)
+    train_split = load_split(dataset, "train")
+    eval_pairs = eval_arrays(load_split(dataset, "test"), max_size=eval_max_size)
+    path = Path(model_path) if model_path is not None else None
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    keras.utils.set_random_seed(p.seed)
+    net = _compiled_model(p, vgg_weights)
+    stream = train_pipeline(train_split, patch_size=p.patch_size, batch_size=p.batch_size, seed=p.seed)
+    tracker = _run_callbacks(net, eval_pairs, on_epoch, path)
+    net.fit(stream, epochs=p.epochs, steps_per_epoch=p.steps_per_epoch, callbacks=[tracker], verbose=0)
+
+    images = len(tracker.history) * p.steps_per_epoch * p.batch_size
+    diverged = tracker.diverged_at is not None
+    return TrainResult(
+        status="diverged" if diverged else "ok",
+        final=dict(tracker.history[-1]) if tracker.history else {},
+        best=dict(tracker.best),
+        best_epoch=tracker.best_epoch,
+        epochs_run=len(tracker.history),
+        seconds=time.perf_counter() - started,
+        images_per_second=images / tracker.fit_seconds if tracker.fit_seconds and images else 0.0,
+        model_path=path if path is not None and tracker.history else None,
+        history=tuple(tracker.history),
+        error=(
+            f"loss became non-finite in epoch {len(tracker.history) + 1}, step {tracker.diverged_at + 1}"
+            if diverged
+            else None
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """Outcome of :func:`predict`: written files and per-image latency (first call excluded)."""
+
+    outputs: tuple[Path, ...]
+    ms_per_image: float
+    warmup_ms: float
+
+
+def predict(model_path: str | Path, input_dir: str | Path, output_dir: str | Path) -> PredictResult:
+    """Deblur every image in ``input_dir`` into ``output_dir`` (same file names, PNG).
+
+    Images whose sides are not multiples of 4 are reflect-padded for the network and
+    cropped back, so outputs have the input's size.
+    """
+    import keras
+    import numpy as np
+    from PIL import Image
+
+    import model.architecture  # noqa: F401  (registers ResidualBlock for loading)
+    from model.data import image_files, read_image
+    from model.errors import DataError
+
+    src, dst = Path(input_dir), Path(output_dir)
+    if not Path(model_path).is_file():
+        raise DataError(f"{model_path}: model file not found; train one with `sweeper train --model-path PATH`")
+    files = image_files(src)
+    if not files:
+        raise DataError(f"{src}: no images to deblur (looked for .png, .jpg, .jpeg, .bmp, .tif, .tiff)")
+    dst.mkdir(parents=True, exist_ok=True)
+    restore = _restorer(keras.saving.load_model(model_path, compile=False))
+    outputs, timings = [], []
+    for file in files:
+        image = read_image(file)
+        h, w = image.shape[:2]
+        padded = np.pad(image, ((0, -h % 4), (0, -w % 4), (0, 0)), mode="reflect")
+        t0 = time.perf_counter()
+        out = restore(padded[None])[0, :h, :w]
+        timings.append((time.perf_counter() - t0) * 1000)
+        target = dst / f"{file.stem}.png"
+        Image.fromarray((np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)).save(target)
+        outputs.append(target)
+    steady = timings[1:] or timings
+    return PredictResult(tuple(outputs), float(np.median(steady)), timings[0])

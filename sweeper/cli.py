@@ -1,0 +1,152 @@
+"""The ``sweeper`` command line: thin Typer commands that parse and call library functions.
+
+Heavy libraries (TensorFlow, Ray, W&B) are imported inside commands, so ``--help`` and the
+light commands start fast. Every :class:`~model.errors.UserError` becomes one line on
+stderr and a non-zero exit status; no traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
+
+import typer
+
+from model.errors import UserError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="sweeper",
+    help="Grid-search a Keras deblurring model with Ray Tune, W&B and Optuna.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Make and inspect datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn a UserError into one line on stderr and its exit status."""
+    try:
+        yield
+    except UserError as err:
+        typer.echo(f"sweeper: error: {err}", err=True)
+        raise typer.Exit(err.exit_code) from None
+
+
+def _synthetic_default(dataset_dir: Path, dataset_name: str) -> None:
+    """Make the built-in synthetic dataset on first use (only under its default name)."""
+    from model.synth import ensure_synthetic
+
+    if dataset_name == "synthetic" and not (dataset_dir / dataset_name).exists():
+        typer.echo(f"making the synthetic dataset in {dataset_dir / dataset_name} (first use)", err=True)
+        ensure_synthetic(dataset_dir, dataset_name)
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write DATASET into.")] = Path("data"),
+    name: Annotated[str, typer.Option("--name", help="Dataset name (sub-folder of --out).")] = "synthetic",
+    train: Annotated[int, typer.Option("--train", help="Training pairs.")] = 24,
+    test: Annotated[int, typer.Option("--test", help="Test pairs.")] = 6,
+    size: Annotated[int, typer.Option("--size", help="Side of each square image (multiple of 4).")] = 128,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same bytes.")] = 0,
+    kernel_size: Annotated[int, typer.Option("--kernel-size", help="Blur kernel side (odd).")] = 17,
+    exposure: Annotated[float, typer.Option("--exposure", help="Fraction of the shake trajectory exposed, (0, 1].")] = 1.0,
+    noise: Annotated[float, typer.Option("--noise", help="Gaussian noise sigma added to blurred images.")] = 0.01,
+    sources: Annotated[Optional[Path], typer.Option("--sources", help="Folder of your own sharp images (default: scikit-image's).")] = None,
+) -> None:
+    """Write a synthetic deblurring dataset: camera-shake blur on bundled images."""
+    with _user_errors():
+        from model.synth import synthesize
+
+        root = synthesize(
+            out, name, n_train=train, n_test=test, size=size, seed=seed,
+            kernel_size=kernel_size, exposure=exposure, noise_sigma=noise, sources=sources,
+        )
+        typer.echo(f"wrote {train} train and {test} test pairs to {root}")
+
+
+@app.command("train")
+def train_cmd(
+    model_path: Annotated[Path, typer.Option("--model-path", "--model_path", help="Where to save the best model (.keras).")] = Path("models/deblur.keras"),
+    dataset_dir: Annotated[Path, typer.Option("--dataset-dir", "--dataset_dir", help="Folder holding datasets.")] = Path("data"),
+    dataset_name: Annotated[str, typer.Option("--dataset-name", "--dataset_name", help="Dataset folder name; 'synthetic' is made on first use.")] = "synthetic",
+    optimizer: Annotated[str, typer.Option(help="sgd, adam, adamw, rmsprop, adagrad, nadam, ...")] = "rmsprop",
+    loss: Annotated[str, typer.Option(help="A loss name or a sum like 'mae+0.1*sobel'.")] = "mae",
+    learning_rate: Annotated[float, typer.Option("--learning-rate", "--learning_rate")] = 0.001,
+    rho: Annotated[float, typer.Option(help="RMSprop rho.")] = 0.9,
+    momentum: Annotated[float, typer.Option()] = 0.0,
+    epochs: Annotated[int, typer.Option()] = 3,
+    steps_per_epoch: Annotated[int, typer.Option("--steps-per-epoch", "--steps_per_epoch")] = 10,
+    batch_size: Annotated[int, typer.Option("--batch-size", "--batch_size")] = 8,
+    patch_size: Annotated[int, typer.Option("--patch-size", "--patch_size")] = 64,
+    seed: Annotated[int, typer.Option()] = 0,
+    vgg_weights: Annotated[Optional[str], typer.Option("--vgg-weights", "--vgg_weights", help="VGG16 notop .h5 for the perceptual loss (or SWEEPER_VGG_WEIGHTS).")] = None,
+) -> None:
+    """Train the deblur model once and save the best epoch."""
+    with _user_errors():
+        from model.data import DatasetRef
+        from model.params import TrainParams
+        from model.runtime import configure_runtime
+
+        params = TrainParams(
+            optimizer=optimizer, loss=loss, learning_rate=learning_rate, rho=rho, momentum=momentum,
+            epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
+            patch_size=patch_size, seed=seed,
+        )
+        _synthetic_default(dataset_dir, dataset_name)
+        configure_runtime()
+        from model.train import train
+
+        def show(epoch: int, m: dict[str, float]) -> None:
+            typer.echo(
+                f"epoch {epoch}/{params.epochs}  loss {m['train_loss']:.4f}  "
+                f"val_psnr {m['val_psnr']:.2f} dB  val_ssim {m['val_ssim']:.4f}  val_mae {m['val_mae']:.4f}"
+            )
+
+        result = train(
+            params, DatasetRef(dataset_dir, dataset_name), model_path=model_path, on_epoch=show,
+            vgg_weights=vgg_weights if vgg_weights is not None else "auto",
+        )
+        if result.status != "ok":
+            typer.echo(f"sweeper: training {result.status}: {result.error}", err=True)
+            raise typer.Exit(3)
+        typer.echo(
+            f"best val_psnr {result.best['val_psnr']:.2f} dB at epoch {result.best_epoch}; "
+            f"{result.images_per_second:.1f} patches/s; {result.seconds:.1f} s; saved {result.model_path}"
+        )
+
+
+@app.command("predict")
+def predict_cmd(
+    model: Annotated[Path, typer.Option("--model", help="A .keras file saved by `sweeper train`.")],
+    input: Annotated[Path, typer.Option("--input", help="Folder of blurred images.")],
+    output: Annotated[Path, typer.Option("--output", help="Folder for the restored images.")],
+) -> None:
+    """Deblur a folder of images and report milliseconds per image."""
+    with _user_errors():
+        from model.runtime import configure_runtime
+
+        configure_runtime(deterministic=False)
+        from model.train import predict
+
+        result = predict(model, input, output)
+        typer.echo(
+            f"restored {len(result.outputs)} images into {output}: "
+            f"{result.ms_per_image:.1f} ms per image (first call {result.warmup_ms:.0f} ms, excluded)"
+        )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny synthetic datasets made on disk, and a quiet, repeatable TF runtime."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Quiet TF start-up and keep test processes from stepping on each other's cores.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> "object":
+    """A real dataset in the DBlur layout: 3 train and 2 test pairs of 32x32."""
+    from model.data import DatasetRef
+    from model.synth import synthesize
+
+    out = tmp_path_factory.mktemp("data")
+    synthesize(out, "tiny", n_train=3, n_test=2, size=32, seed=0, kernel_size=7)
+    return DatasetRef(out, "tiny")
+
+
+@pytest.fixture(scope="session")
+def tf_runtime() -> None:
+    """Configure TF once per test process (threads are fixed after the first op)."""
+    from model.runtime import configure_runtime
+
+    configure_runtime(cpus=2, deterministic=True)
+
+
+def tiny_params(**overrides: object) -> dict:
+    """Training params small enough to run in seconds on 2 cores."""
+    params = dict(optimizer="adam", loss="mae", learning_rate=0.001, epochs=2, steps_per_epoch=3, batch_size=2, patch_size=16, seed=0)
+    params.update(overrides)
+    return params

@@ -1,0 +1,105 @@
+"""One real training run end to end: learning, determinism, divergence, saving, predicting."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, tiny_params
+
+pytestmark = pytest.mark.usefixtures("tf_runtime")
+
+
+@pytest.fixture(scope="module")
+def one_pair(tmp_path_factory: pytest.TempPathFactory) -> "object":
+    """A dataset of a single 32x32 pair, to overfit."""
+    from model.data import DatasetRef
+    from model.synth import synthesize
+
+    out = tmp_path_factory.mktemp("one")
+    synthesize(out, "one", n_train=1, n_test=1, size=32, seed=3, kernel_size=7)
+    return DatasetRef(out, "one")
+
+
+def test_thirty_steps_on_one_pair_lower_the_loss(one_pair: object, tmp_path: Path) -> None:
+    from model.train import train
+
+    seen: list[tuple[int, dict]] = []
+    result = train(
+        tiny_params(epochs=3, steps_per_epoch=10, batch_size=1, patch_size=32, learning_rate=0.003),
+        one_pair,
+        model_path=tmp_path / "best.keras",
+        on_epoch=lambda e, m: seen.append((e, m)),
+    )
+    assert result.status == "ok" and result.error is None
+    losses = [m["train_loss"] for m in result.history]
+    assert losses[-1] < losses[0]
+    assert [e for e, _ in seen] == [1, 2, 3] and len(result.history) == result.epochs_run == 3
+    assert set(seen[0][1]) == {"epoch", "train_loss", "val_psnr", "val_ssim", "val_mae"}
+    assert result.best["val_psnr"] == max(m["val_psnr"] for m in result.history)
+    assert result.history[result.best_epoch - 1] == result.best
+    assert result.images_per_second > 0 and result.seconds > 0
+    assert result.model_path == tmp_path / "best.keras" and result.model_path.is_file()
+
+
+def test_same_params_and_seed_give_the_same_numbers(tiny_data: object) -> None:
+    from model.train import train
+
+    first = train(tiny_params(), tiny_data)
+    second = train(tiny_params(), tiny_data)
+    assert first.history == second.history
+    other = train(tiny_params(seed=1), tiny_data)
+    assert other.history != first.history
+
+
+def test_a_loss_that_turns_nan_is_reported_as_diverged(tiny_data: object) -> None:
+    from model.train import train
+
+    result = train(tiny_params(optimizer="sgd", loss="mse", learning_rate=1e12, epochs=3, steps_per_epoch=5), tiny_data)
+    assert result.status == "diverged"
+    assert "non-finite" in result.error
+    assert result.epochs_run < 3
+    assert all(np.isfinite(m["train_loss"]) for m in result.history)
+
+
+def test_bad_params_raise_a_config_error_before_any_work(tiny_data: object) -> None:
+    from model.errors import ConfigError
+    from model.train import train
+
+    with pytest.raises(ConfigError, match="rho"):
+        train(tiny_params(rho=1.5), tiny_data)
+
+
+def test_saved_best_model_predicts_a_folder(tiny_data: object, tmp_path: Path) -> None:
+    from model.train import predict, train
+
+    result = train(tiny_params(epochs=1), tiny_data, model_path=tmp_path / "m.keras")
+    blur_dir = tiny_data.root / "test" / "blur"
+    out = predict(result.model_path, blur_dir, tmp_path / "restored")
+    names = sorted(p.name for p in blur_dir.iterdir())
+    assert sorted(p.name for p in out.outputs) == names
+    assert out.ms_per_image > 0
+    from model.data import read_image
+
+    assert read_image(out.outputs[0]).shape == read_image(blur_dir / names[0]).shape
+
+
+def test_run_py_trains_end_to_end_on_synthetic_data(tiny_data: object, tmp_path: Path) -> None:
+    """The write-up's own command, as a real subprocess."""
+    model_path = tmp_path / "run.keras"
+    proc = subprocess.run(
+        [
+            sys.executable, "run.py", "--model_path", str(model_path),
+            "--dataset_dir", str(tiny_data.dir), "--dataset_name", tiny_data.name,
+            "--optimizer", "rmsprop", "--loss", "mae", "--learning_rate", "0.001", "--rho", "0.9",
+            "--epochs", "1", "--steps_per_epoch", "2", "--batch_size", "2", "--patch_size", "16",
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "epoch 1/1" in proc.stdout and "best val_psnr" in proc.stdout
+    assert model_path.is_file()

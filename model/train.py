@@ -38,6 +38,8 @@ class TrainResult:
         model_path: Where the best model was saved, if a path was given and an epoch completed.
         history: One :data:`EpochMetrics` per completed epoch.
         error: Why the run stopped early, else ``None``.
+        samples: (blurred, restored, sharp) uint8 HxWx3 triplets restored with the best
+            epoch's weights, as many as asked for.
     """
 
     status: str
@@ -50,6 +52,7 @@ class TrainResult:
     model_path: Path | None
     history: tuple[EpochMetrics, ...] = field(default_factory=tuple)
     error: str | None = None
+    samples: tuple[tuple[Any, Any, Any], ...] = field(default_factory=tuple)
 
 
 def _compiled_model(params: TrainParams, vgg_weights: str | None) -> Any:
@@ -83,6 +86,8 @@ def _run_callbacks(
     eval_pairs: list[Any],
     on_epoch: EpochCallback | None,
     model_path: Path | None,
+    images_per_epoch: int,
+    keep_best_weights: bool,
 ) -> Any:
     import keras
 
@@ -98,6 +103,8 @@ def _run_callbacks(
             self.history: list[EpochMetrics] = []
             self.best: EpochMetrics = {}
             self.best_epoch = 0
+            self.best_weights: list[Any] | None = None
+            self.images = 0
             self.diverged_at: int | None = None
             self.fit_seconds = 0.0
             self._epoch_start = 0.0
@@ -115,15 +122,20 @@ def _run_callbacks(
             self.fit_seconds += time.perf_counter() - self._epoch_start
             if self.diverged_at is not None:
                 return  # weights are NaN: nothing worth evaluating or saving
+            self.images += images_per_epoch
             scores = evaluate(restore, eval_pairs)
             record: EpochMetrics = {
                 "epoch": epoch + 1,
                 "train_loss": float((logs or {})["loss"]),
                 **{f"val_{name}": float(value) for name, value in scores.items()},
+                # cumulative over the epochs so far; the one timing figure in a record
+                "images_per_second": self.images / self.fit_seconds,
             }
             self.history.append(record)
             if not self.best or record["val_psnr"] > self.best["val_psnr"]:
                 self.best, self.best_epoch = record, epoch + 1
+                if keep_best_weights:
+                    self.best_weights = self.model.get_weights()
                 if model_path is not None:
                     self.model.save(model_path)
             if on_epoch is not None:
@@ -140,6 +152,7 @@ def train(
     on_epoch: EpochCallback | None = None,
     vgg_weights: str | None = "auto",
     eval_max_size: int | None = 256,
+    samples: int = 0,
 ) -> TrainResult:
     """Train the deblur model once.
 
@@ -150,6 +163,7 @@ def train(
         on_epoch: Called after each completed epoch with (epoch, metrics).
         vgg_weights: Weights for the perceptual loss (see ``model.losses``).
         eval_max_size: Largest side of the centre crops evaluated each epoch.
+        samples: How many test pairs to restore with the best weights for the result.
 
     Returns:
         The run's :class:`TrainResult`; a NaN/inf loss gives ``status="diverged"``.
@@ -172,11 +186,16 @@ def train(
     keras.utils.set_random_seed(p.seed)
     net = _compiled_model(p, vgg_weights)
     stream = train_pipeline(train_split, patch_size=p.patch_size, batch_size=p.batch_size, seed=p.seed)
-    tracker = _run_callbacks(net, eval_pairs, on_epoch, path)
-    net.fit(stream, epochs=p.epochs, steps_per_epoch=p.steps_per_epoch, callbacks=[tracker], verbose=0)
+    tracker = _run_callbacks(
+        net, eval_pairs, on_epoch, path, p.steps_per_epoch * p.batch_size, keep_best_weights=samples > 0
+    )
+    net.fit(stream, epochs=p.epochs, steps_per_epoch=p.steps_per_epoch, callbacks=[tracker], verbose=0, shuffle=False)
 
-    images = len(tracker.history) * p.steps_per_epoch * p.batch_size
     diverged = tracker.diverged_at is not None
+    triplets: tuple[tuple[Any, Any, Any], ...] = ()
+    if tracker.best_weights is not None:
+        net.set_weights(tracker.best_weights)
+        triplets = _samples(_restorer(net), eval_pairs[:samples])
     return TrainResult(
         status="diverged" if diverged else "ok",
         final=dict(tracker.history[-1]) if tracker.history else {},
@@ -184,7 +203,7 @@ def train(
         best_epoch=tracker.best_epoch,
         epochs_run=len(tracker.history),
         seconds=time.perf_counter() - started,
-        images_per_second=images / tracker.fit_seconds if tracker.fit_seconds and images else 0.0,
+        images_per_second=tracker.history[-1]["images_per_second"] if tracker.history else 0.0,
         model_path=path if path is not None and tracker.history else None,
         history=tuple(tracker.history),
         error=(
@@ -192,6 +211,20 @@ def train(
             if diverged
             else None
         ),
+        samples=triplets,
+    )
+
+
+def _to_uint8(image: Any) -> Any:
+    import numpy as np
+
+    return (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+
+
+def _samples(restore: Callable[[Any], Any], pairs: list[Any]) -> tuple[tuple[Any, Any, Any], ...]:
+    """(blurred, restored, sharp) uint8 triplets for a few evaluation pairs."""
+    return tuple(
+        (_to_uint8(blur), _to_uint8(restore(blur[None])[0]), _to_uint8(sharp)) for blur, sharp in pairs
     )
 
 
@@ -235,7 +268,7 @@ def predict(model_path: str | Path, input_dir: str | Path, output_dir: str | Pat
         out = restore(padded[None])[0, :h, :w]
         timings.append((time.perf_counter() - t0) * 1000)
         target = dst / f"{file.stem}.png"
-        Image.fromarray((np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)).save(target)
+        Image.fromarray(_to_uint8(out)).save(target)
         outputs.append(target)
     steady = timings[1:] or timings
     return PredictResult(tuple(outputs), float(np.median(steady)), timings[0])

@@ -1,0 +1,439 @@
+"""Synthetic deblurring data: random camera-shake kernels and a dataset in the DBlur layout.
+
+Kernels follow Boracchi & Foi (2012) as implemented by DeblurGAN's ``Trajectory``/``PSF``:
+a 2-D random walk with inertia, a pull back toward the origin, Gaussian shake and rare
+impulsive jumps, rasterised by bilinear accumulation into a point-spread function.
+Each kernel sums to 1 so blurring keeps brightness.
+
+Sharp images are random crops of images bundled with scikit-image (no network) or of
+a folder the user names; train and test use disjoint source images. Numpy, SciPy, PIL
+and scikit-image only: no TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from model.data import DatasetRef, image_files, read_image
+from model.errors import ConfigError, DataError
+
+__all__ = [
+    "TRAIN_SOURCES",
+    "TEST_SOURCES",
+    "trajectory",
+    "random_kernel",
+    "blur",
+    "synthesize",
+    "ensure_synthetic",
+]
+
+# scikit-image images that ship inside the wheel (verified to load with no network).
+# Test sources are a fixed, disjoint subset: a model is never scored on a scene it saw.
+# `clock` ships too but is left out on purpose: it is a motion-blurred photograph, so
+# it would teach the model that blur is sharp.
+TRAIN_SOURCES: tuple[str, ...] = (
+    "astronaut", "rocket", "immunohistochemistry", "hubble_deep_field", "retina", "colorwheel",
+    "camera", "moon", "brick", "grass", "gravel", "cell",
+)  # fmt: skip
+TEST_SOURCES: tuple[str, ...] = ("chelsea", "coffee", "coins")
+
+# Crops flatter than this (grey std) teach nothing about edges: retina's black border,
+# hubble's empty sky. A few re-draws find a textured window.
+_MIN_CROP_STD = 0.04
+_CROP_TRIES = 8
+
+
+def trajectory(rng: np.random.Generator, *, length: float, num_t: int = 2000, expl: float = 0.005) -> np.ndarray:
+    """A random camera-shake trajectory (Boracchi & Foi 2012, DeblurGAN's ``Trajectory``).
+
+    The velocity has constant speed ``length / (num_t - 1)``; each step it is nudged by
+    Gaussian shake, pulled toward the origin (centripetal term), and with probability
+    ``prob_big_shake * expl`` kicked by an impulsive jump that roughly reverses it.
+    The shake strengths are drawn once per trajectory, as in DeblurGAN.
+
+    Args:
+        rng: Source of all randomness.
+        length: Path length travelled over the exposure, in pixels.
+        num_t: Number of samples along the path.
+        expl: Anisotropy/explosiveness; scales shake, pull and jump probability.
+
+    Returns:
+        Complex positions (x + iy), shape ``(num_t,)``, starting at 0.
+    """
+    if not length > 0:
+        raise ConfigError(f"length={length!r}: must be > 0 pixels")
+    if num_t < 2:
+        raise ConfigError(f"num_t={num_t!r}: must be >= 2 samples")
+    if not expl >= 0:
+        raise ConfigError(f"expl={expl!r}: must be >= 0")
+    centripetal = 0.7 * rng.uniform()
+    prob_big_shake = 0.2 * rng.uniform()
+    gaussian_shake = 10.0 * rng.uniform()
+    angle = 2.0 * math.pi * rng.uniform()
+    steps = num_t - 1
+    # Draw every random number up front: one vectorised call each, same stream every time.
+    jump_draws = rng.uniform(size=steps)
+    jump_angles = rng.uniform(size=steps) - 0.5
+    shakes = rng.standard_normal(steps) + 1j * rng.standard_normal(steps)
+
+    speed = length / steps
+    v = complex(math.cos(angle), math.sin(angle)) * (expl if expl > 0 else speed)
+    position = 0j
+    path = np.zeros(num_t, dtype=np.complex128)
+    jump_chance = prob_big_shake * expl
+    for t in range(steps):
+        jump = 0j
+        if jump_draws[t] < jump_chance:  # impulsive shake: roughly reverse, twice as fast
+            jump = 2.0 * v * complex(math.cos(math.pi + jump_angles[t]), math.sin(math.pi + jump_angles[t]))
+        v = v + jump + expl * (gaussian_shake * shakes[t] - centripetal * position) * speed
+        magnitude = abs(v)
+        if magnitude > 0:  # a zero velocity keeps its (renormalised) predecessor's direction
+            v = v / magnitude * speed
+        position += v
+        path[t + 1] = position
+    return path
+
+
+def random_kernel(rng: np.random.Generator, *, kernel_size: int = 17, exposure: float = 1.0) -> np.ndarray:
+    """A random camera-shake blur kernel (point-spread function).
+
+    The trajectory's first ``exposure`` fraction is splatted bilinearly onto a
+    ``kernel_size`` square, its centre of mass on the centre pixel (so blurring does not
+    shift the image relative to its sharp partner), scaled down where needed to fit.
+    The scale is set by the whole trajectory, so a shorter exposure is a part of the
+    same shake, not a zoomed one.
+
+    Args:
+        rng: Source of all randomness.
+        kernel_size: Odd side of the kernel, >= 3.
+        exposure: Fraction of the trajectory exposed, in (0, 1].
+
+    Returns:
+        float64 ``(kernel_size, kernel_size)`` array, non-negative, summing to 1.
+    """
+    k = _odd_kernel_size(kernel_size)
+    exposure = _exposure(exposure)
+    path = trajectory(rng, length=float(k), num_t=2000)
+    used = path[: max(1, math.ceil(exposure * len(path)))]
+    half = k // 2
+    centre = used.mean()  # bilinear splatting preserves the centre of mass exactly
+
+    def reach(points: np.ndarray, origin: complex) -> float:
+        offsets = points - origin
+        return float(max(np.abs(offsets.real).max(), np.abs(offsets.imag).max()))
+
+    spread = max(reach(path, path.mean()), reach(used, centre), 1e-12)
+    scale = min(1.0, half / spread)
+    coords = complex(half, half) + (used - centre) * scale
+    # Guard float round-off at the edges; the scale already keeps points inside.
+    xs = np.clip(coords.real, 0.0, k - 1.0)
+    ys = np.clip(coords.imag, 0.0, k - 1.0)
+    kernel = np.zeros((k, k), dtype=np.float64)
+    x0 = np.minimum(np.floor(xs).astype(np.int64), k - 2)
+    y0 = np.minimum(np.floor(ys).astype(np.int64), k - 2)
+    fx, fy = xs - x0, ys - y0
+    for dy, dx, weight in (
+        (0, 0, (1 - fy) * (1 - fx)),
+        (0, 1, (1 - fy) * fx),
+        (1, 0, fy * (1 - fx)),
+        (1, 1, fy * fx),
+    ):
+        np.add.at(kernel, (y0 + dy, x0 + dx), weight)
+    return kernel / kernel.sum()
+
+
+def blur(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Convolve each channel of an image with ``kernel`` (reflect boundary, same size).
+
+    Args:
+        image: HxWx3 (or HxW) float image in [0, 1].
+        kernel: 2-D kernel.
+
+    Returns:
+        float64 array of the image's shape.
+    """
+    from scipy import ndimage
+
+    image = np.asarray(image, dtype=np.float64)
+    kernel = np.asarray(kernel, dtype=np.float64)
+    if kernel.ndim != 2:
+        raise ConfigError(f"kernel shape {kernel.shape}: must be 2-D")
+    if image.ndim == 2:
+        return ndimage.convolve(image, kernel, mode="reflect")
+    if image.ndim != 3:
+        raise ConfigError(f"image shape {image.shape}: must be HxW or HxWxC")
+    # A (k, k, 1) kernel convolves every channel independently in one call.
+    return ndimage.convolve(image, kernel[:, :, None], mode="reflect")
+
+
+@dataclass(frozen=True)
+class _Options:
+    n_train: int = 24
+    n_test: int = 6
+    size: int = 128
+    seed: int = 0
+    kernel_size: int = 17
+    exposure: float = 1.0
+    noise_sigma: float = 0.01
+    sources: Path | None = None
+
+
+def synthesize(
+    out_dir: str | Path,
+    name: str = "synthetic",
+    *,
+    n_train: int = 24,
+    n_test: int = 6,
+    size: int = 128,
+    seed: int = 0,
+    kernel_size: int = 17,
+    exposure: float = 1.0,
+    noise_sigma: float = 0.01,
+    sources: str | Path | None = None,
+) -> Path:
+    """Write a synthetic deblurring dataset to ``out_dir/name/{train,test}/{blur,sharp}``.
+
+    Each pair is a random ``size`` square crop of a source image (sharp) and the same
+    crop blurred by its own random shake kernel plus Gaussian noise, as 8-bit RGB PNGs
+    named ``0000.png``, ``0001.png``, ... The crop is taken with a margin of
+    ``kernel_size // 2`` and trimmed after blurring, so borders hold real blur.
+    The same arguments give byte-identical files. An existing dataset of that name
+    has its ``train``/``test`` folders replaced.
+
+    Args:
+        out_dir: Folder holding datasets.
+        name: Dataset folder name.
+        n_train: Training pairs (>= 1).
+        n_test: Test pairs (>= 1).
+        size: Image side, a multiple of 4, >= 16.
+        seed: Random seed (>= 0).
+        kernel_size: Odd kernel side, >= 3.
+        exposure: Fraction of each shake trajectory exposed, in (0, 1].
+        noise_sigma: Standard deviation of the noise added to blurred images (>= 0).
+        sources: A folder of your own sharp images instead of scikit-image's; its files
+            (sorted by name) are split between train and test, never shared.
+
+    Returns:
+        The dataset folder ``out_dir/name``.
+
+    Raises:
+        ConfigError: A bad argument (the message names it and the fix).
+        DataError: An unusable ``sources`` folder or image.
+    """
+    options = _validated(
+        _Options(
+            n_train, n_test, size, seed, kernel_size, exposure, noise_sigma,
+            Path(sources) if sources is not None else None,
+        )  # fmt: skip
+    )
+    return _build(DatasetRef(Path(out_dir), name), options, replace=True)
+
+
+def ensure_synthetic(out_dir: str | Path, name: str = "synthetic") -> Path:
+    """Return ``out_dir/name``, making the default synthetic dataset there on first use.
+
+    An existing non-empty folder is returned untouched. Safe when several processes
+    (parallel trials) call it at once: the dataset is built aside and moved in atomically.
+    """
+    ref = DatasetRef(Path(out_dir), name)
+    root = ref.root
+    if root.exists() and not root.is_dir():
+        raise DataError(f"{root}: exists but is not a folder; remove it or choose another dataset name")
+    if root.is_dir() and any(root.iterdir()):
+        return root
+    return _build(ref, _Options(), replace=False)
+
+
+def _build(ref: DatasetRef, options: _Options, *, replace: bool) -> Path:
+    """Generate into a temporary sibling folder, then move it into place."""
+    train_sources, test_sources = _sources(options.sources)
+    ref.dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{ref.name}.tmp-", dir=ref.dir))
+    try:
+        train_seq, test_seq = np.random.SeedSequence(options.seed).spawn(2)
+        # Separate streams per split: changing n_train leaves the test set unchanged.
+        _write_split(staging / "train", train_sources, options.n_train, train_seq, options)
+        _write_split(staging / "test", test_sources, options.n_test, test_seq, options)
+        root = ref.root
+        if replace:
+            root.mkdir(exist_ok=True)
+            for split in ("train", "test"):
+                target = root / split
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                elif target.exists() or target.is_symlink():
+                    target.unlink()
+                os.replace(staging / split, target)
+        else:
+            try:
+                os.rename(staging, root)  # atomic; replaces an empty folder, fails on a full one
+            except OSError:
+                if not (root.is_dir() and any(root.iterdir())):
+                    raise
+                # Another process finished first: its dataset is identical (same defaults).
+        return root
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+_Source = tuple[str, Callable[[], np.ndarray]]
+
+
+def _sources(folder: Path | None) -> tuple[list[_Source], list[_Source]]:
+    """Disjoint (train, test) source-image loaders: scikit-image's or the user's files."""
+    if folder is None:
+        return [_skimage_source(n) for n in TRAIN_SOURCES], [_skimage_source(n) for n in TEST_SOURCES]
+    files = image_files(folder)
+    if len(files) < 2:
+        raise DataError(
+            f"{folder}: found {len(files)} image(s); sources needs at least 2 so train and test "
+            "use different images"
+        )
+    # The last fifth (at least one file) of the sorted names is the test set.
+    n_test = max(1, len(files) // 5)
+    return [_file_source(p) for p in files[:-n_test]], [_file_source(p) for p in files[-n_test:]]
+
+
+def _file_source(path: Path) -> _Source:
+    return str(path), lambda: read_image(path).astype(np.float64)
+
+
+def _skimage_source(name: str) -> _Source:
+    def load() -> np.ndarray:
+        import skimage.data
+
+        pixels = np.asarray(getattr(skimage.data, name)(), dtype=np.float64) / 255.0
+        if pixels.ndim == 2:
+            pixels = np.repeat(pixels[..., None], 3, axis=-1)
+        return pixels[..., :3]
+
+    return f"skimage.data.{name}", load
+
+
+def _write_split(
+    folder: Path, sources: Sequence[_Source], count: int, seq: np.random.SeedSequence, options: _Options
+) -> None:
+    from PIL import Image
+
+    (folder / "blur").mkdir(parents=True)
+    (folder / "sharp").mkdir(parents=True)
+    order_seq, *image_seqs = seq.spawn(count + 1)
+    # Cycle through a seeded permutation so every source is used about equally.
+    order = np.random.default_rng(order_seq).permutation(len(sources))
+    margin = options.kernel_size // 2
+    loaded: dict[int, np.ndarray] = {}
+    for i, image_seq in enumerate(image_seqs):
+        which = int(order[i % len(sources)])
+        if which not in loaded:
+            label, load = sources[which]
+            loaded[which] = _fit(load(), options.size + 2 * margin, label)
+        rng = np.random.default_rng(image_seq)
+        window = _textured_crop(rng, loaded[which], options.size + 2 * margin)
+        kernel = random_kernel(rng, kernel_size=options.kernel_size, exposure=options.exposure)
+        inner = (slice(margin, margin + options.size), slice(margin, margin + options.size))
+        blurred = blur(window, kernel)[inner]
+        if options.noise_sigma > 0:
+            blurred = blurred + rng.normal(0.0, options.noise_sigma, blurred.shape)
+        file_name = f"{i:04d}.png"
+        # PIL writes no time/text chunks unless asked, so same pixels -> same bytes.
+        Image.fromarray(_to_uint8(window[inner]), "RGB").save(folder / "sharp" / file_name, format="PNG")
+        Image.fromarray(_to_uint8(blurred), "RGB").save(folder / "blur" / file_name, format="PNG")
+
+
+def _fit(image: np.ndarray, need: int, label: str) -> np.ndarray:
+    """Upscale ``image`` so both sides are at least ``need`` pixels."""
+    h, w = image.shape[:2]
+    if min(h, w) >= need:
+        return image
+    if min(h, w) < 1:
+        raise DataError(f"{label}: image has no pixels")
+    from skimage.transform import resize
+
+    factor = need / min(h, w)
+    shape = (max(need, math.ceil(h * factor)), max(need, math.ceil(w * factor)), 3)
+    return np.clip(resize(image, shape, order=3, mode="reflect", anti_aliasing=False), 0.0, 1.0)
+
+
+def _textured_crop(rng: np.random.Generator, image: np.ndarray, side: int) -> np.ndarray:
+    """A random ``side`` square crop, re-drawn a few times to avoid flat windows."""
+    h, w = image.shape[:2]
+    best, best_std = None, -1.0
+    for _ in range(_CROP_TRIES):
+        top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        window = image[top : top + side, left : left + side]
+        std = float(window.mean(axis=-1).std())
+        if std > best_std:
+            best, best_std = window, std
+        if std >= _MIN_CROP_STD:
+            break
+    assert best is not None
+    return best
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _int_arg(field: str, value: object, example: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"{field}={value!r}: must be an integer, e.g. {field}={example}")
+    return int(value)
+
+
+def _odd_kernel_size(value: object) -> int:
+    k = _int_arg("kernel_size", value, 17)
+    if k < 3 or k % 2 == 0:
+        fix = max(3, k + 1 if k % 2 == 0 else k)
+        raise ConfigError(
+            f"kernel_size={value!r}: must be an odd integer >= 3 so the kernel has a centre pixel; "
+            f"use e.g. kernel_size={fix}"
+        )
+    return k
+
+
+def _is_real(value: object) -> bool:
+    """A plain number (bools are ints to Python, but never a sensible exposure or sigma)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+
+
+def _exposure(value: object) -> float:
+    if not _is_real(value) or not 0 < value <= 1:  # type: ignore[operator]
+        raise ConfigError(
+            f"exposure={value!r}: must be in (0, 1], the fraction of the shake trajectory exposed; "
+            "use e.g. exposure=1.0"
+        )
+    return float(value)
+
+
+def _validated(options: _Options) -> _Options:
+    """Check every argument, raising ConfigError that names it, the value and the fix."""
+    for field, example in (("n_train", 24), ("n_test", 6)):
+        count = _int_arg(field, getattr(options, field), example)
+        if count < 1:
+            raise ConfigError(f"{field}={count!r}: need at least 1 pair; use e.g. {field}={example}")
+    size = _int_arg("size", options.size, 128)
+    if size < 16 or size % 4:
+        fix = max(16, size - size % 4)
+        raise ConfigError(
+            f"size={options.size!r}: must be >= 16 and a multiple of 4 (the network halves it twice); "
+            f"use e.g. size={fix}"
+        )
+    seed = _int_arg("seed", options.seed, 0)
+    if seed < 0:
+        raise ConfigError(f"seed={seed!r}: must be a non-negative integer, e.g. seed=0")
+    _odd_kernel_size(options.kernel_size)
+    _exposure(options.exposure)
+    sigma = options.noise_sigma
+    if not _is_real(sigma) or not 0 <= sigma < math.inf:  # also rejects NaN
+        raise ConfigError(
+            f"noise_sigma={sigma!r}: must be a finite number >= 0; use e.g. noise_sigma=0.01 (0 for none)"
+        )
+    return options

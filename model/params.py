@@ -58,12 +58,14 @@ def _number(low: float, high: float, low_open: bool, high_open: bool, hint: str)
     return check
 
 
-def _integer(minimum: int, multiple: int = 1) -> Callable[[Any], str | None]:
+def _integer(minimum: int, multiple: int = 1, maximum: int | None = None) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         if not _is_int(value):
             return f"{value!r} is not an integer; use a whole number >= {minimum}"
         if value < minimum:
             return f"{value!r} is too small; use a whole number >= {minimum}"
+        if maximum is not None and value > maximum:
+            return f"{value!r} is too large; use a whole number <= {maximum}"
         if value % multiple:
             return f"{value!r} is not a multiple of {multiple}; use e.g. {value - value % multiple or multiple}"
         return None
@@ -82,7 +84,8 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     # Two 2x poolings need a multiple of 4; below 8 the SSIM/Sobel windows do not fit.
     "patch_size": _integer(8, multiple=4),
     "rho": _number(0.0, 1.0, True, True, "rho must be in (0, 1), e.g. 0.9"),
-    "seed": _integer(0),
+    # keras.utils.set_random_seed takes a 32-bit seed
+    "seed": _integer(0, maximum=2**32 - 1),
     "steps_per_epoch": _integer(1),
 }
 

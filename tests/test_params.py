@@ -32,6 +32,7 @@ def test_defaults_are_the_writeups_best_setting() -> None:
         ("patch_size", 30, "patch_size: 30 is not a multiple of 4; use e.g. 28"),
         ("patch_size", 4, "patch_size: 4 is too small"),
         ("seed", -1, "seed: -1 is too small"),
+        ("seed", 2**32, "seed: 4294967296 is too large; use a whole number <= 4294967295"),
     ],
 )
 def test_bad_values_name_the_field_and_the_fix(field: str, value: object, expected: str) -> None:

@@ -1,4 +1,5 @@
 # The two commands: `make run` (the main job on the built-in synthetic data) and `make test`.
+# `make train` trains the model once (no sweep).
 # Both create .venv and install everything on first use; nothing else needs installing.
 
 PYTHON ?= python3
@@ -6,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test run clean
+.PHONY: setup test run train clean
 
 setup: $(STAMP)
 
@@ -26,7 +27,13 @@ $(STAMP): pyproject.toml
 test: setup
 	$(BIN)/python -m pytest -q
 
+# The write-up's optimizer x loss grid on synthetic data (made on first use); re-running
+# resumes from the ledger and runs only what is missing.
 run: setup
+	$(BIN)/sweeper run search_spaces/optim_loss.yaml
+	$(BIN)/sweeper status results/optim_loss
+
+train: setup
 	$(BIN)/sweeper train --model-path models/deblur.keras
 
 clean:

@@ -35,7 +35,9 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except UserError as err:
-        typer.echo(f"sweeper: error: {err}", err=True)
+        # A spec error carries one line per problem; each gets the prefix.
+        for line in str(err).splitlines() or [type(err).__name__]:
+            typer.echo(f"sweeper: error: {line}", err=True)
         raise typer.Exit(err.exit_code) from None
 
 
@@ -141,6 +143,77 @@ def predict_cmd(
             f"restored {len(result.outputs)} images into {output}: "
             f"{result.ms_per_image:.1f} ms per image (first call {result.warmup_ms:.0f} ms, excluded)"
         )
+
+
+def _trial_table(spec: object, trials: list, done: set) -> None:
+    """Print the planned trials (the --dry-run view): varying params and ledger status."""
+    from rich.console import Console
+    from rich.table import Table
+
+    varying = [n for n in sorted(trials[0].params) if len({repr(t.params[n]) for t in trials}) > 1] if trials else []
+    table = Table(title=f"{spec.name}: {len(trials)} trials ({len(trials) - len(done & {t.id for t in trials})} to run)")
+    table.add_column("#", justify="right")
+    table.add_column("trial_id")
+    for name in varying:
+        table.add_column(name)
+    table.add_column("ledger")
+    for i, t in enumerate(trials, 1):
+        table.add_row(str(i), t.id, *[str(t.params[n]) for n in varying], "done" if t.id in done else "pending")
+    Console().print(table)
+
+
+@app.command("run")
+def run_cmd(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Search-space YAML, e.g. search_spaces/optim_loss.yaml.")],
+    results_dir: Annotated[Path, typer.Option("--results-dir", help="Where sweep folders go.")] = Path("results"),
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Overrides sweeper.dataset.dir.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a spec value: key.path=value (repeatable).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a sweep: run only the trials its ledger lacks.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the trial table; run nothing.")] = False,
+    address: Annotated[Optional[str], typer.Option("--address", help="Join this Ray cluster (default: RAY_ADDRESS, else a local Ray on 127.0.0.1).")] = None,
+    max_concurrent: Annotated[Optional[int], typer.Option("--max-concurrent", help="Trials at once (overrides the spec).")] = None,
+    wandb_mode: Annotated[Optional[str], typer.Option("--wandb-mode", help="online | offline | disabled (default: offline without an API key).")] = None,
+    wandb_sweep: Annotated[bool, typer.Option("--wandb-sweep", help="Online: register the spec as a W&B sweep and attach the runs.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Allow grids over 100,000 trials.")] = False,
+) -> None:
+    """Run every trial of a search space on Ray Tune; re-running resumes from the ledger."""
+    with _user_errors():
+        from sweeper.dispatch import RunOptions, plan, run
+        from sweeper.ledger import Ledger
+        from sweeper.spec import load
+
+        spec = load(spec_path, tuple(set_ or ()), allow_huge=yes)
+        options = RunOptions(
+            results_dir=results_dir, data_dir=data_dir, resume=resume, dry_run=dry_run, address=address,
+            max_concurrent=max_concurrent, wandb_mode=wandb_mode, wandb_sweep=wandb_sweep,
+        )
+        if dry_run:
+            ledger = Ledger(results_dir / spec.name, create=False)
+            trials, _ = plan(spec, ledger)
+            if spec.method == "bayes":
+                typer.echo(f"{spec.name}: bayes, {spec.run_cap} trials proposed by Optuna TPE at run time")
+            else:
+                _trial_table(spec, trials, ledger.done_ids())
+            return
+        summary = run(spec, options)
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.status_counts.items())) or "none"
+        typer.echo(
+            f"{spec.name}: {summary.dispatched} trials run now, {summary.already_done} already in the ledger"
+            + (f", {summary.recovered} recovered from an interrupted run" if summary.recovered else "")
+            + f"; ledger: {counts}; results in {summary.sweep_dir}"
+        )
+
+
+@app.command("status")
+def status_cmd(
+    sweep: Annotated[Optional[Path], typer.Argument(metavar="[SWEEP]", help="A sweep folder (default: the latest in results/).")] = None,
+    results_dir: Annotated[Path, typer.Option("--results-dir")] = Path("results"),
+) -> None:
+    """Show a sweep's progress from its ledger (safe while the sweep is running)."""
+    with _user_errors():
+        from sweeper.status import sweep_status
+
+        typer.echo(sweep_status(sweep, results_dir))
 
 
 def main() -> None:

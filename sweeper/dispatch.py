@@ -1,0 +1,540 @@
+"""Ray Tune dispatch: connect, pin resources, run the pending trials, write the ledger.
+
+With ``trainable.py`` the only module that imports Ray (lazily, so ``sweeper --help`` and
+``--dry-run`` stay light). The ledger, not Ray's experiment pickles, is the truth:
+
+- every finished trial is recorded by a driver-side Tune callback (one writer, any node);
+- a re-run of the same spec (or ``--resume``) first recovers trials that finished in an
+  earlier Ray run but never reached the ledger (the driver was killed in between), from
+  those runs' ``result.json`` files, then dispatches only the trials the ledger lacks.
+
+``Tuner.restore`` is not used for grid and random sweeps: Ray snapshots its experiment
+state every few seconds, so after a ``kill -9`` it would re-run trials that finished after
+the last snapshot, and it cannot skip trials the ledger already holds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from model.errors import ConfigError, DataError, UserError
+from model.params import PARAMETER_NAMES, TrainParams
+from sweeper.ledger import Ledger
+from sweeper.space import Trial, expand, pending, trial_id
+from sweeper.spec import SweepSpec
+
+__all__ = ["RunOptions", "RunSummary", "run", "plan", "pin_resources", "record_from_results", "LOCAL_HOST"]
+
+_log = logging.getLogger(__name__)
+
+LOCAL_HOST = "127.0.0.1"
+METRIC_KEYS = ("val_psnr", "val_ssim", "val_mae")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a sweep (command-line choices that are not part of the spec)."""
+
+    results_dir: Path = Path("results")
+    data_dir: Path | None = None
+    resume: bool = False
+    dry_run: bool = False
+    address: str | None = None
+    max_concurrent: int | None = None
+    wandb_mode: str | None = None
+    wandb_sweep: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        from sweeper.tracking import resolve_mode
+
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise ConfigError(f"--max-concurrent: {self.max_concurrent} is too small; use a whole number >= 1")
+        if self.wandb_mode is not None:
+            resolve_mode(self.wandb_mode)  # refuse a bad --wandb-mode before any work
+
+
+@dataclass
+class RunSummary:
+    """What a call to :func:`run` did."""
+
+    sweep_dir: Path
+    planned: int
+    already_done: int
+    dispatched: int = 0
+    recovered: int = 0
+    status_counts: dict[str, int] = field(default_factory=dict)
+    resources: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- planning (no Ray)
+
+
+def plan(spec: SweepSpec, ledger: Ledger) -> tuple[list[Trial], list[Trial]]:
+    """All trials of a grid/random spec and those the ledger still lacks (bayes: both empty)."""
+    if spec.method == "bayes":
+        return [], []
+    trials = expand(spec)
+    return trials, pending(trials, ledger.done_ids())
+
+
+def pin_resources(
+    wanted: Any, cluster: Mapping[str, float]
+) -> tuple[dict[str, float], str | None]:
+    """Per-trial Ray resources for the spec's ``resources`` block on this cluster.
+
+    Where the cluster advertises ``accelerator_type:<T>``, a trial asks for ``GPU`` plus a
+    sliver of that custom resource, which pins it to such a node. With no such GPU,
+    ``fallback: cpu`` runs on CPU (returned warning says so) and ``fallback: none`` refuses.
+
+    Returns:
+        (resources for ``tune.with_resources``, a warning or ``None``).
+    """
+    cpu = {"cpu": float(wanted.cpu)}
+    if not wanted.gpu:
+        return cpu, None
+    if wanted.accelerator_type:
+        key = f"accelerator_type:{wanted.accelerator_type}"
+        if cluster.get(key, 0) > 0 and cluster.get("GPU", 0) >= wanted.gpu:
+            return {**cpu, "gpu": float(wanted.gpu), key: 0.001}, None
+        missing = f"no {wanted.accelerator_type} GPU"
+    elif cluster.get("GPU", 0) >= wanted.gpu:
+        return {**cpu, "gpu": float(wanted.gpu)}, None
+    else:
+        missing = "no GPU"
+    have = ", ".join(f"{k}={v:g}" for k, v in sorted(cluster.items()) if not k.startswith("node:"))
+    if wanted.fallback == "none":
+        raise ConfigError(
+            f"sweeper.resources: the cluster has {missing} and fallback is 'none'; "
+            f"cluster resources: {have}; set sweeper.resources.fallback: cpu to run on CPU"
+        )
+    return cpu, f"the cluster has {missing}; running trials on CPU (sweeper.resources.fallback: cpu)"
+
+
+def record_from_results(
+    tid: str, params: Mapping[str, Any], results: Sequence[Mapping[str, Any]], *,
+    goal: str, metric: str, error: str | None = None, attempts: int = 1,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Turn one trial's reported results into a ledger row and its epoch rows.
+
+    Used both live (by the driver's callback) and when recovering an earlier Ray run.
+    The row's metrics are those of the best epoch by the spec's metric and goal.
+    """
+    epochs = [r for r in results if r.get("status") == "ok" and isinstance(r.get("val_psnr"), (int, float))]
+    by_epoch = {int(r["epoch"]): r for r in epochs}  # a retried trial re-reports epochs: keep the last
+    epoch_rows = [
+        {"trial_id": tid, "epoch": e, "train_loss": float(r.get("train_loss", math.nan)),
+         **{k: float(r.get(k, math.nan)) for k in METRIC_KEYS}}
+        for e, r in sorted(by_epoch.items())
+    ]
+    last = results[-1] if results else {}
+    status = "error" if error is not None else str(last.get("status") or "error")
+    pick = max if goal == "maximize" else min
+    finite = [r for r in by_epoch.values() if math.isfinite(float(r.get(metric, math.nan)))]
+    best = pick(finite, key=lambda r: float(r[metric])) if finite else {}
+    row: dict[str, Any] = {
+        "trial_id": tid,
+        **{f"params_{k}": params.get(k) for k in PARAMETER_NAMES},
+        "status": status,
+        **{k: float(best.get(k, math.nan)) for k in METRIC_KEYS},
+        "best_epoch": int(best.get("epoch", 0)),
+        "epochs_run": len(by_epoch),
+        "seconds": float(last.get("time_total_s", math.nan)),
+        "images_per_second": float(by_epoch[max(by_epoch)].get("images_per_second", math.nan)) if by_epoch else math.nan,
+        "accelerator": str(last.get("accelerator", "")),
+        "gpu_ids": str(last.get("gpu_ids", "")),
+        "node": str(last.get("node", "")),
+        "attempts": int(attempts),
+        "error": error if error is not None else str(last.get("error") or ""),
+    }
+    return row, epoch_rows
+
+
+# ---------------------------------------------------------------- recovery
+
+
+def _result_lines(path: Path) -> list[dict[str, Any]]:
+    out = []
+    try:
+        text = path.read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a line torn by a kill: everything after it is suspect
+    return out
+
+
+def _recover(spec: SweepSpec, ledger: Ledger) -> int:
+    """Record trials that finished in earlier Ray runs but are missing from the ledger."""
+    done = ledger.done_ids()
+    recovered = 0
+    for result_file in sorted((ledger.sweep_dir / "ray").glob("*/*/result.json")):
+        results = _result_lines(result_file)
+        if not results:
+            continue
+        config = results[-1].get("config", {})
+        params = {k: config[k] for k in PARAMETER_NAMES if k in config}
+        tid = str(config.get("trial_id") or (trial_id(params) if params else ""))
+        if not tid or tid in done:
+            continue
+        last = results[-1]
+        finished = last.get("status") in ("error", "diverged") or (
+            last.get("status") == "ok" and int(last.get("epoch", 0)) >= int(params.get("epochs", math.inf))
+        )
+        if not finished:
+            continue  # cut short by the kill: it will be dispatched again
+        row, epochs = record_from_results(tid, params, results, goal=spec.goal, metric=spec.metric)
+        if ledger.record(row, epochs):
+            recovered += 1
+            done.add(tid)
+    return recovered
+
+
+# ---------------------------------------------------------------- Ray
+
+
+def _connect(address: str | None) -> None:
+    """Join ``address`` / ``RAY_ADDRESS``, or start a local Ray bound to 127.0.0.1."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is None:
+        # Ray otherwise binds the machine's routable IP and opens its ports to the network;
+        # with clusters "disabled" it uses loopback. Read by Ray at import, so set it first.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    if ray.is_initialized():
+        return
+    try:
+        if address is None:
+            ray.init(include_dashboard=False, _node_ip_address=LOCAL_HOST, log_to_driver=False,
+                     configure_logging=False)
+        else:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise UserError(f"--address {address}: cannot join the Ray cluster ({str(err).splitlines()[0]})") from None
+
+
+def _param_space(spec: SweepSpec, trials: Sequence[Trial]) -> dict[str, Any]:
+    from ray import tune
+
+    if spec.method == "bayes":
+        return {p.name: _ray_domain(p) for p in spec.parameters}
+    table = {t.id: dict(t.params) for t in trials}
+    space: dict[str, Any] = {"trial_id": tune.grid_search([t.id for t in trials])}
+    # Each parameter is looked up from the grid'd trial id, so Ray's tables and result.json
+    # show real parameter names while the trial list stays ours (sorted, ledger-filtered).
+    for name in PARAMETER_NAMES:
+        space[name] = tune.sample_from(_Lookup(table, name))
+    return space
+
+
+class _Lookup:
+    """Picklable ``sample_from`` function: a trial's value of one parameter."""
+
+    def __init__(self, table: Mapping[str, Mapping[str, Any]], name: str) -> None:
+        self.table, self.name = table, name
+
+    def __call__(self, config: Mapping[str, Any]) -> Any:
+        return self.table[config["trial_id"]][self.name]
+
+
+def _ray_domain(param: Any) -> Any:
+    """A W&B-style parameter as a Ray Tune search domain (for OptunaSearch)."""
+    from ray import tune
+
+    if param.value is not None:
+        return param.value
+    if param.values is not None:
+        return tune.choice(list(param.values))
+    kind, lo, hi = param.distribution, param.min, param.max
+    if kind == "uniform":
+        return tune.uniform(lo, hi)
+    if kind == "log_uniform_values":
+        return tune.loguniform(lo, hi)
+    if kind == "int_uniform":
+        return tune.randint(int(lo), int(hi) + 1)
+    if kind == "q_uniform":
+        return tune.quniform(lo, hi, param.q or 1.0)
+    if kind == "q_log_uniform_values":
+        return tune.qloguniform(lo, hi, param.q or 1.0)
+    if kind == "int_uniform":
+        return tune.randint(int(lo), int(hi) + 1)
+    raise ConfigError(f"parameters.{param.name}.distribution: {kind!r} is not supported by the bayes method")
+
+
+def _search_and_scheduler(spec: SweepSpec, sweep_dir: Path) -> tuple[Any, Any]:
+    search_alg = scheduler = None
+    if spec.method == "bayes":
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        storage = optuna.storages.RDBStorage(f"sqlite:///{sweep_dir / 'optuna.db'}")
+        search_alg = OptunaSearch(
+            metric=spec.metric, mode=_mode(spec), storage=storage, study_name=spec.name,
+            sampler=optuna.samplers.TPESampler(seed=0),
+        )
+    et = spec.early_terminate
+    if et is not None:
+        from ray.tune.schedulers import ASHAScheduler
+
+        epochs = max(_epochs_values(spec))
+        scheduler = ASHAScheduler(
+            time_attr="epoch", metric=spec.metric, mode=_mode(spec),
+            grace_period=int(et.min_iter or 1), reduction_factor=float(et.eta or 3),
+            max_t=int(et.max_iter or epochs),
+        )
+    return search_alg, scheduler
+
+
+def _epochs_values(spec: SweepSpec) -> list[int]:
+    for p in spec.parameters:
+        if p.name == "epochs":
+            return [int(p.value)] if p.value is not None else [int(v) for v in p.values or [TrainParams.epochs]]
+    return [TrainParams.epochs]
+
+
+def _mode(spec: SweepSpec) -> str:
+    return "max" if spec.goal == "maximize" else "min"
+
+
+def _ledger_callback(spec: SweepSpec, ledger: Ledger, progress: "_Progress") -> Any:
+    from ray.tune import Callback
+
+    class _LedgerCallback(Callback):
+        """Driver-side: collect each trial's results, record it in the ledger when it ends."""
+
+        def __init__(self) -> None:
+            self.results: dict[str, list[dict[str, Any]]] = {}
+
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            progress.update(trials)
+
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+            self.results.setdefault(trial.trial_id, []).append(dict(result))
+            progress.update(trials)
+
+        def _finish(self, trials: list, trial: Any, error: str | None) -> None:
+            config = trial.config
+            params = {k: config[k] for k in PARAMETER_NAMES if k in config}
+            tid = str(config.get("trial_id") or trial_id(params))
+            results = self.results.pop(trial.trial_id, [])
+            row, epochs = record_from_results(
+                tid, params, results, goal=spec.goal, metric=spec.metric, error=error,
+                # every failure was an attempt; a trial that ends well adds its final one
+                attempts=int(trial.num_failures) + (0 if error else 1),
+            )
+            ledger.record(row, epochs)
+            progress.finished(row)
+            progress.update(trials)
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._finish(trials, trial, None)
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._finish(trials, trial, _error_message(trial))
+
+    return _LedgerCallback()
+
+
+def _error_message(trial: Any) -> str:
+    """The last line of the trial's error trace: the exception type and message.
+
+    The driver-local copy (``trial.error_file``) is written before the callback runs; the
+    copy in the storage path may not be synced yet, so it is only the fallback.
+    """
+    text = ""
+    try:
+        local = trial.error_file
+        if local and Path(local).is_file():
+            text = Path(local).read_text(errors="replace")
+        if not text.strip():
+            text = trial.get_error() or ""
+    except Exception:  # storage on a remote filesystem may be unreachable
+        pass
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[-1] if lines else "trial failed (no error message recorded)"
+
+
+class _Progress:
+    """Trials done / running / failed and the best so far, as a rich progress bar."""
+
+    def __init__(self, total: int, spec: SweepSpec, enabled: bool) -> None:
+        self.spec, self.total, self.enabled = spec, total, enabled
+        self.counts = {"ok": 0, "error": 0, "diverged": 0}
+        self.best: float | None = None
+        self._bar: Any = None
+
+    def __enter__(self) -> "_Progress":
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), transient=False,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(self.spec.name, total=self.total, detail="")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tuner pickles its callbacks into the experiment state; a live terminal bar holds
+        # locks and means nothing in another process, so it is left out.
+        return {**self.__dict__, "_bar": None}
+
+    def finished(self, row: Mapping[str, Any]) -> None:
+        self.counts[row["status"]] = self.counts.get(row["status"], 0) + 1
+        value = row.get(self.spec.metric)
+        if row["status"] == "ok" and value is not None and math.isfinite(value):
+            better = self.best is None or (value > self.best if self.spec.goal == "maximize" else value < self.best)
+            self.best = value if better else self.best
+
+    def update(self, trials: Iterable[Any]) -> None:
+        if self._bar is None:
+            return
+        running = sum(1 for t in trials if getattr(t, "status", "") == "RUNNING")
+        done = sum(self.counts.values())
+        best = f"best {self.spec.metric} {self.best:.3f}" if self.best is not None else "best -"
+        detail = f"running {running}  ok {self.counts['ok']}  failed {self.counts['error']}  diverged {self.counts['diverged']}  {best}"
+        self._bar.update(self._task, completed=done, detail=detail)
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for dist in ("sweeper", "tensorflow", "keras", "ray", "optuna", "wandb", "pandas"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _git_commit() -> str:
+    try:
+        proc = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).resolve().parent)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _write_resolved_spec(spec: SweepSpec, sweep_dir: Path, extra: Mapping[str, Any]) -> None:
+    import yaml
+
+    doc = {**spec.to_dict(), "resolved": {"versions": _versions(), "git_commit": _git_commit(), **extra}}
+    tmp = sweep_dir / ".spec.yaml.tmp"
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+    os.replace(tmp, sweep_dir / "spec.yaml")
+
+
+def _dataset(spec: SweepSpec, options: RunOptions) -> tuple[Path, str]:
+    """The dataset folder (absolute: workers run elsewhere), made on first use if synthetic."""
+    base = (options.data_dir or Path(spec.dataset.dir)).resolve()
+    name = spec.dataset.name
+    if not (base / name).is_dir():
+        if name != "synthetic":
+            raise DataError(f"{base / name}: dataset not found (sweeper.dataset in the spec, or --data-dir)")
+        from model.synth import ensure_synthetic
+
+        print(f"making the synthetic dataset in {base / name} (first use)", file=sys.stderr)
+        ensure_synthetic(base, name)
+    return base, name
+
+
+def run(spec: SweepSpec, options: RunOptions = RunOptions()) -> RunSummary:
+    """Run (or resume) a sweep: every trial the ledger lacks, on Ray Tune.
+
+    Returns:
+        A :class:`RunSummary`. ``options.dry_run`` plans only (no Ray, nothing written).
+    """
+    sweep_dir = (options.results_dir / spec.name).resolve()
+    ledger = Ledger(sweep_dir)
+    trials, todo = plan(spec, ledger)
+    done_before = len(ledger.done_ids())
+    summary = RunSummary(sweep_dir=sweep_dir, planned=len(trials) if spec.method != "bayes" else spec.run_cap,
+                         already_done=done_before)
+    if options.dry_run:
+        summary.dispatched = 0
+        return summary
+
+    summary.recovered = _recover(spec, ledger)
+    if summary.recovered:
+        trials, todo = plan(spec, ledger)
+    data_dir, data_name = _dataset(spec, options)
+    n_todo = len(todo) if spec.method != "bayes" else max(0, spec.run_cap - len(ledger.done_ids()))
+    if n_todo == 0:
+        summary.status_counts = ledger.status_counts()
+        return summary
+
+    from sweeper.tracking import register_sweep, resolve_mode
+
+    wandb_mode = resolve_mode(options.wandb_mode)
+    sweep_id = register_sweep(spec.wandb_config(), None, mode=wandb_mode) if options.wandb_sweep else None
+    _connect(options.address)
+    import ray
+    from ray import tune
+
+    resources, warning = pin_resources(spec.resources, ray.cluster_resources())
+    if warning:
+        summary.warnings.append(warning)
+        print(f"sweeper: warning: {warning}", file=sys.stderr)
+    summary.resources = resources
+    _write_resolved_spec(spec, sweep_dir, {"resources": resources, "wandb_mode": wandb_mode})
+
+    from sweeper.trainable import TrialContext, run_trial
+
+    context = TrialContext(
+        sweep=spec.name, sweep_dir=str(sweep_dir), dataset_dir=str(data_dir), dataset_name=data_name,
+        wandb_mode=wandb_mode, cpus=resources["cpu"],
+        accelerator_type=spec.resources.accelerator_type if "gpu" in resources else None, sweep_id=sweep_id,
+        vgg_weights=os.environ.get("SWEEPER_VGG_WEIGHTS") or "auto",
+    )
+    search_alg, scheduler = _search_and_scheduler(spec, sweep_dir)
+    max_concurrent = options.max_concurrent or spec.max_concurrent
+    run_name = f"run-{len(list((sweep_dir / 'ray').glob('run-*'))) + 1:03d}"
+    with _Progress(n_todo, spec, options.progress) as progress:
+        tuner = tune.Tuner(
+            tune.with_resources(tune.with_parameters(run_trial, context=context), resources),
+            param_space=_param_space(spec, todo),
+            tune_config=tune.TuneConfig(
+                metric=spec.metric, mode=_mode(spec), search_alg=search_alg, scheduler=scheduler,
+                num_samples=n_todo if spec.method == "bayes" else 1,
+                max_concurrent_trials=max_concurrent, reuse_actors=True,
+                trial_dirname_creator=_trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=run_name, storage_path=str(sweep_dir / "ray"), verbose=0,
+                failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                callbacks=[_ledger_callback(spec, ledger, progress)],
+                progress_reporter=None,
+            ),
+        )
+        tuner.fit()
+    summary.dispatched = n_todo
+    summary.status_counts = ledger.status_counts()
+    return summary
+
+
+def _trial_dirname(trial: Any) -> str:
+    tid = trial.config.get("trial_id") or trial.trial_id
+    return f"{tid}_{trial.trial_id}"

@@ -1,0 +1,74 @@
+"""``sweeper status``: a sweep's progress read from its ledger (no Ray, no TensorFlow).
+
+Safe while the sweep runs: the ledger is replaced atomically, so a read sees a whole file.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from model.errors import UserError
+
+__all__ = ["find_sweep", "sweep_status", "planned_trials"]
+
+
+def find_sweep(sweep: Path | None, results_dir: Path) -> Path:
+    """The sweep folder named, or the most recently updated one under ``results_dir``."""
+    if sweep is not None:
+        if not sweep.is_dir():
+            raise UserError(f"{sweep}: no such sweep folder")
+        return sweep
+    candidates = [d for d in results_dir.glob("*") if (d / "spec.yaml").is_file() or (d / "trials.parquet").is_file()]
+    if not candidates:
+        raise UserError(f"{results_dir}: no sweeps yet; start one with `sweeper run search_spaces/optim_loss.yaml`")
+    return max(candidates, key=lambda d: max(p.stat().st_mtime for p in d.iterdir()))
+
+
+def planned_trials(sweep_dir: Path) -> int | None:
+    """How many trials the sweep's resolved ``spec.yaml`` plans (``None`` if unknown)."""
+    import yaml
+
+    from sweeper.spec import SpecError, loads
+    from sweeper.space import expand
+
+    path = sweep_dir / "spec.yaml"
+    if not path.is_file():
+        return None
+    doc = yaml.safe_load(path.read_text()) or {}
+    doc.pop("resolved", None)
+    try:
+        spec = loads(yaml.safe_dump(doc), source=str(path))
+    except SpecError:
+        return None
+    return spec.run_cap if spec.method == "bayes" else len(expand(spec))
+
+
+def sweep_status(sweep: Path | None, results_dir: Path) -> str:
+    """A few lines: trials recorded by status out of those planned, and the best so far."""
+    from sweeper.ledger import Ledger
+
+    sweep_dir = find_sweep(sweep, results_dir)
+    ledger = Ledger(sweep_dir, create=False)
+    trials = ledger.trials()
+    counts = ledger.status_counts()
+    planned = planned_trials(sweep_dir)
+    done = len(trials)
+    lines = [
+        f"{sweep_dir.name}: {done}" + (f"/{planned}" if planned else "") + " trials recorded"
+        + (f" ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})" if counts else ""),
+    ]
+    if planned:
+        lines.append(f"remaining: {max(0, planned - done)}")
+    ok = trials[trials["status"] == "ok"] if done else trials
+    if len(ok):
+        best = ok.loc[ok["val_psnr"].idxmax()]
+        params = ", ".join(
+            f"{c.removeprefix('params_')}={best[c]}" for c in ok.columns
+            if c.startswith("params_") and ok[c].nunique(dropna=False) > 1
+        )
+        psnr = best["val_psnr"]
+        lines.append(f"best val_psnr {psnr:.3f} dB" if math.isfinite(psnr) else "best val_psnr -")
+        if params:
+            lines[-1] += f" ({params})"
+    return "\n".join(lines)

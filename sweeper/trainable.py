@@ -1,0 +1,121 @@
+"""The Ray Tune adapter: trial params -> ``model.train`` -> ``tune.report`` (+ W&B).
+
+Runs inside Ray workers. The ledger is written by the driver (see ``dispatch``), not here:
+workers on other nodes cannot reach the driver's disk, and one writer keeps it consistent.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["TrialContext", "run_trial", "REPORT_KEYS"]
+
+_log = logging.getLogger(__name__)
+
+# Keys every report carries besides the epoch metrics; the driver's ledger callback reads them.
+REPORT_KEYS = ("status", "error", "accelerator", "gpu_ids", "node", "seconds")
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of one sweep shares (picklable; sent once via ``tune.with_parameters``)."""
+
+    sweep: str
+    sweep_dir: str
+    dataset_dir: str
+    dataset_name: str
+    wandb_mode: str
+    cpus: float
+    accelerator_type: str | None = None
+    sweep_id: str | None = None
+    samples: int = 3
+    # resolved on the driver: workers on other nodes do not see the driver's environment
+    vgg_weights: str | None = "auto"
+
+
+def _placement() -> dict[str, str]:
+    """Where this trial runs: accelerator, GPU ids Ray assigned, node."""
+    import ray
+
+    gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+    ctx = ray.get_runtime_context()
+    node = ctx.get_node_id() or ""
+    return {"gpu_ids": ",".join(gpu_ids), "node": node}
+
+
+def _save_strip(triplets: Any, path: Path) -> None:
+    """Blurred | restored | sharp, one row per sample, as a PNG for the report."""
+    import numpy as np
+    from PIL import Image
+
+    rows = [np.concatenate(list(t), axis=1) for t in triplets]
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+
+
+def run_trial(config: Mapping[str, Any], context: TrialContext) -> None:
+    """Train one trial and report each epoch to Ray Tune.
+
+    Any exception propagates: Ray retries the trial up to ``max_failures`` times and the
+    driver records it as ``error`` with the exception's message. A diverged run is not an
+    exception: its last report says ``status="diverged"``.
+    """
+    from ray import tune
+
+    from model.data import DatasetRef
+    from model.params import PARAMETER_NAMES
+    from model.runtime import configure_runtime
+    from sweeper.space import trial_id
+    from sweeper.tracking import TrialTracker
+
+    # Exactly the CPUs Ray granted; fixed for the worker process's lifetime (actors are reused
+    # only between trials that ask for the same resources).
+    configure_runtime(cpus=max(1, int(context.cpus)))
+    from model.train import train
+
+    params = {k: config[k] for k in PARAMETER_NAMES if k in config}
+    tid = str(config.get("trial_id") or trial_id(params))
+    where = _placement()
+    where["accelerator"] = (context.accelerator_type or "GPU") if where["gpu_ids"] else "cpu"
+    sweep_dir = Path(context.sweep_dir)
+    tracker = TrialTracker(context.sweep, tid, params, sweep_dir / "wandb", context.wandb_mode, context.sweep_id)
+    tracker.start()
+
+    def on_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
+        tracker.log_epoch(epoch, metrics)
+        tune.report({**metrics, **where, "trial_id": tid, "status": "ok", "error": ""})
+
+    try:
+        result = train(
+            params, DatasetRef(Path(context.dataset_dir), context.dataset_name), on_epoch=on_epoch,
+            samples=context.samples, vgg_weights=context.vgg_weights,
+        )
+    except BaseException:
+        tracker.finish({"status": "error"}, "error")
+        raise
+    if result.samples:
+        tracker.log_images(result.samples)
+        try:
+            _save_strip(result.samples, sweep_dir / "samples" / f"{tid}.png")
+        except OSError as err:  # a sample image is a nicety; never fail a trial for it
+            _log.warning("could not save samples for %s: %s", tid, err)
+    summary = {
+        "status": result.status,
+        "best_epoch": result.best_epoch,
+        "seconds": result.seconds,
+        "images_per_second": result.images_per_second,
+        **{f"best_{k}": v for k, v in result.best.items() if k.startswith("val_")},
+        **{f"final_{k}": v for k, v in result.final.items() if k.startswith("val_")},
+    }
+    tracker.finish(summary, result.status)
+    if result.status == "diverged":
+        # No epoch record exists for the epoch that blew up; this report carries the verdict.
+        # Metrics are NaN so Ray's metric check passes and no scheduler mistakes it for a score.
+        nan = float("nan")
+        tune.report({**where, "trial_id": tid, "status": "diverged", "error": result.error or "",
+                     "epoch": result.epochs_run + 1, "val_psnr": nan, "val_ssim": nan, "val_mae": nan})

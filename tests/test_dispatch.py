@@ -1,0 +1,276 @@
+"""Sweeps on a real local Ray: ledger rows, retries, divergence, W&B runs, T4 pinning, resume."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sweeper.dispatch import RunOptions, pin_resources, run
+from sweeper.spec import Resources, loads
+from tests.conftest import ROOT
+
+# Every Ray connection in tests stays on loopback (read by Ray at import time).
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def spec_text(name: str, data: Path, parameters: str, extra: str = "") -> str:
+    """A tiny sweep over the test dataset; ``parameters`` is the YAML body of `parameters:`."""
+    return f"""
+name: {name}
+method: grid
+metric: {{name: val_psnr, goal: maximize}}
+parameters:
+{parameters}
+  epochs: {{value: 2}}
+  steps_per_epoch: {{value: 2}}
+  batch_size: {{value: 2}}
+  patch_size: {{value: 16}}
+{extra}
+sweeper:
+  dataset: {{dir: {data.dir}, name: {data.name}}}
+  resources: {{cpu: 1, gpu: 1, accelerator_type: T4, fallback: cpu}}
+  max_concurrent: 2
+  max_failures: 1
+"""
+
+
+# ------------------------------------------------------------------ resource pinning (pure)
+
+
+def test_t4_cluster_pins_every_trial_to_the_t4() -> None:
+    res, warning = pin_resources(Resources(), {"CPU": 8, "GPU": 2, "accelerator_type:T4": 1})
+    assert res == {"cpu": 1.0, "gpu": 1.0, "accelerator_type:T4": 0.001} and warning is None
+
+
+def test_no_t4_falls_back_to_cpu_with_one_warning() -> None:
+    res, warning = pin_resources(Resources(), {"CPU": 2})
+    assert res == {"cpu": 1.0}
+    assert "no T4 GPU" in warning and "fallback: cpu" in warning
+
+
+def test_other_gpu_without_t4_is_not_used_for_a_t4_sweep() -> None:
+    res, warning = pin_resources(Resources(), {"CPU": 2, "GPU": 1, "accelerator_type:A100": 1})
+    assert res == {"cpu": 1.0} and warning
+
+
+def test_fallback_none_refuses_listing_the_cluster() -> None:
+    from model.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        pin_resources(Resources(fallback="none"), {"CPU": 2.0, "memory": 1e9, "node:127.0.0.1": 1})
+    msg = str(info.value)
+    assert "fallback is 'none'" in msg and "CPU=2" in msg and "node:" not in msg
+
+
+def test_gpu_zero_means_cpu_without_warning() -> None:
+    assert pin_resources(Resources(gpu=0), {"CPU": 2, "GPU": 1}) == ({"cpu": 1.0}, None)
+
+
+# ------------------------------------------------------------------ one real sweep
+
+
+@pytest.fixture(scope="module")
+def t4_ray():
+    """A local Ray advertising two fake GPUs of type T4 (no real GPU is used)."""
+    import ray
+
+    ray.shutdown()
+    ray.init(num_cpus=2, num_gpus=2, resources={"accelerator_type:T4": 1}, include_dashboard=False,
+             _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def small_sweep(t4_ray, tiny_data, tmp_path_factory):
+    """sgd x {mae, perceptual} x lr {0.001, 1e12}: one ok, one diverged, two errors."""
+    results = tmp_path_factory.mktemp("results")
+    os.environ["SWEEPER_VGG_WEIGHTS"] = str(results / "no-such-vgg16.h5")  # workers inherit it
+    spec = loads(spec_text("small", tiny_data, """
+  optimizer: {value: sgd}
+  loss: {values: [mae, perceptual]}
+  learning_rate: {values: [0.001, 1000000000000.0]}
+"""))
+    summary = run(spec, RunOptions(results_dir=results, wandb_mode="offline", progress=False))
+    return spec, summary, results / "small"
+
+
+def test_every_trial_is_recorded_with_its_status(small_sweep) -> None:
+    from sweeper.ledger import Ledger
+
+    spec, summary, sweep_dir = small_sweep
+    trials = Ledger(sweep_dir).trials().set_index(["params_loss", "params_learning_rate"])
+    assert summary.dispatched == 4 and len(trials) == 4
+    ok = trials.loc[("mae", 0.001)]
+    assert ok["status"] == "ok" and math.isfinite(ok["val_psnr"]) and ok["epochs_run"] == 2
+    assert 1 <= ok["best_epoch"] <= 2 and ok["images_per_second"] > 0
+    assert trials.loc[("mae", 1e12)]["status"] == "diverged"
+    assert "non-finite" in trials.loc[("mae", 1e12)]["error"]
+    for lr in (0.001, 1e12):
+        err = trials.loc[("perceptual", lr)]
+        assert err["status"] == "error"
+        assert "no-such-vgg16.h5" in err["error"]  # the ConfigError's own message
+        assert err["attempts"] == spec.max_failures + 1  # retried, then recorded
+
+
+def test_trials_are_pinned_to_the_fake_t4(small_sweep) -> None:
+    from sweeper.ledger import Ledger
+
+    spec, summary, sweep_dir = small_sweep
+    assert summary.resources == {"cpu": 1.0, "gpu": 1.0, "accelerator_type:T4": 0.001}
+    done = Ledger(sweep_dir).trials().query("status != 'error'")
+    assert set(done["accelerator"]) == {"T4"}
+    assert all(ids in {"0", "1"} for ids in done["gpu_ids"])
+
+
+def test_epochs_and_spec_are_written(small_sweep) -> None:
+    from sweeper.ledger import Ledger
+
+    _, _, sweep_dir = small_sweep
+    ledger = Ledger(sweep_dir)
+    ok_id = ledger.trials().query("status == 'ok'")["trial_id"].item()
+    epochs = ledger.epochs().query("trial_id == @ok_id")
+    assert list(epochs["epoch"]) == [1, 2]
+    resolved = (sweep_dir / "spec.yaml").read_text()
+    assert "tensorflow" in resolved and "accelerator_type:T4" in resolved
+    assert (sweep_dir / "samples" / f"{ok_id}.png").is_file()
+
+
+def test_each_trial_has_an_offline_wandb_run(small_sweep) -> None:
+    from sweeper.ledger import Ledger
+    from sweeper.tracking import read_run_summary
+
+    _, _, sweep_dir = small_sweep
+    ok_id = Ledger(sweep_dir).trials().query("status == 'ok'")["trial_id"].item()
+    run_dirs = [d for d in (sweep_dir / "wandb").rglob("offline-run-*") if d.is_dir() and ok_id in d.name]
+    assert len(run_dirs) == 1
+    summary = read_run_summary(run_dirs[0])
+    assert summary["status"] == "ok"
+    assert summary["best_val_psnr"] == pytest.approx(
+        Ledger(sweep_dir).trials().query("trial_id == @ok_id")["val_psnr"].item())
+
+
+def test_rerunning_the_same_spec_runs_nothing_again(small_sweep, tmp_path) -> None:
+    from sweeper.ledger import Ledger
+
+    spec, _, sweep_dir = small_sweep
+    again = run(spec, RunOptions(results_dir=sweep_dir.parent, wandb_mode="offline", progress=False))
+    assert again.dispatched == 0 and again.already_done == 4
+    assert len(Ledger(sweep_dir).trials()) == 4
+
+
+def test_bayes_runs_optuna_tpe_into_an_rdb_study(t4_ray, tiny_data, tmp_path) -> None:
+    import optuna
+
+    spec = loads(spec_text("bayes", tiny_data, """
+  optimizer: {value: rmsprop}
+  loss: {value: mae}
+  learning_rate: {distribution: log_uniform_values, min: 0.0001, max: 0.01}
+  rho: {distribution: uniform, min: 0.8, max: 0.99}
+""").replace("method: grid", "method: bayes\nrun_cap: 3"))
+    summary = run(spec, RunOptions(results_dir=tmp_path, wandb_mode="disabled", progress=False))
+    assert summary.status_counts == {"ok": 3}
+    study = optuna.load_study(study_name="bayes", storage=f"sqlite:///{tmp_path / 'bayes' / 'optuna.db'}")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 3
+    assert all(0.0001 <= t.params["learning_rate"] <= 0.01 and 0.8 <= t.params["rho"] <= 0.99 for t in complete)
+
+
+# ------------------------------------------------------------------ CLI subprocesses
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "WANDB_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", **extra}
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def _write_spec(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_two_node_cluster_every_trial_lands_on_the_t4_node(tiny_data, tmp_path) -> None:
+    """A CPU-only head plus a node with 2 fake GPUs and the T4 resource; `sweeper run --address`."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from sweeper.ledger import Ledger
+
+    ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0})
+    t4 = cluster.add_node(num_cpus=2, num_gpus=2, resources={"accelerator_type:T4": 1})
+    try:
+        cluster.wait_for_nodes()
+        spec = _write_spec(tmp_path / "two.yaml", spec_text("two", tiny_data, """
+  optimizer: {values: [adam, rmsprop]}
+  loss: {value: mae}
+""").replace("epochs: {value: 2}", "epochs: {value: 1}"))
+        proc = subprocess.run(
+            [sys.executable, "-m", "sweeper.cli", "run", str(spec), "--results-dir", str(tmp_path / "r"),
+             "--address", cluster.address],
+            cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        trials = Ledger(tmp_path / "r" / "two").trials()
+        assert len(trials) == 2 and set(trials["status"]) == {"ok"}
+        assert set(trials["node"]) == {t4.node_id}
+        assert set(trials["accelerator"]) == {"T4"}
+    finally:
+        cluster.shutdown()
+
+
+def test_kill_9_of_the_driver_then_resume_runs_every_trial_exactly_once(tiny_data, tmp_path) -> None:
+    from sweeper.ledger import Ledger
+    from sweeper.space import expand
+
+    spec_path = _write_spec(tmp_path / "kill.yaml", spec_text("kill", tiny_data, """
+  optimizer: {values: [adam, rmsprop, sgd]}
+  loss: {values: [mae, mse]}
+""").replace("max_concurrent: 2", "max_concurrent: 1"))
+    results = tmp_path / "r"
+    cmd = [sys.executable, "-m", "sweeper.cli", "run", str(spec_path), "--results-dir", str(results)]
+    driver = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    ledger_file = results / "kill" / "trials.parquet"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not ledger_file.exists() and driver.poll() is None:
+        time.sleep(0.2)
+    assert driver.poll() is None, "the sweep finished before it could be killed"
+    os.kill(driver.pid, signal.SIGKILL)  # the driver only; Ray's own processes share its fate
+    driver.wait(timeout=60)
+    time.sleep(2)
+    try:  # hygiene: reap whatever of that Ray outlived its driver in the driver's session
+        os.killpg(driver.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    first = set(Ledger(results / "kill").trials()["trial_id"])
+    assert 1 <= len(first) < 6
+
+    proc = subprocess.run([*cmd, "--resume"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = Ledger(results / "kill").trials()
+    expected = {t.id for t in expand(loads(spec_path.read_text()))}
+    assert sorted(trials["trial_id"]) == sorted(expected)  # every trial, exactly once
+    second_run = {p.name.split("_")[0] for p in (results / "kill" / "ray").glob("run-002/*") if p.is_dir()}
+    assert not (second_run & first), "a trial already in the ledger was dispatched again"
+
+
+def test_status_reads_progress_from_the_ledger(small_sweep) -> None:
+    from typer.testing import CliRunner
+
+    from sweeper.cli import app
+
+    _, _, sweep_dir = small_sweep
+    result = CliRunner().invoke(app, ["status", str(sweep_dir)])
+    assert result.exit_code == 0, result.output
+    assert "small: 4/4 trials recorded (diverged 1, error 2, ok 1)" in result.stdout
+    assert "remaining: 0" in result.stdout and "best val_psnr" in result.stdout

@@ -1,0 +1,74 @@
+"""`sweeper run` and `sweeper status` argument handling, without starting Ray."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from sweeper.cli import app
+from tests.conftest import ROOT
+
+runner = CliRunner()
+SPEC = ROOT / "search_spaces" / "optim_loss.yaml"
+
+
+def test_dry_run_prints_the_trial_table_and_writes_nothing(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", str(SPEC), "--dry-run", "--results-dir", str(tmp_path / "r"),
+                                 "--set", "parameters.seed.values=[0]"])
+    assert result.exit_code == 0, result.output
+    assert "optim_loss: 25 trials (25 to run)" in result.stdout
+    assert "rmsprop" in result.stdout and "pending" in result.stdout
+    assert not (tmp_path / "r").exists()
+
+
+def test_dry_run_imports_neither_ray_nor_tensorflow(tmp_path: Path) -> None:
+    code = (
+        "import sys\nfrom sweeper.cli import app\n"
+        f"try:\n    app(['run', {str(SPEC)!r}, '--dry-run', '--results-dir', {str(tmp_path)!r}])\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        "heavy = [m for m in ('tensorflow', 'ray', 'wandb') if m in sys.modules]\nassert not heavy, heavy\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_bad_spec_prints_one_line_per_problem_and_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmethod: grid\nmetric: {name: val_psnr, goal: maximize}\n"
+                   "parameters:\n  optimizer: {values: [adam, rmsprp]}\n  rho: {value: 1.5}\n")
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", str(bad)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [
+        f"sweeper: error: {bad}: parameters.optimizer.values[1]: unknown optimizer 'rmsprp' (did you mean "
+        "'rmsprop'?); valid: adadelta, adagrad, adam, adamax, adamw, nadam, rmsprop, sgd",
+        f"sweeper: error: {bad}: parameters.rho.value: 1.5 is out of range: rho must be in (0, 1), e.g. 0.9",
+    ]
+
+
+def test_missing_spec_file_is_named(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2 and "nope.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_missing_named_dataset_is_named_by_its_path(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", str(SPEC), "--results-dir", str(tmp_path / "r"),
+                                 "--data-dir", str(tmp_path / "d"), "--set", "sweeper.dataset.name=gopro"])
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'd' / 'gopro'}: dataset not found" in result.stderr
+
+
+def test_bad_wandb_mode_and_max_concurrent_are_refused(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", str(SPEC), "--results-dir", str(tmp_path), "--max-concurrent", "0"])
+    assert result.exit_code == 2 and "--max-concurrent" in result.stderr
+    result = runner.invoke(app, ["run", str(SPEC), "--results-dir", str(tmp_path), "--wandb-mode", "loud"])
+    assert result.exit_code == 2 and "--wandb-mode" in result.stderr
+
+
+def test_status_without_sweeps_says_how_to_start_one(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["status", "--results-dir", str(tmp_path)])
+    assert result.exit_code == 1 and "sweeper run search_spaces/optim_loss.yaml" in result.stderr

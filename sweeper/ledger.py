@@ -110,12 +110,19 @@ class Ledger:
     # ------------------------------------------------------------------ reading
 
     def _read(self, path: Path, dtypes: Mapping[str, str]) -> Any:
+        import io
+
         import pandas as pd
 
-        if not path.exists():
+        try:
+            # One open, one read: pyarrow given a path may open it several times (footer,
+            # then pages), and a replace in between would pair one file's footer with
+            # another's pages. The bytes of a single open are always one whole file.
+            data = path.read_bytes()
+        except FileNotFoundError:
             return _frame([], dtypes)
         try:
-            frame = pd.read_parquet(path)
+            frame = pd.read_parquet(io.BytesIO(data))
         except Exception as err:  # pyarrow raises several types for torn or foreign files
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise LedgerError(

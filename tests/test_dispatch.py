@@ -274,3 +274,20 @@ def test_status_reads_progress_from_the_ledger(small_sweep) -> None:
     assert result.exit_code == 0, result.output
     assert "small: 4/4 trials recorded (diverged 1, error 2, ok 1)" in result.stdout
     assert "remaining: 0" in result.stdout and "best val_psnr" in result.stdout
+
+
+def test_hyperband_maps_to_asha_and_bayes_to_optuna_tpe(tmp_path) -> None:
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from sweeper.dispatch import _search_and_scheduler
+    from sweeper.spec import load
+
+    spec = load(ROOT / "search_spaces" / "lr_rho_bayes.yaml", ("epochs=4",))
+    search, scheduler = _search_and_scheduler(spec, tmp_path)
+    assert isinstance(scheduler, ASHAScheduler) and isinstance(search, OptunaSearch)
+    assert scheduler._time_attr == "epoch" and scheduler._max_t == 4
+    assert scheduler._reduction_factor == spec.early_terminate.eta
+    assert min(milestone for milestone, _ in scheduler._brackets[0]._rungs) == spec.early_terminate.min_iter
+    grid, none = _search_and_scheduler(load(ROOT / "search_spaces" / "lr_rho.yaml"), tmp_path)
+    assert grid is None and none is None

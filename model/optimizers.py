@@ -13,56 +13,35 @@ from model.errors import ConfigError, suggest
 __all__ = ["OPTIMIZERS", "get_optimizer"]
 
 
-def _keras_optimizers() -> Any:
-    import keras
+def _factory(keras_name: str, *, takes_rho: bool = False, takes_momentum: bool = False) -> Callable[[float, float, float], Any]:
+    """A factory for ``keras.optimizers.<keras_name>`` passing on only the arguments it takes."""
 
-    return keras.optimizers
+    def build(learning_rate: float, rho: float, momentum: float) -> Any:
+        import keras
 
+        kwargs: dict[str, float] = {"learning_rate": learning_rate}
+        if takes_rho:
+            kwargs["rho"] = rho
+        if takes_momentum:
+            kwargs["momentum"] = momentum
+        return getattr(keras.optimizers, keras_name)(**kwargs)
 
-def _sgd(learning_rate: float, rho: float, momentum: float) -> Any:
-    return _keras_optimizers().SGD(learning_rate=learning_rate, momentum=momentum)
-
-
-def _adam(learning_rate: float, rho: float, momentum: float) -> Any:
-    return _keras_optimizers().Adam(learning_rate=learning_rate)
-
-
-def _adamw(learning_rate: float, rho: float, momentum: float) -> Any:
-    return _keras_optimizers().AdamW(learning_rate=learning_rate)
-
-
-def _rmsprop(learning_rate: float, rho: float, momentum: float) -> Any:
-    return _keras_optimizers().RMSprop(learning_rate=learning_rate, rho=rho, momentum=momentum)
-
-
-def _adagrad(learning_rate: float, rho: float, momentum: float) -> Any:
-    return _keras_optimizers().Adagrad(learning_rate=learning_rate)
-
-
-def _adadelta(learning_rate: float, rho: float, momentum: float) -> Any:
-    return _keras_optimizers().Adadelta(learning_rate=learning_rate, rho=rho)
-
-
-def _nadam(learning_rate: float, rho: float, momentum: float) -> Any:
-    return _keras_optimizers().Nadam(learning_rate=learning_rate)
-
-
-def _adamax(learning_rate: float, rho: float, momentum: float) -> Any:
-    return _keras_optimizers().Adamax(learning_rate=learning_rate)
+    build.__name__ = f"build_{keras_name.lower()}"
+    return build
 
 
 # name -> factory(learning_rate, rho, momentum). Every factory takes the same three
 # arguments so a trial's params map onto any optimizer; those an optimizer has no use
 # for are ignored (rho only matters to RMSprop and Adadelta, momentum to SGD and RMSprop).
 OPTIMIZERS: dict[str, Callable[[float, float, float], Any]] = {
-    "adadelta": _adadelta,
-    "adagrad": _adagrad,
-    "adam": _adam,
-    "adamax": _adamax,
-    "adamw": _adamw,
-    "nadam": _nadam,
-    "rmsprop": _rmsprop,
-    "sgd": _sgd,
+    "adadelta": _factory("Adadelta", takes_rho=True),
+    "adagrad": _factory("Adagrad"),
+    "adam": _factory("Adam"),
+    "adamax": _factory("Adamax"),
+    "adamw": _factory("AdamW"),
+    "nadam": _factory("Nadam"),
+    "rmsprop": _factory("RMSprop", takes_rho=True, takes_momentum=True),
+    "sgd": _factory("SGD", takes_momentum=True),
 }
 
 

@@ -63,3 +63,23 @@ def test_from_mapping_and_to_dict_round_trip() -> None:
 def test_check_param_accepts_every_default() -> None:
     for name, value in TrainParams().to_dict().items():
         assert check_param(name, value) is None
+
+
+def test_optimizer_registry_passes_on_what_each_optimizer_takes() -> None:
+    import pytest as _pytest
+
+    _pytest.importorskip("keras")
+    from model.optimizers import OPTIMIZERS, get_optimizer
+
+    rms = get_optimizer("rmsprop", 0.01, rho=0.8, momentum=0.5)
+    assert type(rms).__name__ == "RMSprop" and rms.rho == 0.8 and rms.momentum == 0.5
+    assert float(rms.learning_rate) == _pytest.approx(0.01)
+    assert get_optimizer("sgd", 0.1, momentum=0.9).momentum == 0.9
+    assert {type(get_optimizer(name, 0.001)).__name__.lower() for name in OPTIMIZERS} == set(OPTIMIZERS)
+
+
+def test_unknown_optimizer_lists_the_valid_ones() -> None:
+    from model.optimizers import get_optimizer
+
+    with pytest.raises(ConfigError, match=r"unknown optimizer 'adma' \(did you mean 'adam'\?\); valid: adadelta, "):
+        get_optimizer("adma", 0.001)

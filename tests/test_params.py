@@ -81,5 +81,5 @@ def test_optimizer_registry_passes_on_what_each_optimizer_takes() -> None:
 def test_unknown_optimizer_lists_the_valid_ones() -> None:
     from model.optimizers import get_optimizer
 
-    with pytest.raises(ConfigError, match=r"unknown optimizer 'adma' \(did you mean 'adam'\?\); valid: adadelta, "):
-        get_optimizer("adma", 0.001)
+    with pytest.raises(ConfigError, match=r"unknown optimizer 'sgdd' \(did you mean 'sgd'\?\); valid: adadelta, "):
+        get_optimizer("sgdd", 0.001)

@@ -340,7 +340,8 @@ def _ledger_callback(spec: SweepSpec, ledger: Ledger, progress: "_Progress") -> 
             )
             ledger.record(row, epochs)
             progress.finished(row)
-            progress.update(trials)
+            # Ray still marks the finishing trial RUNNING while its callbacks run.
+            progress.update([t for t in trials if t is not trial])
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self._finish(trials, trial, None)

@@ -184,6 +184,21 @@ def test_bayes_runs_optuna_tpe_into_an_rdb_study(t4_ray, tiny_data, tmp_path) ->
     assert all(0.0001 <= t.params["learning_rate"] <= 0.01 and 0.8 <= t.params["rho"] <= 0.99 for t in complete)
 
 
+def test_random_runs_its_pre_drawn_trials_and_resumes_to_nothing(t4_ray, tiny_data, tmp_path) -> None:
+    from sweeper.ledger import Ledger
+    from sweeper.space import expand
+
+    text = spec_text("rand", tiny_data, """
+  optimizer: {values: [adam, rmsprop, sgd]}
+  learning_rate: {distribution: log_uniform_values, min: 0.0001, max: 0.01}
+""").replace("method: grid", "method: random\nrun_cap: 2").replace("epochs: {value: 2}", "epochs: {value: 1}")
+    spec = loads(text)
+    summary = run(spec, RunOptions(results_dir=tmp_path, wandb_mode="disabled", progress=False))
+    trials = Ledger(tmp_path / "rand").trials()
+    assert summary.dispatched == 2 and sorted(trials["trial_id"]) == sorted(t.id for t in expand(spec))
+    assert run(loads(text), RunOptions(results_dir=tmp_path, wandb_mode="disabled", progress=False)).dispatched == 0
+
+
 # ------------------------------------------------------------------ CLI subprocesses
 
 

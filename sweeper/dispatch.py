@@ -293,8 +293,9 @@ def _search_and_scheduler(spec: SweepSpec, sweep_dir: Path) -> tuple[Any, Any]:
         from ray.tune.schedulers import ASHAScheduler
 
         epochs = max(_epochs_values(spec))
+        # metric and mode come from TuneConfig; Ray refuses them in both places.
         scheduler = ASHAScheduler(
-            time_attr="epoch", metric=spec.metric, mode=_mode(spec),
+            time_attr="epoch",
             grace_period=int(et.min_iter or 1), reduction_factor=float(et.eta or 3),
             max_t=int(et.max_iter or epochs),
         )

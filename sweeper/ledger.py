@@ -1,7 +1,8 @@
 """The ledger: ``trials.parquet`` and ``epochs.parquet`` in a sweep folder, the sweep's truth.
 
-One writer (the sweep driver), any number of readers (``sweeper status``/``report`` while it
-runs). Every write replaces a whole file atomically (temp file in the same folder, fsync,
+One writer at a time (the sweep driver; a second one waits on a lock and then sees the
+first one's rows), any number of readers (``sweeper status``/``report`` while it runs).
+Every write replaces a whole file atomically (temp file in the same folder, fsync,
 ``os.replace``), so a reader or a ``kill -9`` at any moment sees the old or the new file,
 never a torn one. Epochs are written before trials: ``trials.parquet`` is the commit point,
 and epoch rows of a trial it does not list are ignored. No Ray, no TensorFlow here.
@@ -9,85 +10,155 @@ and epoch rows of a trial it does not list are ignored. No Ray, no TensorFlow he
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as _dt
+import io
 import math
+import numbers
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from model.errors import UserError
-from model.params import PARAMETER_NAMES
+from model.params import PARAMETER_NAMES, TrainParams
+
+try:  # POSIX; elsewhere writers are not serialised (the driver is the only writer anyway)
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["Ledger", "LedgerError", "TRIAL_COLUMNS", "EPOCH_COLUMNS", "STATUSES"]
 
 STATUSES = ("ok", "error", "diverged")
-
-# column -> pandas dtype; params_* hold mixed types (a loss name, a rate), so "object".
-_TRIAL_DTYPES: dict[str, str] = {
-    "trial_id": "str",
-    **{f"params_{name}": "object" for name in PARAMETER_NAMES},
-    "status": "str",
-    "val_psnr": "float64",
-    "val_ssim": "float64",
-    "val_mae": "float64",
-    "best_epoch": "int64",
-    "epochs_run": "int64",
-    "seconds": "float64",
-    "images_per_second": "float64",
-    "accelerator": "str",
-    "gpu_ids": "str",
-    "node": "str",
-    "attempts": "int64",
-    "error": "str",
-    "finished_at": "str",
-}
-_EPOCH_DTYPES: dict[str, str] = {
-    "trial_id": "str",
-    "epoch": "int64",
-    "train_loss": "float64",
-    "val_psnr": "float64",
-    "val_ssim": "float64",
-    "val_mae": "float64",
-}
-TRIAL_COLUMNS: tuple[str, ...] = tuple(_TRIAL_DTYPES)
-EPOCH_COLUMNS: tuple[str, ...] = tuple(_EPOCH_DTYPES)
 _TMP_PREFIX = ".tmp-"
+_LOCK_NAME = ".ledger.lock"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Column:
+    arrow: pa.DataType
+    pandas: str  # the dtype every frame the ledger returns has, empty or not
+    coerce: Callable[[Any], Any]
+
+
+def _as_str(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _as_float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ValueError(f"expected a whole number, got {value!r}")
+
+
+def _missing_ok(coerce: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    # A parameter a row does not carry is unknown, not a default: keep it null.
+    def wrapped(value: Any) -> Any:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None
+        return coerce(value)
+
+    return wrapped
+
+
+_STR = _Column(pa.string(), "str", _as_str)
+_FLOAT = _Column(pa.float64(), "float64", _as_float)
+_INT = _Column(pa.int64(), "int64", lambda v: 0 if v is None else _as_int(v))
+# params_* columns take their type from TrainParams (nullable ints, so a missing one is NA).
+_PARAM_COLUMNS = {
+    str: _Column(pa.string(), "str", _missing_ok(str)),
+    float: _Column(pa.float64(), "float64", _as_float),
+    int: _Column(pa.int64(), "Int64", _missing_ok(_as_int)),
+}
+_PARAM_TYPES = {f.name: type(f.default) for f in dataclasses.fields(TrainParams)}
+
+_TRIAL_SCHEMA: dict[str, _Column] = {
+    "trial_id": _STR,
+    **{f"params_{name}": _PARAM_COLUMNS[_PARAM_TYPES[name]] for name in PARAMETER_NAMES},
+    "status": _STR,
+    "val_psnr": _FLOAT,
+    "val_ssim": _FLOAT,
+    "val_mae": _FLOAT,
+    "best_epoch": _INT,
+    "epochs_run": _INT,
+    "seconds": _FLOAT,
+    "images_per_second": _FLOAT,
+    "accelerator": _STR,
+    "gpu_ids": _STR,
+    "node": _STR,
+    "attempts": _INT,
+    "error": _STR,
+    "finished_at": _STR,
+}
+_EPOCH_SCHEMA: dict[str, _Column] = {
+    "trial_id": _STR,
+    "epoch": _INT,
+    "train_loss": _FLOAT,
+    "val_psnr": _FLOAT,
+    "val_ssim": _FLOAT,
+    "val_mae": _FLOAT,
+}
+TRIAL_COLUMNS: tuple[str, ...] = tuple(_TRIAL_SCHEMA)
+EPOCH_COLUMNS: tuple[str, ...] = tuple(_EPOCH_SCHEMA)
 
 
 class LedgerError(UserError):
-    """A ledger file cannot be read (truncated or corrupt)."""
+    """A ledger file cannot be read (truncated, corrupt or not a ledger)."""
 
 
-def _frame(rows: Sequence[Mapping[str, Any]], dtypes: Mapping[str, str]) -> Any:
-    import pandas as pd
-
-    frame = pd.DataFrame(list(rows), columns=list(dtypes))
-    for column, dtype in dtypes.items():
-        if dtype == "object":
-            frame[column] = frame[column].astype(object)
-        elif dtype == "str":
-            frame[column] = frame[column].fillna("").astype(str)
-        else:
-            frame[column] = frame[column].astype(dtype)
-    return frame
+def _arrow_schema(columns: Mapping[str, _Column]) -> pa.Schema:
+    return pa.schema([(name, col.arrow) for name, col in columns.items()])
 
 
-def _coerce(row: Mapping[str, Any], dtypes: Mapping[str, str], what: str) -> dict[str, Any]:
-    unknown = sorted(set(row) - set(dtypes))
+def _coerce(row: Mapping[str, Any], columns: Mapping[str, _Column], what: str) -> dict[str, Any]:
+    unknown = sorted(set(row) - set(columns))
     if unknown:
-        raise ValueError(f"{what}: unknown columns {unknown}; valid: {', '.join(dtypes)}")
+        raise ValueError(f"{what}: unknown columns {unknown}; valid: {', '.join(columns)}")
     out: dict[str, Any] = {}
-    for column, dtype in dtypes.items():
-        value = row.get(column)
-        if dtype == "float64":
-            out[column] = math.nan if value is None else float(value)
-        elif dtype == "int64":
-            out[column] = 0 if value is None else int(value)
-        elif dtype == "str":
-            out[column] = "" if value is None else str(value)
-        else:
-            out[column] = value
+    for name, col in columns.items():
+        try:
+            out[name] = col.coerce(row.get(name))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{what}: column {name}: {err}") from None
     return out
+
+
+def _table(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, _Column]) -> pa.Table:
+    return pa.Table.from_pylist(list(rows), schema=_arrow_schema(columns))
+
+
+def _to_pandas(table: pa.Table, columns: Mapping[str, _Column]) -> Any:
+    # One conversion for empty and full tables, so dtypes never depend on the row count.
+    frame = table.to_pandas()
+    return frame.astype({name: col.pandas for name, col in columns.items()})
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # makes the rename itself durable
+    finally:
+        os.close(fd)
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    # Each write is a new inode (os.replace), so (inode, mtime, size) changes on every write.
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 class Ledger:
@@ -104,106 +175,170 @@ class Ledger:
             self.sweep_dir.mkdir(parents=True, exist_ok=True)
         self.trials_path = self.sweep_dir / "trials.parquet"
         self.epochs_path = self.sweep_dir / "epochs.parquet"
-        self._trials: list[dict[str, Any]] | None = None  # the writer's cache
-        self._epochs: list[dict[str, Any]] | None = None
+        # The writer's cache: the tables as last written or read, the recorded ids, and the
+        # files' signatures then (another writer's commit shows as a changed signature).
+        self._trials: pa.Table | None = None
+        self._epochs: pa.Table | None = None
+        self._ids: set[str] = set()
+        self._seen: tuple[Any, Any] = (None, None)
 
     # ------------------------------------------------------------------ reading
 
-    def _read(self, path: Path, dtypes: Mapping[str, str]) -> Any:
-        import io
-
-        import pandas as pd
-
+    def _read_table(self, path: Path, columns: Mapping[str, _Column]) -> pa.Table:
         try:
             # One open, one read: pyarrow given a path may open it several times (footer,
             # then pages), and a replace in between would pair one file's footer with
             # another's pages. The bytes of a single open are always one whole file.
             data = path.read_bytes()
         except FileNotFoundError:
-            return _frame([], dtypes)
+            return _table([], columns)
+        except OSError as err:
+            raise LedgerError(f"{path}: cannot be read ({err.strerror or err}); check its permissions") from None
         try:
-            frame = pd.read_parquet(io.BytesIO(data))
+            table = pq.read_table(io.BytesIO(data), page_checksum_verification=True)
         except Exception as err:  # pyarrow raises several types for torn or foreign files
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise LedgerError(
-                f"{path}: unreadable ({reason}); move it aside and run `sweeper run SPEC --resume`: "
+                f"{path} is unreadable ({reason}): move it aside and run `sweeper run SPEC --resume`; "
                 "trials found in the sweep's ray/ folder are recovered, the rest re-run"
             ) from None
-        missing = [c for c in dtypes if c not in frame.columns]
-        if missing:
-            raise LedgerError(f"{path}: not a sweeper ledger (missing columns {', '.join(missing)})")
-        return frame[list(dtypes)]
+        missing = [c for c in columns if c not in table.column_names]
+        try:
+            if missing:
+                raise ValueError(f"missing columns {', '.join(missing)}")
+            return table.select(list(columns)).cast(_arrow_schema(columns))
+        except (ValueError, pa.ArrowException) as err:
+            reason = str(err).strip().splitlines()[0]
+            raise LedgerError(
+                f"{path} is not a sweeper ledger ({reason}): move it aside and run `sweeper run SPEC --resume`"
+            ) from None
 
     def trials(self) -> Any:
-        """All recorded trials as a DataFrame with :data:`TRIAL_COLUMNS`."""
-        return self._read(self.trials_path, _TRIAL_DTYPES)
+        """All recorded trials.
+
+        Returns:
+            A DataFrame with :data:`TRIAL_COLUMNS` and fixed dtypes (also when empty).
+
+        Raises:
+            LedgerError: ``trials.parquet`` is truncated or corrupt.
+        """
+        return _to_pandas(self._read_table(self.trials_path, _TRIAL_SCHEMA), _TRIAL_SCHEMA)
 
     def epochs(self) -> Any:
-        """Per-epoch rows of the recorded trials (rows of unrecorded trials are dropped)."""
-        epochs = self._read(self.epochs_path, _EPOCH_DTYPES)
-        return epochs[epochs["trial_id"].isin(self.done_ids())].reset_index(drop=True)
+        """Per-epoch rows of the recorded trials (rows of unrecorded trials are left out).
+
+        Raises:
+            LedgerError: a ledger file is truncated or corrupt.
+        """
+        # Trials first: every trial listed then had its epochs written before it, so the
+        # epochs read next hold them all (the reverse order could miss a just-committed one).
+        done = self._read_table(self.trials_path, _TRIAL_SCHEMA)["trial_id"]
+        epochs = self._read_table(self.epochs_path, _EPOCH_SCHEMA)
+        return _to_pandas(epochs.filter(pc.is_in(epochs["trial_id"], value_set=done.combine_chunks())), _EPOCH_SCHEMA)
 
     def done_ids(self) -> set[str]:
         """Ids of every recorded trial, whatever its status."""
-        return set(self.trials()["trial_id"])
+        return set(self._read_table(self.trials_path, _TRIAL_SCHEMA)["trial_id"].to_pylist())
 
     def status_counts(self) -> dict[str, int]:
-        """Recorded trials per status."""
-        return {str(k): int(v) for k, v in self.trials()["status"].value_counts().sort_index().items()}
+        """Recorded trials per status, e.g. ``{"diverged": 1, "ok": 7}``."""
+        status = self._read_table(self.trials_path, _TRIAL_SCHEMA)["status"]
+        counts = {str(s["values"]): int(s["counts"]) for s in pc.value_counts(status).to_pylist()}
+        return dict(sorted(counts.items()))
 
     # ------------------------------------------------------------------ writing
 
-    def _load_cache(self) -> None:
-        if self._trials is None:
-            self._trials = self.trials().to_dict("records")
-            self._epochs = self._read(self.epochs_path, _EPOCH_DTYPES).to_dict("records")
-            for stale in self.sweep_dir.glob(f"{_TMP_PREFIX}*"):  # left by a killed write
-                stale.unlink(missing_ok=True)
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        # Serialises writers (a second `sweeper run` of the same sweep): each rewrites whole
+        # files from its cache, so two at once would drop each other's rows.
+        if fcntl is None:  # pragma: no cover
+            yield
+            return
+        fd = os.open(self.sweep_dir / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # also releases the lock; the kernel does the same on kill -9
 
-    def _write(self, rows: list[dict[str, Any]], dtypes: Mapping[str, str], path: Path) -> None:
+    def _refresh(self) -> None:
+        """(Re)load the cache if the files changed since this object last saw them."""
+        seen = (_signature(self.trials_path), _signature(self.epochs_path))
+        if self._trials is not None and seen == self._seen:
+            return
+        self._trials = self._read_table(self.trials_path, _TRIAL_SCHEMA).combine_chunks()
+        self._epochs = self._read_table(self.epochs_path, _EPOCH_SCHEMA).combine_chunks()
+        self._ids = set(self._trials["trial_id"].to_pylist())
+        self._seen = seen
+        # Under the lock no write is under way, so any temp file is left from a killed one.
+        for stale in self.sweep_dir.glob(f"{_TMP_PREFIX}*"):
+            stale.unlink(missing_ok=True)
+
+    def _write(self, table: pa.Table, path: Path) -> None:
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, write_page_checksum=True)  # lets readers detect bit rot
         tmp = path.with_name(f"{_TMP_PREFIX}{path.name}")
-        _frame(rows, dtypes).to_parquet(tmp, index=False)
-        with open(tmp, "rb+") as handle:
+        with open(tmp, "wb") as handle:
+            handle.write(sink.getvalue())
+            handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-        dir_fd = os.open(self.sweep_dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
+        _fsync_dir(self.sweep_dir)
 
     def record(self, row: Mapping[str, Any], epochs: Sequence[Mapping[str, Any]] = ()) -> bool:
         """Append one finished trial and its epoch rows.
+
+        Args:
+            row: Trial columns (see :data:`TRIAL_COLUMNS`); missing ones are NaN, 0 or "",
+                a missing ``finished_at`` is now (UTC).
+            epochs: Epoch rows (see :data:`EPOCH_COLUMNS`; ``trial_id`` may be left out).
+                A repeated epoch keeps its last row.
 
         Returns:
             ``False`` (and writes nothing) when the trial id is already recorded: re-recording
             after a resume can never duplicate a trial.
 
         Raises:
-            ValueError: missing trial_id, unknown status or unknown columns.
+            ValueError: missing trial_id, unknown status, unknown columns or a bad value.
+            LedgerError: an existing ledger file is unreadable (it is never overwritten).
         """
         if not row.get("trial_id"):
             raise ValueError("ledger row: trial_id is missing")
         if row.get("status") not in STATUSES:
             raise ValueError(f"ledger row: status {row.get('status')!r} is not one of {', '.join(STATUSES)}")
-        clean = _coerce(row, _TRIAL_DTYPES, "ledger row")
+        clean = _coerce(row, _TRIAL_SCHEMA, "ledger row")
+        tid = clean["trial_id"]
         if not clean["finished_at"]:
             clean["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        epoch_rows = [_coerce({**e, "trial_id": clean["trial_id"]}, _EPOCH_DTYPES, "epoch row") for e in epochs]
-        self._load_cache()
-        assert self._trials is not None and self._epochs is not None
-        if any(r["trial_id"] == clean["trial_id"] for r in self._trials):
-            return False
-        # Stale rows of this trial (from a write cut short before its commit) are replaced.
-        new_epochs = [r for r in self._epochs if r["trial_id"] != clean["trial_id"]] + epoch_rows
-        self._write(new_epochs, _EPOCH_DTYPES, self.epochs_path)
-        self._epochs = new_epochs
-        self._write(self._trials + [clean], _TRIAL_DTYPES, self.trials_path)
-        self._trials.append(clean)
+        by_epoch: dict[int, dict[str, Any]] = {}
+        for e in epochs:
+            if e.get("trial_id", tid) != tid:
+                raise ValueError(f"epoch row: trial_id {e['trial_id']!r} is not the row's {tid!r}")
+            epoch_row = _coerce({**e, "trial_id": tid}, _EPOCH_SCHEMA, "epoch row")
+            by_epoch[epoch_row["epoch"]] = epoch_row
+        with self._lock():
+            self._refresh()
+            assert self._trials is not None and self._epochs is not None
+            if tid in self._ids:
+                return False
+            # Stale rows of this trial (from a write cut short before its commit) are replaced.
+            kept = self._epochs.filter(pc.not_equal(self._epochs["trial_id"], tid))
+            new_epochs = pa.concat_tables([kept, _table([by_epoch[k] for k in sorted(by_epoch)], _EPOCH_SCHEMA)])
+            new_trials = pa.concat_tables([self._trials, _table([clean], _TRIAL_SCHEMA)])
+            self._write(new_epochs, self.epochs_path)
+            self._write(new_trials, self.trials_path)  # the commit point
+            self._epochs, self._trials = new_epochs.combine_chunks(), new_trials.combine_chunks()
+            self._ids.add(tid)
+            self._seen = (_signature(self.trials_path), _signature(self.epochs_path))
         return True
 
     def export_csv(self, path: str | Path) -> Path:
-        """Write the trials table as CSV (for committing reference runs)."""
+        """Write the trials table as CSV (for committing reference runs).
+
+        Returns:
+            The path written.
+        """
         target = Path(path)
         self.trials().to_csv(target, index=False)
         return target

@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import json
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -21,6 +22,9 @@ __all__ = ["Trial", "trial_id", "expand", "pending", "full_params"]
 
 _DEFAULTS = TrainParams()
 _TYPES = {f.name: type(getattr(_DEFAULTS, f.name)) for f in dataclasses.fields(TrainParams)}
+# How many random draws may be spent per requested trial before concluding that a small
+# discrete space holds fewer distinct trials than run_cap.
+_DRAWS_PER_TRIAL = 100
 
 
 @dataclass(frozen=True)
@@ -28,13 +32,28 @@ class Trial:
     """One configuration to train: its stable id and complete, sorted parameters."""
 
     id: str
-    params: Mapping[str, Any]
+    params: dict[str, Any]
+
+
+def _plain(value: Any) -> Any:
+    # numpy scalars (from Ray, Optuna or our own rng) must hash like the Python numbers
+    # they equal; json would otherwise fall back to repr(), which differs across numpy versions.
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    return value
 
 
 def _normalise(name: str, value: Any) -> Any:
     # 1 and 1.0 are one learning rate; 2.0 and 2 one epoch count: hash by the field's type.
+    value = _plain(value)
     kind = _TYPES.get(name)
-    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is int and isinstance(value, float) and value.is_integer():
         return int(value)
@@ -42,13 +61,26 @@ def _normalise(name: str, value: Any) -> Any:
 
 
 def full_params(values: Mapping[str, Any]) -> dict[str, Any]:
-    """TrainParams defaults overlaid with ``values``, normalised by field type, keys sorted."""
+    """Complete a trial's parameters.
+
+    Returns:
+        TrainParams defaults overlaid with ``values``, each normalised to its field's type
+        (numpy scalars to Python numbers), keys sorted.
+    """
     merged = {**_DEFAULTS.to_dict(), **{k: _normalise(k, v) for k, v in values.items()}}
     return dict(sorted(merged.items()))
 
 
 def trial_id(params: Mapping[str, Any]) -> str:
-    """A 12-hex-digit id: sha256 of the canonical JSON of the complete parameters."""
+    """The stable id of a trial.
+
+    Args:
+        params: The trial's parameters; missing ones take the TrainParams defaults.
+
+    Returns:
+        The first 12 hex digits of the sha256 of the canonical JSON (sorted keys, floats as
+        their shortest repr) of the complete, type-normalised parameters.
+    """
     canonical = json.dumps(full_params(params), sort_keys=True, separators=(",", ":"), default=repr)
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
@@ -58,10 +90,22 @@ def _trial(values: Mapping[str, Any]) -> Trial:
     return Trial(trial_id(params), params)
 
 
+def _sorted_params(spec: Any) -> list[Any]:
+    # The spec sorts its parameters already; sorting again keeps the order ours to guarantee.
+    return sorted(spec.parameters, key=lambda p: p.name)
+
+
 def _grid(spec: Any) -> list[Trial]:
-    names = [p.name for p in spec.parameters]  # sorted by the spec
-    choices = [list(p.values) if p.values is not None else [p.value] for p in spec.parameters]
+    params = _sorted_params(spec)
+    names = [p.name for p in params]
+    choices = [list(p.values) if p.values is not None else [p.value] for p in params]
     return [_trial(dict(zip(names, combo))) for combo in itertools.product(*choices)]
+
+
+def _quantise(x: float, q: float) -> float:
+    # W&B and Ray round to the nearest multiple of q; rounding again to 12 decimals drops
+    # the float noise (0.30000000000000004 -> 0.3) so ids and tables show the intended value.
+    return round(round(x / q) * q, 12)
 
 
 def _draw(param: Any, rng: Any) -> Any:
@@ -73,33 +117,42 @@ def _draw(param: Any, rng: Any) -> Any:
     if dist == "int_uniform":
         return int(rng.integers(int(lo), int(hi) + 1))
     if dist in ("log_uniform_values", "q_log_uniform_values"):
-        x = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+        x = math.exp(float(rng.uniform(math.log(lo), math.log(hi))))
     else:  # uniform, q_uniform
         x = float(rng.uniform(lo, hi))
     if dist.startswith("q_"):
-        q = param.q if param.q is not None else 1
-        x = round(x / q) * q
-        return int(x) if param.integer else float(x)
+        x = _quantise(x, param.q if param.q is not None else 1)
+        return int(x) if param.integer else x
     return x
+
+
+def _sampler_seed(name: str) -> int:
+    # Derived from the sweep's name with sha256 (not hash(), which is salted per process):
+    # the same spec draws the same trials in every run, so a resumed random sweep matches.
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
 
 
 def _random(spec: Any) -> list[Trial]:
     import numpy as np
 
-    # Seeded by the sweep's name: the same spec draws the same trials, so resume works.
-    seed = int.from_bytes(hashlib.sha256(spec.name.encode()).digest()[:8], "little")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_sampler_seed(spec.name))
+    params = _sorted_params(spec)
     trials: dict[str, Trial] = {}
-    attempts = 0
-    while len(trials) < spec.run_cap and attempts < 100 * spec.run_cap:
-        attempts += 1  # a small discrete space may hold fewer distinct trials than run_cap
-        t = _trial({p.name: _draw(p, rng) for p in spec.parameters})
-        trials.setdefault(t.id, t)
+    draws = 0
+    while len(trials) < spec.run_cap and draws < _DRAWS_PER_TRIAL * spec.run_cap:
+        draws += 1
+        trial = _trial({p.name: _draw(p, rng) for p in params})
+        trials.setdefault(trial.id, trial)  # a duplicate is dropped and drawn again
     return list(trials.values())
 
 
 def expand(spec: Any) -> list[Trial]:
-    """The trials of a grid (every combination, seeds repeating each) or random sweep.
+    """List the trials of a sweep.
+
+    Grid: every combination over the sorted parameter names (a listed ``seed`` repeats
+    each other combination once per seed), in that deterministic order. Random: ``run_cap``
+    distinct trials drawn by a generator seeded from the sweep's name (fewer when the
+    space holds fewer distinct trials).
 
     Raises:
         ValueError: for bayes, whose trials Optuna proposes while the sweep runs.

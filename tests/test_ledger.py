@@ -1,26 +1,30 @@
-"""The ledger: idempotent, atomic records that survive readers and kill -9."""
+"""The ledger: idempotent, atomic records that survive readers, rival writers and kill -9."""
 
 from __future__ import annotations
 
 import math
 import os
+import random
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sweeper.ledger import _EPOCH_DTYPES, EPOCH_COLUMNS, TRIAL_COLUMNS, Ledger, LedgerError
+from sweeper.ledger import EPOCH_COLUMNS, TRIAL_COLUMNS, Ledger, LedgerError
 from tests.conftest import ROOT
 
 
 def row(tid: str, status: str = "ok", psnr: float = 25.0, **extra: object) -> dict:
     return {"trial_id": tid, "status": status, "val_psnr": psnr, "params_optimizer": "adam",
-            "params_learning_rate": 0.001, **extra}
+            "params_learning_rate": 0.001, "params_batch_size": 8, **extra}
 
 
 def epochs(tid: str, n: int = 2) -> list[dict]:
@@ -35,56 +39,112 @@ def test_record_and_read_back(tmp_path: Path) -> None:
     trials = Ledger(tmp_path / "s").trials()  # a fresh reader
     assert list(trials.columns) == list(TRIAL_COLUMNS)
     assert list(trials["trial_id"]) == ["a", "b"] and trials["finished_at"].str.len().min() > 0
+    assert pd.Timestamp(trials.loc[0, "finished_at"]).tzname() == "UTC"
     assert math.isnan(trials.loc[1, "val_psnr"]) and trials.loc[1, "error"] == "loss became non-finite"
-    assert trials["best_epoch"].dtype == "int64" and trials["val_ssim"].dtype == "float64"
+    assert trials.loc[0, "error"] == "" and trials.loc[0, "params_optimizer"] == "adam"
     assert list(ledger.epochs().columns) == list(EPOCH_COLUMNS) and len(ledger.epochs()) == 2
-    assert ledger.status_counts() == {"diverged": 1, "ok": 1}
+    assert ledger.status_counts() == {"diverged": 1, "ok": 1} and ledger.done_ids() == {"a", "b"}
+
+
+def test_dtypes_are_fixed_empty_or_not(tmp_path: Path) -> None:
+    empty = Ledger(tmp_path / "nope", create=False)
+    assert not (tmp_path / "nope").exists()
+    assert len(empty.trials()) == 0 and empty.done_ids() == set() and empty.status_counts() == {}
+    ledger = Ledger(tmp_path / "s")
+    ledger.record(row("a", params_seed=np.int64(3), params_rho=np.float32(0.5), best_epoch=2.0), epochs("a"))
+    full = ledger.trials()
+    assert dict(full.dtypes) == dict(empty.trials().dtypes)
+    assert dict(ledger.epochs().dtypes) == dict(empty.epochs().dtypes)
+    assert full["best_epoch"].dtype == "int64" and full["val_ssim"].dtype == "float64"
+    assert full["params_seed"].dtype == "Int64" and full.loc[0, "params_seed"] == 3
+    assert full["params_learning_rate"].dtype == "float64" and full["params_loss"].isna().all()
+    assert full["params_epochs"].isna().all()  # a parameter the row lacks is unknown, not a default
+
+
+@pytest.mark.parametrize("bad,message", [
+    ({"status": "ok"}, "trial_id is missing"),
+    ({"trial_id": "x", "status": "done"}, "status 'done' is not one of"),
+    ({"trial_id": "x"}, "status None is not one of"),
+    ({"trial_id": "x", "status": "ok", "colour": 1, "size": 2}, "unknown columns ['colour', 'size']"),
+    ({"trial_id": "x", "status": "ok", "params_batch_size": 4.5}, "params_batch_size: expected a whole number"),
+    ({"trial_id": "x", "status": "ok", "val_psnr": "high"}, "column val_psnr"),
+])
+def test_bad_rows_are_refused(tmp_path: Path, bad: dict, message: str) -> None:
+    ledger = Ledger(tmp_path)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ledger.record(bad)
+    assert not ledger.trials_path.exists()
+
+
+def test_bad_epoch_rows_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown columns \\['lr'\\]"):
+        Ledger(tmp_path).record(row("a"), [{"epoch": 1, "lr": 0.1}])
+    with pytest.raises(ValueError, match="trial_id 'b' is not the row's 'a'"):
+        Ledger(tmp_path).record(row("a"), epochs("b"))
 
 
 def test_recording_a_trial_twice_writes_nothing(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path)
     ledger.record(row("a"), epochs("a"))
-    before = ledger.trials_path.read_bytes()
-    assert Ledger(tmp_path).record(row("a", psnr=99.0), epochs("a", 5)) is False
-    assert ledger.trials_path.read_bytes() == before and len(Ledger(tmp_path).epochs()) == 2
+    before = ledger.trials_path.read_bytes(), ledger.epochs_path.read_bytes()
+    assert ledger.record(row("a", psnr=99.0), epochs("a", 5)) is False
+    assert Ledger(tmp_path).record(row("a", psnr=99.0), epochs("a", 5)) is False  # also after a restart
+    assert (ledger.trials_path.read_bytes(), ledger.epochs_path.read_bytes()) == before
+
+
+def test_epochs_dedupe_by_epoch_keeping_the_newest(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path)
+    retried = epochs("a", 2) + [{"epoch": 1, "train_loss": 9.0, "val_psnr": 30.0}]  # epoch 1 re-reported
+    ledger.record(row("a"), retried)
+    got = ledger.epochs()
+    assert list(got["epoch"]) == [1, 2] and got.loc[0, "train_loss"] == 9.0
 
 
 def test_epoch_rows_of_an_unrecorded_trial_are_ignored_and_replaced(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path)
     ledger.record(row("a"), epochs("a"))
     # as if a write of trial "b" was killed after its epochs but before its commit
-    ledger._write(ledger._epochs + epochs("b", 3), _EPOCH_DTYPES, ledger.epochs_path)
+    torn = pd.concat([pd.read_parquet(ledger.epochs_path), pd.DataFrame(epochs("b", 3))], ignore_index=True)
+    torn.to_parquet(ledger.epochs_path, index=False)
     assert set(Ledger(tmp_path).epochs()["trial_id"]) == {"a"}
     Ledger(tmp_path).record(row("b"), epochs("b", 2))
-    assert len(Ledger(tmp_path).epochs().query("trial_id == 'b'")) == 2
+    raw = pd.read_parquet(ledger.epochs_path)
+    assert sorted(raw.loc[raw["trial_id"] == "b", "epoch"]) == [1, 2]  # the stale epoch 3 is gone
+    assert len(Ledger(tmp_path).epochs()) == 4
 
 
-@pytest.mark.parametrize("bad,message", [
-    ({"status": "ok"}, "trial_id is missing"),
-    ({"trial_id": "x", "status": "done"}, "status 'done' is not one of"),
-    ({"trial_id": "x", "status": "ok", "colour": 1}, "unknown columns ['colour']"),
+def test_two_writer_objects_never_drop_each_others_rows(tmp_path: Path) -> None:
+    first, second = Ledger(tmp_path), Ledger(tmp_path)
+    first.record(row("a"), epochs("a"))
+    second.record(row("b"), epochs("b"))
+    first.record(row("c"), epochs("c"))  # its cache is stale: it must reload, not overwrite "b"
+    assert second.record(row("c")) is False
+    assert Ledger(tmp_path).done_ids() == {"a", "b", "c"} and len(Ledger(tmp_path).epochs()) == 6
+
+
+@pytest.mark.parametrize("name,damage", [
+    ("trials.parquet", lambda data: data[: len(data) // 2]),
+    ("epochs.parquet", lambda data: b"not parquet at all"),
+    ("epochs.parquet", lambda data: b""),
 ])
-def test_bad_rows_are_refused(tmp_path: Path, bad: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=__import__("re").escape(message)):
-        Ledger(tmp_path).record(bad)
-
-
-def test_empty_and_read_only_ledgers(tmp_path: Path) -> None:
-    reader = Ledger(tmp_path / "nope", create=False)
-    assert not (tmp_path / "nope").exists()
-    assert len(reader.trials()) == 0 and list(reader.trials().columns) == list(TRIAL_COLUMNS)
-    assert reader.done_ids() == set() and reader.status_counts() == {}
-
-
-def test_a_corrupt_ledger_is_one_clear_line(tmp_path: Path) -> None:
+def test_a_corrupt_ledger_is_one_clear_line_and_never_overwritten(tmp_path: Path, name: str, damage) -> None:
     ledger = Ledger(tmp_path)
-    ledger.record(row("a"))
-    data = ledger.trials_path.read_bytes()
-    ledger.trials_path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(LedgerError) as info:
-        Ledger(tmp_path).trials()
-    message = str(info.value)
-    assert str(ledger.trials_path) in message and "--resume" in message and "\n" not in message
+    ledger.record(row("a"), epochs("a"))
+    path = tmp_path / name
+    path.write_bytes(damage(path.read_bytes()))
+    broken = path.read_bytes()
+    for call in (lambda: Ledger(tmp_path).epochs(), lambda: Ledger(tmp_path).record(row("b"))):
+        with pytest.raises(LedgerError) as info:
+            call()
+        message = str(info.value)
+        assert message.startswith(f"{path} is unreadable") and "--resume" in message and "\n" not in message
+    assert path.read_bytes() == broken  # the writer refused rather than rebuild from nothing
+
+
+def test_a_parquet_file_that_is_not_a_ledger_is_named(tmp_path: Path) -> None:
+    pd.DataFrame({"x": [1]}).to_parquet(tmp_path / "trials.parquet")
+    with pytest.raises(LedgerError, match=r"trials.parquet is not a sweeper ledger \(missing columns trial_id"):
+        Ledger(tmp_path).done_ids()
 
 
 def test_a_leftover_temp_file_is_ignored_and_cleaned(tmp_path: Path) -> None:
@@ -105,51 +165,80 @@ def test_export_csv(tmp_path: Path) -> None:
     assert len(lines) == 2 and lines[1].split(",")[0] == "a"
 
 
+# A writer process: records t<prefix>0000, t<prefix>0001, ... with one epoch each (val_psnr = i
+# in both, so a reader can check every row is whole), printing each index once it is committed.
 _WRITER = """
 import sys
 from sweeper.ledger import Ledger
 ledger = Ledger(sys.argv[1])
+prefix = sys.argv[3] if len(sys.argv) > 3 else ""
 for i in range(int(sys.argv[2])):
-    ledger.record({"trial_id": f"t{i:04d}", "status": "ok", "val_psnr": float(i)},
+    ledger.record({"trial_id": f"t{prefix}{i:04d}", "status": "ok", "val_psnr": float(i), "params_seed": i},
                   [{"epoch": 1, "train_loss": 0.1, "val_psnr": float(i), "val_ssim": 0.5, "val_mae": 0.1}])
     print(i, flush=True)
 """
 
 
-def _writer(sweep: Path, n: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", _WRITER, str(sweep), str(n)], cwd=ROOT,
+def _writer(sweep: Path, n: int, prefix: str = "") -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", _WRITER, str(sweep), str(n), prefix], cwd=ROOT,
                             stdout=subprocess.PIPE, text=True)
 
 
+def _assert_whole_prefix(trials: pd.DataFrame, epochs: pd.DataFrame) -> list[str]:
+    ids = sorted(trials["trial_id"])
+    assert ids == [f"t{i:04d}" for i in range(len(ids))]
+    assert all(trials["val_psnr"] == trials["params_seed"].astype(float))  # each row complete
+    assert all(epochs["val_psnr"] == epochs["trial_id"].str[1:].astype(int).astype(float))
+    return ids
+
+
 def test_a_concurrent_reader_never_sees_a_partial_file(tmp_path: Path) -> None:
-    writer = _writer(tmp_path, 150)
+    writer = _writer(tmp_path, 200)
     seen = []
     deadline = time.monotonic() + 120
     while writer.poll() is None and time.monotonic() < deadline:
-        ids = sorted(Ledger(tmp_path, create=False).trials()["trial_id"])  # raises on a torn file
-        assert ids == [f"t{i:04d}" for i in range(len(ids))]  # always a whole prefix
+        reader = Ledger(tmp_path, create=False)
+        trials = reader.trials()  # raises LedgerError on a torn file
+        epochs = reader.epochs()
+        ids = _assert_whole_prefix(trials, epochs)
+        # epochs() reads trials.parquet after our trials() did: it holds at least those trials
+        assert len(epochs) >= len(ids) and epochs["trial_id"].is_unique
         seen.append(len(ids))
     assert writer.wait(timeout=60) == 0
-    assert len(Ledger(tmp_path).trials()) == 150 and len(set(seen)) > 3
+    assert len(Ledger(tmp_path).trials()) == 200 and len(set(seen)) > 3
 
 
 def test_kill_9_mid_writes_leaves_a_readable_prefix(tmp_path: Path) -> None:
-    writer = _writer(tmp_path, 10_000)
-    for _ in range(40):  # let it get well into its writes
-        writer.stdout.readline()
-    os.kill(writer.pid, signal.SIGKILL)
-    writer.wait(timeout=30)
-    ledger = Ledger(tmp_path)
-    ids = sorted(ledger.trials()["trial_id"])
-    assert len(ids) >= 40 and ids == [f"t{i:04d}" for i in range(len(ids))]
-    assert set(ledger.epochs()["trial_id"]) == set(ids)
+    rng = random.Random(0)
+    for _ in range(3):  # each round resumes the last one's ledger and is killed at another moment
+        writer = _writer(tmp_path, 10_000)
+        writer.stdout.readline()  # started and committing
+        time.sleep(rng.uniform(0.05, 0.4))
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait(timeout=30)
+        ledger = Ledger(tmp_path)
+        ids = _assert_whole_prefix(ledger.trials(), ledger.epochs())
+        assert set(ledger.epochs()["trial_id"]) == set(ids)
+    assert len(ids) > 5
     assert ledger.record({"trial_id": "after", "status": "ok"}) is True  # and it can go on
 
 
+def test_two_writer_processes_keep_every_row(tmp_path: Path) -> None:
+    writers = [_writer(tmp_path, 40, prefix) for prefix in ("a", "b")]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0]
+    assert Ledger(tmp_path).done_ids() == {f"t{p}{i:04d}" for p in "ab" for i in range(40)}
+
+
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.sampled_from(["a", "b", "c", "d"]), max_size=12))
-def test_any_sequence_of_records_keeps_each_id_once(tmp_path_factory: pytest.TempPathFactory, ids: list[str]) -> None:
-    ledger = Ledger(tmp_path_factory.mktemp("h"))
-    results = [ledger.record(row(i)) for i in ids]
-    assert sorted(ledger.trials()["trial_id"]) == sorted(set(ids))
-    assert sum(results) == len(set(ids))
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d"]), st.sampled_from(["ok", "error", "diverged"]),
+                          st.integers(0, 3)), max_size=12))
+def test_any_sequence_of_records_keeps_each_id_once(tmp_path_factory: pytest.TempPathFactory,
+                                                    calls: list[tuple[str, str, int]]) -> None:
+    path = tmp_path_factory.mktemp("h")
+    ledger = Ledger(path)
+    results = [ledger.record(row(tid, status), epochs(tid, n)) for tid, status, n in calls]
+    firsts = {tid: n for tid, _, n in reversed(calls)}  # the first record of an id is the one kept
+    reread = Ledger(path)
+    assert sorted(reread.trials()["trial_id"]) == sorted(firsts)
+    assert sum(results) == len(firsts)
+    assert reread.epochs().groupby("trial_id").size().to_dict() == {t: n for t, n in firsts.items() if n}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from sweeper.space import Trial, expand, full_params, pending, trial_id
@@ -39,6 +40,26 @@ def test_trial_ids_are_stable_and_normalised() -> None:
     assert trial_id({**params, "epochs": 3.0}) == trial_id({**params, "epochs": 3})
     assert trial_id({**params, "learning_rate": 1}) == trial_id({**params, "learning_rate": 1.0})
     assert trial_id({**params, "rho": 0.95}) != trial_id(params)
+    assert trial_id({"loss": "mae"}) == trial_id(full_params({}))  # unlisted params take the defaults
+
+
+def test_numpy_scalars_hash_like_python_numbers() -> None:
+    # Ray and Optuna hand back numpy scalars; their repr differs across numpy versions.
+    params = full_params({"seed": 3, "learning_rate": 0.5, "loss": "mse"})
+    as_numpy = {**params, "seed": np.int64(3), "learning_rate": np.float64(0.5), "loss": np.str_("mse")}
+    assert trial_id(as_numpy) == trial_id(params)
+    assert type(full_params(as_numpy)["seed"]) is int and type(full_params(as_numpy)["learning_rate"]) is float
+
+
+def test_grid_ids_are_distinct_and_the_same_in_every_run() -> None:
+    body = "  learning_rate: {values: [0.0001, 0.001, 0.01]}\n  rho: {values: [0.8, 0.9]}\n  seed: {values: [0, 1]}\n"
+    trials = expand(spec(body))
+    assert len(trials) == 12 and len({t.id for t in trials}) == 12
+    assert [t.id for t in expand(spec(body))] == [t.id for t in trials]
+    seeds_of = {}
+    for t in trials:  # each (lr, rho) combination once per seed
+        seeds_of.setdefault((t.params["learning_rate"], t.params["rho"]), []).append(t.params["seed"])
+    assert len(seeds_of) == 6 and all(seeds == [0, 1] for seeds in seeds_of.values())
 
 
 def test_random_draws_run_cap_trials_within_bounds_deterministically() -> None:
@@ -53,6 +74,16 @@ def test_random_draws_run_cap_trials_within_bounds_deterministically() -> None:
         assert t.params["optimizer"] in ("adam", "rmsprop") and 2 <= t.params["batch_size"] <= 8
     other = expand(spec(body, name="other", method="random", extra="run_cap: 7\n"))
     assert [t.id for t in other] != [t.id for t in first]
+
+
+def test_random_quantised_draws_are_clean_multiples_of_q() -> None:
+    body = ("  rho: {distribution: q_uniform, min: 0.5, max: 0.9, q: 0.1}\n"
+            "  batch_size: {distribution: q_uniform, min: 4, max: 16, q: 4}\n")
+    trials = expand(spec(body, method="random", extra="run_cap: 6\n"))
+    assert len(trials) == 6
+    for t in trials:
+        assert t.params["rho"] in (0.5, 0.6, 0.7, 0.8, 0.9)
+        assert type(t.params["batch_size"]) is int and t.params["batch_size"] in (4, 8, 12, 16)
 
 
 def test_random_over_a_small_discrete_space_stops_at_its_size() -> None:

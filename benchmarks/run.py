@@ -1,0 +1,462 @@
+"""Benchmarks of the sweeper: training throughput, orchestration overhead, concurrency,
+search efficiency and inference.
+
+``python benchmarks/run.py [--quick] [--only NAME ...] [--out FILE]`` prints one JSON object
+per line: first a ``machine`` line, then one line per benchmark. Every benchmark runs in its
+own child process (``python benchmarks/run.py --one NAME [--quick]``) because TensorFlow's
+thread settings are fixed per process and Ray's start-up must not pollute training numbers.
+
+Benchmarks measure; nothing here asserts on speed. See ``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+Figures = dict[str, Any]
+
+# Sizes per mode; --quick keeps the whole run to a few minutes on a busy 2-core machine.
+_SIZES: dict[str, dict[str, Any]] = {
+    "quick": {
+        "train": {"batch_size": 4, "patch_size": 32, "steps_per_epoch": 3, "epochs": 3},
+        "matmul_n": 1024,
+        "matmul_repeats": 5,
+        "concurrency_trials": 4,
+        "search_overrides": [
+            "learning_rate=[0.0003, 0.001, 0.003]", "rho=[0.9, 0.99]", "seed=[0]",
+            "epochs=3", "steps_per_epoch=2", "batch_size=2", "patch_size=16",
+        ],
+        "inference_calls": 20,
+        "batch16_calls": 3,
+    },
+    "full": {
+        "train": {"batch_size": 16, "patch_size": 64, "steps_per_epoch": 20, "epochs": 4},
+        "matmul_n": 2048,
+        "matmul_repeats": 10,
+        "concurrency_trials": 8,
+        "search_overrides": [],  # the lr x rho grid as shipped (40 trials, 3 epochs)
+        "inference_calls": 50,
+        "batch16_calls": 10,
+    },
+}
+
+# Tiny trial used by orchestration_overhead and concurrency (the concurrency one is larger).
+_TINY_TRIAL: dict[str, Any] = {"epochs": 1, "steps_per_epoch": 1, "batch_size": 2, "patch_size": 16}
+_CONCURRENCY_TRIAL: dict[str, dict[str, Any]] = {
+    "quick": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "patch_size": 32},
+    "full": {"epochs": 2, "steps_per_epoch": 8, "batch_size": 8, "patch_size": 64},
+}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _machine() -> Figures:
+    """CPU model, core count, AVX flags and the TensorFlow version (without importing TF)."""
+    model, flags = "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    try:
+        tf_version = metadata.version("tensorflow")
+    except metadata.PackageNotFoundError:
+        tf_version = "not installed"
+    return {
+        "name": "machine",
+        "cpu_model": model,
+        "cores": os.cpu_count(),
+        "avx512f": "avx512f" in flags,
+        "avx512_bf16": "avx512_bf16" in flags,
+        "avx2": "avx2" in flags,
+        "tensorflow": tf_version,
+        "python": sys.version.split()[0],
+    }
+
+
+def _tiny_dataset(root: Path, size: int = 48) -> tuple[Path, str]:
+    """A tiny synthetic dataset under ``root``; returns (dataset dir, name)."""
+    from model.synth import synthesize
+
+    synthesize(root, "tiny", n_train=4, n_test=2, size=size, seed=0, kernel_size=5)
+    return root, "tiny"
+
+
+def _spec_doc(name: str, params: dict[str, Any], data: tuple[Path, str], *, cpu: float,
+              max_concurrent: int) -> dict[str, Any]:
+    """A grid spec document over ``params`` (lists become ``values``) on the CPU."""
+    parameters = {k: {"values": v} if isinstance(v, list) else {"value": v} for k, v in params.items()}
+    return {
+        "name": name,
+        "method": "grid",
+        "metric": {"name": "val_psnr", "goal": "maximize"},
+        "parameters": {"optimizer": {"value": "rmsprop"}, "loss": {"value": "mae"}, **parameters},
+        "sweeper": {
+            "dataset": {"dir": str(data[0]), "name": data[1]},
+            "resources": {"cpu": cpu, "gpu": 0, "fallback": "cpu"},
+            "max_concurrent": max_concurrent,
+            "max_failures": 0,
+        },
+    }
+
+
+def _timed_sweep(spec: Any, results_dir: Path) -> tuple[float, Any]:
+    """Run ``spec`` through ``sweeper.dispatch.run`` (W&B off); (wall seconds, ledger trials)."""
+    from sweeper.dispatch import RunOptions, run
+    from sweeper.ledger import Ledger
+
+    t0 = time.perf_counter()
+    summary = run(spec, RunOptions(results_dir=results_dir, wandb_mode="disabled", progress=False))
+    seconds = time.perf_counter() - t0
+    return seconds, Ledger(summary.sweep_dir, create=False).trials()
+
+
+def _ray_start() -> float:
+    """Start a fresh local Ray as ``sweeper run`` does (loopback, no dashboard); seconds taken.
+
+    ``address="local"`` so a stale or foreign cluster on the machine (other engineers' runs)
+    is never joined; ``sweeper.dispatch.run`` then finds Ray initialised and reuses it.
+    """
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    from sweeper.dispatch import LOCAL_HOST
+
+    t0 = time.perf_counter()
+    ray.init(address="local", include_dashboard=False, _node_ip_address=LOCAL_HOST, log_to_driver=False,
+             configure_logging=False)
+    return time.perf_counter() - t0
+
+
+def _later_epochs_rate(history: tuple[dict[str, float], ...], images_per_epoch: int) -> float:
+    """Images/s over epochs 2.. from the cumulative ``images_per_second`` in a history."""
+    elapsed = [rec["epoch"] * images_per_epoch / rec["images_per_second"] for rec in history]
+    if len(elapsed) < 2:
+        return history[-1]["images_per_second"]
+    return (len(elapsed) - 1) * images_per_epoch / (elapsed[-1] - elapsed[0])
+
+
+def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _forward_flops_per_image(patch: int) -> int:
+    """Multiply-add FLOPs (2 per MAC) of one forward pass at ``patch`` x ``patch``, counted
+    analytically from the model's convolution kernels and output shapes.
+
+    Conv2D: 2*Ho*Wo*k*k*Cin*Cout. Conv2DTranspose (stride s): 2*Hin*Win*k*k*Cin*Cout.
+    Convolutions nested in a layer (ResidualBlock) are stride 1 "same", so they use the
+    enclosing layer's output size. Pooling, BN, ReLU, adds and concatenations are ignored
+    (well under 1% of the total).
+    """
+    import keras
+
+    from model.architecture import build_model
+
+    net = build_model((patch, patch, 3))
+    total = 0
+    for layer in net.layers:
+        convs = [layer] if isinstance(layer, keras.layers.Conv2D | keras.layers.Conv2DTranspose) else [
+            sub for sub in layer._flatten_layers(include_self=False) if isinstance(sub, keras.layers.Conv2D)
+        ]
+        for conv in convs:
+            kh, kw, a, b = conv.kernel.shape
+            _, ho, wo, _ = layer.output.shape
+            if isinstance(conv, keras.layers.Conv2DTranspose):  # kernel (k, k, Cout, Cin)
+                s = conv.strides[0]
+                total += 2 * (ho // s) * (wo // s) * kh * kw * a * b
+            else:  # kernel (k, k, Cin, Cout)
+                total += 2 * ho * wo * kh * kw * a * b
+    return total
+
+
+# ---------------------------------------------------------------- benchmarks
+
+
+def bench_train_throughput(quick: bool) -> Figures:
+    """model.train's fit loop vs a bare model.fit, counted FLOPs, and a matmul roofline."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from model.data import DatasetRef, load_split, train_pipeline
+    from model.params import TrainParams
+    from model.runtime import configure_runtime
+    from model.train import _compiled_model, train
+
+    sizes = _SIZES["quick" if quick else "full"]
+    threads = os.cpu_count() or 1
+    configure_runtime(threads, deterministic=False)
+    p = TrainParams(**sizes["train"])
+    per_epoch = p.steps_per_epoch * p.batch_size
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = DatasetRef(*_tiny_dataset(Path(tmp), size=max(48, p.patch_size * 2)))
+        result = train(p, ref)
+        images_per_s = _later_epochs_rate(result.history, per_epoch)
+
+        # Bare keras: the same patches, materialised once, same optimizer/loss via the same compile.
+        stream = train_pipeline(load_split(ref, "train"), patch_size=p.patch_size, batch_size=p.batch_size,
+                                seed=p.seed)
+        blur, sharp = (np.concatenate(t) for t in zip(*((b.numpy(), s.numpy())
+                                                      for b, s in stream.take(p.steps_per_epoch))))
+    keras.utils.set_random_seed(p.seed)
+    net = _compiled_model(p, vgg_weights=None)
+    ends: list[float] = []
+    timer = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: ends.append(time.perf_counter()))
+    t0 = time.perf_counter()
+    net.fit(blur, sharp, batch_size=p.batch_size, epochs=p.epochs, shuffle=False, verbose=0, callbacks=[timer])
+    marks = [t0, *ends]
+    bare = (p.epochs - 1) * per_epoch / (marks[-1] - marks[1]) if p.epochs > 1 else per_epoch / (marks[1] - t0)
+
+    n = sizes["matmul_n"]
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    matmul = tf.function(lambda: tf.matmul(a, b))
+    matmul_flops = 2 * n**3 / _median_seconds(lambda: matmul().numpy(), sizes["matmul_repeats"])
+
+    forward = _forward_flops_per_image(p.patch_size)
+    step_flops = 3 * forward * p.batch_size  # backward ~ 2x forward
+    achieved = step_flops / p.batch_size * images_per_s
+    return {
+        "images_per_s": images_per_s,
+        "bare_keras_images_per_s": bare,
+        "ratio_to_bare_keras": images_per_s / bare,
+        "train_flops_per_step": step_flops,
+        "flops_method": "analytic conv count: 2*H*W*k*k*Cin*Cout per conv forward, x3 forward+backward",
+        "achieved_flops_per_s": achieved,
+        "matmul_flops_per_s": matmul_flops,
+        "matmul_n": n,
+        "roofline_fraction": achieved / matmul_flops,
+        "batch_size": p.batch_size,
+        "patch_size": p.patch_size,
+        "steps_per_epoch": p.steps_per_epoch,
+        "epochs": p.epochs,
+        "timed_epochs": "2..last (epoch 1 is warm-up)",
+        "threads": threads,
+    }
+
+
+def bench_orchestration_overhead(quick: bool) -> Figures:
+    """12 tiny trials through sweeper.dispatch.run vs the same params in a plain loop."""
+    import ray
+
+    from model.data import DatasetRef
+    from model.train import train
+    from sweeper.spec import from_dict
+
+    grid = {"learning_rate": [0.0003, 0.001, 0.003], "rho": [0.9, 0.99], "seed": [0, 1], **_TINY_TRIAL}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = _tiny_dataset(Path(tmp) / "data")
+        spec = from_dict(_spec_doc("overhead", grid, data, cpu=os.cpu_count() or 1, max_concurrent=1))
+        ref = DatasetRef(*data)
+        # Loop first: it pays one TensorFlow import and first trace, as the sweep's worker does.
+        t0 = time.perf_counter()
+        n = 0
+        for lr in grid["learning_rate"]:
+            for rho in grid["rho"]:
+                for seed in grid["seed"]:
+                    train({"learning_rate": lr, "rho": rho, "seed": seed, **_TINY_TRIAL}, ref)
+                    n += 1
+        loop_seconds = time.perf_counter() - t0
+        startup = _ray_start()
+        sweep_seconds, trials = _timed_sweep(spec, Path(tmp) / "results")
+        ray.shutdown()
+    return {
+        "trials": n,
+        "trials_ok": int((trials["status"] == "ok").sum()),
+        "startup_s": startup,
+        "sweep_seconds": startup + sweep_seconds,
+        "loop_seconds": loop_seconds,
+        "seconds_per_trial_overhead": sweep_seconds / n - loop_seconds / n,
+        "definition": "(sweep wall - Ray start-up - loop wall) / trials; max_concurrent 1, both sequential",
+        "trial": _TINY_TRIAL,
+    }
+
+
+def bench_concurrency(quick: bool) -> Figures:
+    """Trials per hour: 1 trial x all cores vs one trial per core (1 thread each)."""
+    import ray
+
+    from sweeper.spec import from_dict
+
+    mode = "quick" if quick else "full"
+    n = _SIZES[mode]["concurrency_trials"]
+    cores = os.cpu_count() or 1
+    trial = _CONCURRENCY_TRIAL[mode]
+    with tempfile.TemporaryDirectory() as tmp:
+        data = _tiny_dataset(Path(tmp) / "data", size=max(48, trial["patch_size"] * 2))
+        grid = {"seed": list(range(n)), **trial}
+        startup = _ray_start()
+        figures: Figures = {"trials": n, "trial": trial, "startup_s": startup}
+        for label, cpu, concurrent in (("1x%d" % cores, cores, 1), ("%dx1" % cores, 1, cores)):
+            spec = from_dict(_spec_doc(f"conc_{cpu:g}", grid, data, cpu=cpu, max_concurrent=concurrent))
+            seconds, trials = _timed_sweep(spec, Path(tmp) / label)
+            figures[f"trials_per_hour_{label}"] = n * 3600 / seconds
+            figures[f"seconds_{label}"] = seconds
+            figures[f"trials_ok_{label}"] = int((trials["status"] == "ok").sum())
+        ray.shutdown()
+    one, many = figures[f"trials_per_hour_1x{cores}"], figures[f"trials_per_hour_{cores}x1"]
+    figures["faster"] = f"1x{cores}" if one >= many else f"{cores}x1"
+    return figures
+
+
+def bench_search_efficiency(quick: bool) -> Figures:
+    """lr x rho: full grid vs ASHA vs Optuna TPE (bayes, run_cap = grid/3), compute and best PSNR."""
+    import ray
+
+    from sweeper.spec import from_dict, load
+
+    overrides = list(_SIZES["quick" if quick else "full"]["search_overrides"])
+    with tempfile.TemporaryDirectory() as tmp:
+        data = _tiny_dataset(Path(tmp) / "data") if quick else None
+        if data is not None:
+            overrides += [f"sweeper.dataset.dir={data[0]}", f"sweeper.dataset.name={data[1]}"]
+        overrides += ["sweeper.resources.gpu=0"]
+        base = load(ROOT / "search_spaces" / "lr_rho.yaml", overrides).to_dict()
+        startup = _ray_start()
+        grid_seconds, grid = _timed_sweep(from_dict(base), Path(tmp) / "grid")
+        variants = {
+            "asha": {**base, "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 3}},
+            "tpe": {**base, "method": "bayes", "run_cap": max(1, round(len(grid) / 3))},
+        }
+        grid_epochs = float(grid["epochs_run"].sum())
+        grid_best = float(grid["val_psnr"].max())
+        figures: Figures = {"startup_s": startup, "grid_trials": len(grid), "grid_trial_epochs": grid_epochs,
+                            "grid_best_psnr": grid_best, "grid_seconds": grid_seconds,
+                            "overrides": overrides[:-3] if data is not None else overrides[:-1]}
+        for label, doc in variants.items():
+            try:
+                seconds, trials = _timed_sweep(from_dict(doc), Path(tmp) / label)
+            except Exception as err:  # noqa: BLE001 - one broken variant must not hide the others
+                figures[f"{label}_error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                continue
+            figures[f"{label}_trials"] = len(trials)
+            figures[f"{label}_compute_fraction"] = float(trials["epochs_run"].sum()) / grid_epochs
+            figures[f"{label}_best_gap_db"] = grid_best - float(trials["val_psnr"].max())
+            figures[f"{label}_seconds"] = seconds
+        ray.shutdown()
+    return figures
+
+
+def bench_inference(quick: bool) -> Figures:
+    """Forward-pass latency at 256x256 (batch 1), throughput at batch 16, saved model size."""
+    import tensorflow as tf
+
+    from model.architecture import build_model
+    from model.runtime import configure_runtime
+
+    sizes = _SIZES["quick" if quick else "full"]
+    threads = os.cpu_count() or 1
+    configure_runtime(threads, deterministic=False)
+    net = build_model()
+    forward = tf.function(lambda x: net(x, training=False), reduce_retracing=True)
+    one = tf.random.uniform((1, 256, 256, 3))
+    sixteen = tf.random.uniform((16, 256, 256, 3))
+    ms = 1000 * _median_seconds(lambda: forward(one).numpy(), sizes["inference_calls"])
+    batch_s = _median_seconds(lambda: forward(sixteen).numpy(), sizes["batch16_calls"])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "deblur.keras"
+        net.save(path)
+        mb = path.stat().st_size / 2**20
+    return {
+        "ms_per_image_256": ms,
+        "images_per_s_batch16": 16 / batch_s,
+        "model_file_mb": mb,
+        "calls_batch1": sizes["inference_calls"],
+        "calls_batch16": sizes["batch16_calls"],
+        "threads": threads,
+        "note": "CPU figures; the write-up's 28 ms is on a T4 GPU and not comparable",
+    }
+
+
+BENCHMARKS: dict[str, Callable[[bool], Figures]] = {
+    "train_throughput": bench_train_throughput,
+    "orchestration_overhead": bench_orchestration_overhead,
+    "concurrency": bench_concurrency,
+    "search_efficiency": bench_search_efficiency,
+    "inference": bench_inference,
+}
+
+
+# ---------------------------------------------------------------- orchestration
+
+
+def _run_child(name: str, quick: bool, timeout: float) -> Figures:
+    """Run one benchmark in a fresh interpreter; its last stdout JSON line, or an error record."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", name] + (["--quick"] if quick else [])
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"name": name, "error": f"timed out after {timeout:.0f} s"}
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        return {"name": name, "error": f"exit {proc.returncode}: {tail}"}
+    record = json.loads(lines[-1])
+    record["wall_s"] = time.perf_counter() - t0
+    return record
+
+
+def _one(name: str, quick: bool) -> None:
+    """Child entry point: run one benchmark, print its JSON line."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    figures = BENCHMARKS[name](quick)
+    print(json.dumps({"name": name, "quick": quick, **figures}, default=str), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
+    parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), metavar="NAME", help="run only these")
+    parser.add_argument("--out", type=Path, help="also append the JSON lines to this file")
+    parser.add_argument("--one", choices=list(BENCHMARKS), help=argparse.SUPPRESS)
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per benchmark (default 3600)")
+    args = parser.parse_args(argv)
+    if args.one:
+        _one(args.one, args.quick)
+        return 0
+    out = args.out.open("a") if args.out else None
+    failed = False
+    names = args.only or list(BENCHMARKS)
+    for record in (_machine() if n is None else _run_child(n, args.quick, args.timeout) for n in [None, *names]):
+        line = json.dumps(record, default=str)
+        print(line, flush=True)
+        if out:
+            out.write(line + "\n")
+            out.flush()
+        failed |= "error" in record
+    if out:
+        out.close()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -272,8 +272,6 @@ def _ray_domain(param: Any) -> Any:
         return tune.quniform(lo, hi, param.q or 1.0)
     if kind == "q_log_uniform_values":
         return tune.qloguniform(lo, hi, param.q or 1.0)
-    if kind == "int_uniform":
-        return tune.randint(int(lo), int(hi) + 1)
     raise ConfigError(f"parameters.{param.name}.distribution: {kind!r} is not supported by the bayes method")
 
 

@@ -216,6 +216,45 @@ def status_cmd(
         typer.echo(sweep_status(sweep, results_dir))
 
 
+@app.command("report")
+def report_cmd(
+    sweep: Annotated[Optional[Path], typer.Argument(metavar="[SWEEP]", help="A sweep folder (default: the latest in results/).")] = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="Rank by val_psnr, val_ssim or val_mae (default: the spec's metric).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | md | csv | html | json (printed; report files are always written).")] = "table",
+    results_dir: Annotated[Path, typer.Option("--results-dir")] = Path("results"),
+) -> None:
+    """Rank a sweep's configurations, check the write-up's claims and write report.md/html/json and plots."""
+    with _user_errors():
+        from model.errors import ConfigError
+        from sweeper.report import FORMATS, report
+
+        if fmt not in FORMATS:
+            raise ConfigError(f"--format: unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+        result = report(sweep, results_dir, metric)
+        if fmt == "table":
+            from rich.console import Console
+
+            Console().print(result.rich_table())
+            typer.echo(f"report: {result.sweep_dir / 'report.html'} (and report.md, report.json, plots/)")
+        else:
+            typer.echo(result.render(fmt))
+
+
+@app.command("dashboard")
+def dashboard_cmd(
+    sweep: Annotated[Optional[Path], typer.Argument(metavar="[SWEEP]", help="A sweep folder (default: the latest in results/).")] = None,
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8080,
+    host: Annotated[str, typer.Option("--host", help="Interface to bind (default: this machine only).")] = "127.0.0.1",
+    metric: Annotated[Optional[str], typer.Option("--metric", help="The study's objective (default: the spec's metric).")] = None,
+    results_dir: Annotated[Path, typer.Option("--results-dir")] = Path("results"),
+) -> None:
+    """Serve the sweep in optuna-dashboard (history, parallel coordinates, importance), offline."""
+    with _user_errors():
+        from sweeper.dashboard import serve
+
+        serve(sweep, results_dir, host=host, port=port, metric=metric)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -32,11 +32,12 @@ try:  # POSIX; elsewhere writers are not serialised (the driver is the only writ
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["Ledger", "LedgerError", "TRIAL_COLUMNS", "EPOCH_COLUMNS", "STATUSES"]
+__all__ = ["Ledger", "LedgerError", "TRIAL_COLUMNS", "EPOCH_COLUMNS", "STATUSES", "CSV_NAMES", "read_csv_export"]
 
 STATUSES = ("ok", "error", "diverged")
 _TMP_PREFIX = ".tmp-"
 _LOCK_NAME = ".ledger.lock"
+CSV_NAMES = ("trials.csv", "epochs.csv")  # the committed form of a ledger
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,12 +334,55 @@ class Ledger:
             self._seen = (_signature(self.trials_path), _signature(self.epochs_path))
         return True
 
-    def export_csv(self, path: str | Path) -> Path:
-        """Write the trials table as CSV (for committing reference runs).
+    def export_csv(self, directory: str | Path | None = None) -> tuple[Path, Path]:
+        """Write ``trials.csv`` and ``epochs.csv`` (what a reference run commits; the parquet
+        files stay the truth). :func:`read_csv_export` reads them back with the ledger's dtypes.
+
+        Args:
+            directory: Where to write them (default: the sweep folder).
 
         Returns:
-            The path written.
+            The two paths written.
         """
-        target = Path(path)
-        self.trials().to_csv(target, index=False)
-        return target
+        target = Path(directory) if directory is not None else self.sweep_dir
+        trials_csv, epochs_csv = target / CSV_NAMES[0], target / CSV_NAMES[1]
+        for frame, path in ((self.epochs(), epochs_csv), (self.trials(), trials_csv)):
+            tmp = path.with_name(f"{_TMP_PREFIX}{path.name}")
+            frame.to_csv(tmp, index=False)
+            os.replace(tmp, path)  # a reader never sees half a file
+        return trials_csv, epochs_csv
+
+
+def read_csv_export(directory: str | Path) -> tuple[Any, Any]:
+    """Trials and epochs from a CSV export (see :meth:`Ledger.export_csv`), typed like the ledger.
+
+    A missing ``epochs.csv`` reads as no epochs.
+
+    Raises:
+        LedgerError: ``trials.csv`` is missing or is not a ledger export.
+    """
+    import pandas as pd
+
+    frames = []
+    for name, columns in zip(CSV_NAMES, (_TRIAL_SCHEMA, _EPOCH_SCHEMA)):
+        path = Path(directory) / name
+        if not path.is_file() and name == CSV_NAMES[1]:
+            frames.append(_to_pandas(_table([], columns), columns))
+            continue
+        try:
+            # CSV writes "" and a null alike: a blank is "" in text columns (error, node) but
+            # a missing value in parameter and number columns, as in the ledger.
+            blank_is_text = [c for c, col in columns.items() if col is _STR]
+            frame = pd.read_csv(path, dtype={c: "str" for c, col in columns.items() if col.pandas == "str"},
+                                keep_default_na=False,
+                                na_values={c: [""] for c in columns if c not in blank_is_text})
+            missing = [c for c in columns if c not in frame.columns]
+            if missing:
+                raise ValueError(f"missing columns {', '.join(missing)}")
+            frames.append(frame[list(columns)].astype({c: col.pandas for c, col in columns.items()}))
+        except FileNotFoundError:
+            raise LedgerError(f"{path}: no such ledger export") from None
+        except (ValueError, TypeError, pd.errors.ParserError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise LedgerError(f"{path} is not a sweeper ledger export ({reason})") from None
+    return frames[0], frames[1]

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from model.errors import UserError
 
-__all__ = ["find_sweep", "sweep_status", "planned_trials"]
+if TYPE_CHECKING:
+    from sweeper.spec import SweepSpec
+
+__all__ = ["find_sweep", "sweep_status", "planned_trials", "sweep_spec"]
 
 
 def find_sweep(sweep: Path | None, results_dir: Path) -> Path:
@@ -19,27 +23,36 @@ def find_sweep(sweep: Path | None, results_dir: Path) -> Path:
         if not sweep.is_dir():
             raise UserError(f"{sweep}: no such sweep folder")
         return sweep
-    candidates = [d for d in results_dir.glob("*") if (d / "spec.yaml").is_file() or (d / "trials.parquet").is_file()]
+    markers = ("spec.yaml", "trials.parquet", "trials.csv")
+    candidates = [d for d in results_dir.glob("*") if any((d / m).is_file() for m in markers)]
     if not candidates:
         raise UserError(f"{results_dir}: no sweeps yet; start one with `sweeper run search_spaces/optim_loss.yaml`")
     return max(candidates, key=lambda d: max(p.stat().st_mtime for p in d.iterdir()))
 
 
-def planned_trials(sweep_dir: Path) -> int | None:
-    """How many trials the sweep's resolved ``spec.yaml`` plans (``None`` if unknown)."""
+def sweep_spec(sweep_dir: Path) -> "SweepSpec | None":
+    """The spec a sweep ran with, read from its resolved ``spec.yaml`` (``None`` if absent or unreadable)."""
     import yaml
 
     from sweeper.spec import SpecError, loads
-    from sweeper.space import expand
 
     path = sweep_dir / "spec.yaml"
     if not path.is_file():
         return None
-    doc = yaml.safe_load(path.read_text()) or {}
-    doc.pop("resolved", None)
     try:
-        spec = loads(yaml.safe_dump(doc), source=str(path))
-    except SpecError:
+        doc = yaml.safe_load(path.read_text()) or {}
+        doc.pop("resolved", None)  # provenance (versions, git), not part of the spec
+        return loads(yaml.safe_dump(doc), source=str(path))
+    except (SpecError, yaml.YAMLError, AttributeError, OSError):
+        return None
+
+
+def planned_trials(sweep_dir: Path) -> int | None:
+    """How many trials the sweep's resolved ``spec.yaml`` plans (``None`` if unknown)."""
+    from sweeper.space import expand
+
+    spec = sweep_spec(sweep_dir)
+    if spec is None:
         return None
     return spec.run_cap if spec.method == "bayes" else len(expand(spec))
 

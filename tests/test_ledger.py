@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sweeper.ledger import EPOCH_COLUMNS, TRIAL_COLUMNS, Ledger, LedgerError
+from sweeper.ledger import EPOCH_COLUMNS, TRIAL_COLUMNS, Ledger, LedgerError, read_csv_export
 from tests.conftest import ROOT
 
 
@@ -157,12 +157,26 @@ def test_a_leftover_temp_file_is_ignored_and_cleaned(tmp_path: Path) -> None:
     assert not (tmp_path / ".tmp-trials.parquet").exists() and fresh.done_ids() == {"a", "b"}
 
 
-def test_export_csv(tmp_path: Path) -> None:
+def test_csv_export_round_trips_with_the_ledger_dtypes(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path)
-    ledger.record(row("a"))
-    lines = ledger.export_csv(tmp_path / "trials.csv").read_text().splitlines()
-    assert lines[0].split(",") == list(TRIAL_COLUMNS)
-    assert len(lines) == 2 and lines[1].split(",")[0] == "a"
+    ledger.record(row("a"), epochs("a"))
+    ledger.record(row("b", "error", math.nan, error='boom, "quoted"\nsecond line'))
+    trials_csv, epochs_csv = ledger.export_csv()
+    lines = trials_csv.read_text().splitlines()
+    assert lines[0].split(",") == list(TRIAL_COLUMNS) and lines[1].split(",")[0] == "a"
+    trials, eps = read_csv_export(tmp_path)
+    pd.testing.assert_frame_equal(trials, ledger.trials())
+    pd.testing.assert_frame_equal(eps, ledger.epochs())
+    assert trials.loc[1, "error"].endswith("second line") and trials.loc[1, "node"] == ""
+    assert pd.isna(trials.loc[1, "params_loss"]) and pd.isna(trials.loc[1, "params_seed"])
+
+
+def test_a_foreign_csv_is_named_as_not_a_ledger_export(tmp_path: Path) -> None:
+    with pytest.raises(LedgerError, match="no such ledger export"):
+        read_csv_export(tmp_path)
+    (tmp_path / "trials.csv").write_text("x,y\n1,2\n")
+    with pytest.raises(LedgerError, match=r"trials.csv is not a sweeper ledger export \(missing columns trial_id"):
+        read_csv_export(tmp_path)
 
 
 # A writer process: records t<prefix>0000, t<prefix>0001, ... with one epoch each (val_psnr = i

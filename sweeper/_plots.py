@@ -1,0 +1,214 @@
+"""The report's figures (PNG), drawn with matplotlib's object API (no pyplot state, no display)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from sweeper.report import ConfigResult
+
+# The heatmaps the write-up's two questions ask for; other sweeps get their first two parameters.
+_PAIRS = (("optimizer", "loss"), ("learning_rate", "rho"))
+_TOP_CURVES = 5
+_DPI = 110
+
+
+def _figure(width: float, height: float) -> "Figure":
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
+
+
+def _save(fig: "Figure", path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    fig.savefig(tmp, format="png")
+    tmp.replace(path)
+    return path
+
+
+def _label(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _cmap(goal: str) -> str:
+    return "viridis" if goal == "maximize" else "viridis_r"  # brighter is always better
+
+
+def heatmap(trials: "pd.DataFrame", rows: str, cols: str, metric: str, goal: str, path: Path) -> Path | None:
+    """Mean ``metric`` of ok trials for each (``rows``, ``cols``) cell; the best cell outlined."""
+    ok = trials[trials["status"] == "ok"]
+    if ok.empty:
+        return None
+    # Every level any trial reached, so a configuration whose trials all failed shows as a gap.
+    levels = {k: sorted(trials[f"params_{k}"].dropna().unique(), key=lambda v: (str(type(v)), v)) for k in (rows, cols)}
+    table, counts = (
+        ok.pivot_table(index=f"params_{rows}", columns=f"params_{cols}", values=metric, aggfunc=how)
+        .reindex(index=levels[rows], columns=levels[cols])
+        for how in ("mean", "count")
+    )
+    fig = _figure(max(6.0, 2.2 + 1.1 * table.shape[1]), 1.4 + 0.6 * table.shape[0])
+    ax = fig.add_subplot()
+    image = ax.imshow(table.to_numpy(dtype=float), cmap=_cmap(goal), aspect="auto")
+    fig.colorbar(image, ax=ax, label=metric)
+    ax.set_xticks(range(table.shape[1]), [_label(v) for v in table.columns])
+    ax.set_yticks(range(table.shape[0]), [_label(v) for v in table.index])
+    ax.set_xlabel(cols)
+    ax.set_ylabel(rows)
+    values = table.to_numpy(dtype=float)
+    finite = values[~(values != values)]
+    best = (finite.max() if goal == "maximize" else finite.min()) if finite.size else math.nan
+    for i in range(table.shape[0]):
+        for j in range(table.shape[1]):
+            v = values[i, j]
+            if v == v:
+                n = int(counts.iloc[i, j])  # ok trials behind the mean
+                ax.text(j, i, f"{v:.2f}\n(n={n})", ha="center", va="center", fontsize=8,
+                        color="black" if v == best else "white", weight="bold" if v == best else "normal",
+                        bbox=dict(facecolor="white", edgecolor="red", boxstyle="round") if v == best else None)
+    ax.set_title(f"{metric} by {rows} x {cols} (mean over seeds)")
+    return _save(fig, path)
+
+
+def curves(epochs: "pd.DataFrame", ranking: Sequence["ConfigResult"], metric: str, path: Path) -> Path | None:
+    """Per-epoch ``metric`` of every trial of the top configurations."""
+    top = [c for c in ranking if c.n > 0][:_TOP_CURVES]
+    if not top or epochs.empty:
+        return None
+    fig = _figure(7.5, 4.2)
+    ax = fig.add_subplot()
+    colours = [f"C{i}" for i in range(len(top))]
+    for colour, config in zip(colours, top):
+        for k, tid in enumerate(config.trial_ids):
+            rows = epochs[epochs["trial_id"] == tid].sort_values("epoch")
+            if rows.empty:
+                continue
+            ax.plot(rows["epoch"], rows[metric], color=colour, marker="o", markersize=3,
+                    label=f"#{config.rank} {config.label()}" if k == 0 else None)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title(f"Learning curves of the top {len(top)} configurations (one line per seed)")
+    ax.legend(fontsize=7, loc="best")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def samples(sweep_dir: Path, trials: "pd.DataFrame", metric: str, goal: str, path: Path) -> Path | None:
+    """Blurred | restored | sharp for the best and the worst ok trial (first test image)."""
+    import numpy as np
+    from PIL import Image
+
+    ok = trials[(trials["status"] == "ok") & trials[metric].notna()].sort_values(metric, ascending=goal != "maximize")
+    picks = []
+    for which, row in (("best", ok.head(1)), ("worst", ok.tail(1))):
+        if row.empty:
+            continue
+        strip = sweep_dir / "samples" / f"{row['trial_id'].iloc[0]}.png"
+        if strip.is_file():
+            picks.append((which, row.iloc[0], np.asarray(Image.open(strip).convert("RGB"))))
+    if not picks:
+        return None
+    fig = _figure(7.5, 2.7 * len(picks))
+    for r, (which, row, image) in enumerate(picks):
+        side = image.shape[1] // 3  # the strip is blurred|restored|sharp, square images, one row each
+        first = image[: min(side, image.shape[0])]
+        params = ", ".join(f"{c.removeprefix('params_')}={_label(row[c])}" for c in ("params_optimizer", "params_loss",
+                                                                                   "params_learning_rate", "params_rho"))
+        for c, title in enumerate(("blurred", "restored", "sharp")):
+            ax = fig.add_subplot(len(picks), 3, 3 * r + c + 1)
+            ax.imshow(first[:, c * side:(c + 1) * side])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(title if c != 1 else f"{which}: {row[metric]:.2f} {metric}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(params.replace(", ", "\n"), fontsize=6)
+    return _save(fig, path)
+
+
+def parallel(trials: "pd.DataFrame", keys: Sequence[str], metric: str, goal: str, path: Path) -> Path | None:
+    """Parallel coordinates: one line per ok trial through each searched parameter, coloured by ``metric``."""
+    import numpy as np
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
+    ok = trials[(trials["status"] == "ok") & trials[metric].notna()]
+    axes = [k for k in (*keys, "seed") if f"params_{k}" in ok.columns and ok[f"params_{k}"].notna().any()]
+    if ok.empty or not axes:
+        return None
+    positions: list[np.ndarray] = []
+    ticks: list[tuple[list[float], list[str]]] = []
+    for k in axes:
+        column = ok[f"params_{k}"]
+        levels = sorted(column.dropna().unique(), key=lambda v: (str(type(v)), v))
+        spread = max(len(levels) - 1, 1)
+        where = {v: i / spread for i, v in enumerate(levels)}
+        positions.append(column.map(where).to_numpy(dtype=float))
+        ticks.append(([where[v] for v in levels], [_label(v) for v in levels]))
+    values = ok[metric].to_numpy(dtype=float)
+    low, high = float(values.min()), float(values.max())
+    positions.append((values - low) / (high - low) if high > low else np.full(len(values), 0.5))
+    norm = Normalize(low, high)
+    cmap = colormaps[_cmap(goal)]
+    fig = _figure(1.6 * (len(axes) + 1) + 1.5, 4.2)
+    ax = fig.add_subplot()
+    xs = np.arange(len(axes) + 1)
+    ys = np.vstack(positions).T
+    for line, value in sorted(zip(ys, values), key=lambda p: p[1] if goal == "maximize" else -p[1]):
+        ax.plot(xs, line, color=cmap(norm(value)), alpha=0.8, linewidth=1.2)  # best drawn last, on top
+    for x, (where, labels) in enumerate(ticks):
+        for y, text in zip(where, labels):
+            ax.text(x, y, text, fontsize=7, ha="right", va="center", bbox=dict(facecolor="white", alpha=0.7, lw=0))
+    ax.text(len(axes), 0, f"{low:.2f}", fontsize=7, ha="left")
+    ax.text(len(axes), 1, f"{high:.2f}", fontsize=7, ha="left")
+    for x in xs:
+        ax.axvline(x, color="grey", linewidth=0.8)
+    ax.set_xticks(xs, [*axes, metric])
+    ax.set_yticks([])
+    ax.set_title(f"Parallel coordinates: every ok trial, coloured by {metric}")
+    from matplotlib.cm import ScalarMappable
+
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=metric)
+    return _save(fig, path)
+
+
+def importance(scores: dict[str, float], path: Path) -> Path | None:
+    """Horizontal bars of Optuna's parameter importances."""
+    if not scores:
+        return None
+    names = list(scores)[::-1]
+    fig = _figure(6, 0.8 + 0.45 * len(names))
+    ax = fig.add_subplot()
+    ax.barh(names, [scores[n] for n in names], color="C0")
+    ax.set_xlabel("importance (PED-ANOVA, sums to 1)")
+    ax.set_title("Which parameters matter")
+    return _save(fig, path)
+
+
+def draw_all(
+    sweep_dir: Path,
+    trials: "pd.DataFrame",
+    epochs: "pd.DataFrame",
+    ranking: Sequence["ConfigResult"],
+    keys: Sequence[str],
+    metric: str,
+    goal: str,
+    scores: dict[str, float],
+) -> dict[str, Path]:
+    """Every figure that applies to this sweep, as ``{title: png}`` under ``<sweep>/plots/``."""
+    out = sweep_dir / "plots"
+    pairs = [p for p in _PAIRS if p[0] in keys and p[1] in keys]
+    if not pairs and len(keys) >= 2:
+        pairs = [(keys[0], keys[1])]
+    drawn: dict[str, Path | None] = {}
+    for rows, cols in pairs:
+        drawn[f"Heatmap: {rows} x {cols}"] = heatmap(trials, rows, cols, metric, goal, out / f"heatmap_{rows}_{cols}.png")
+    drawn["Learning curves of the top configurations"] = curves(epochs, ranking, metric, out / "curves.png")
+    drawn["Samples: the best and the worst trial"] = samples(sweep_dir, trials, metric, goal, out / "samples.png")
+    drawn["Parallel coordinates"] = parallel(trials, keys, metric, goal, out / "parallel.png")
+    drawn["Parameter importance"] = importance(scores, out / "importance.png")
+    return {title: path for title, path in drawn.items() if path is not None}

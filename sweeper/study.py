@@ -1,0 +1,189 @@
+"""A sweep's ledger as an Optuna study: the offline stand-in for W&B's sweep dashboard.
+
+Every sweep is mirrored into ``<sweep>/optuna.db`` so that ``optuna-dashboard`` (or
+``sweeper dashboard``) shows its history, parallel coordinates and parameter importance
+without a network. A bayes sweep already has the study OptunaSearch wrote there; grid and
+random sweeps get one trial per ledger row. The report builds the same study in memory
+for its importance figures. No TensorFlow, no Ray.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from model.errors import UserError
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+
+    from sweeper.spec import SweepSpec
+
+__all__ = ["ledger_study", "mirror_to_optuna", "searched_params", "goal_of", "STUDY_FILE"]
+
+STUDY_FILE = "optuna.db"
+_TRIAL_ID_ATTR = "sweeper_trial_id"
+
+
+def searched_params(trials: "pd.DataFrame", spec: "SweepSpec | None" = None) -> list[str]:
+    """Parameter names the sweep varies, sorted: those the spec searches (a ``values`` list of
+    two or more, or a distribution), else those with more than one value in the ledger."""
+    if spec is not None:
+        return sorted(
+            p.name for p in spec.parameters
+            if p.kind == "distribution" or (p.kind == "values" and len(p.values or ()) > 1)
+        )
+    return sorted(
+        c.removeprefix("params_") for c in trials.columns
+        if c.startswith("params_") and trials[c].nunique(dropna=False) > 1
+    )
+
+
+def _plain(value: Any) -> Any:
+    """A numpy/pandas scalar as the Python value Optuna stores (``None`` for NA)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    try:
+        import pandas as pd
+
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return value.item() if hasattr(value, "item") else value
+
+
+def _distributions(trials: "pd.DataFrame", names: list[str], spec: "SweepSpec | None") -> dict[str, Any]:
+    import optuna.distributions as od
+
+    out: dict[str, Any] = {}
+    for name in names:
+        param = spec.param(name) if spec is not None else None
+        if param is not None and param.kind == "distribution":
+            log = "log" in str(param.distribution)
+            if param.integer:
+                out[name] = od.IntDistribution(int(param.min), int(param.max), log=log)
+            else:
+                out[name] = od.FloatDistribution(float(param.min), float(param.max), log=log)
+            continue
+        choices = list(param.values) if param is not None and param.values else []
+        # Values recorded but not in the spec (a spec edited between runs) are still shown.
+        seen = [_plain(v) for v in trials.get(f"params_{name}", [])]
+        for value in seen:
+            if value is not None and value not in choices:
+                choices.append(value)
+        if choices:
+            out[name] = od.CategoricalDistribution(sorted(choices, key=lambda v: (str(type(v)), v)))
+    return out
+
+
+def ledger_study(
+    trials: "pd.DataFrame",
+    epochs: "pd.DataFrame",
+    *,
+    metric: str,
+    goal: str,
+    study_name: str,
+    spec: "SweepSpec | None" = None,
+    storage: Any = None,
+) -> "optuna.Study":
+    """The ledger's trials as an Optuna study, adding only the rows the study lacks.
+
+    ``ok`` trials are COMPLETE with ``metric`` as the value and each epoch's ``metric`` as an
+    intermediate value; ``error`` and ``diverged`` trials are FAIL with the status and message
+    in user attributes. Each trial carries its sweeper trial id, so mirroring twice adds nothing.
+
+    Args:
+        trials: The ledger's trials table.
+        epochs: The ledger's epochs table.
+        metric: The study's objective column (e.g. ``val_psnr``).
+        goal: ``maximize`` or ``minimize``.
+        study_name: The study to create or extend.
+        spec: The sweep's spec (gives the distributions); inferred from the ledger without it.
+        storage: An Optuna storage or URL; ``None`` keeps the study in memory.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=study_name, storage=storage, direction=goal, load_if_exists=True)
+    known = {t.user_attrs.get(_TRIAL_ID_ATTR) for t in study.get_trials(deepcopy=False)}
+    names = searched_params(trials, spec)
+    dists = _distributions(trials, names, spec)
+    curves: dict[str, dict[int, float]] = {}
+    for row in epochs.itertuples(index=False):
+        value = _plain(getattr(row, metric, None))
+        if value is not None and math.isfinite(value):
+            curves.setdefault(row.trial_id, {})[int(row.epoch)] = float(value)
+    new = []
+    for row in trials.to_dict("records"):
+        if row["trial_id"] in known:
+            continue
+        params = {n: _plain(row.get(f"params_{n}")) for n in dists}
+        params = {n: v for n, v in params.items() if v is not None}
+        value = _plain(row.get(metric))
+        ok = row["status"] == "ok" and value is not None and math.isfinite(value)
+        attrs = {
+            _TRIAL_ID_ATTR: row["trial_id"], "status": row["status"],
+            **{k: _plain(row.get(k)) for k in ("val_psnr", "val_ssim", "val_mae", "seconds")},
+        }
+        if row.get("error"):
+            attrs["error"] = str(row["error"])[:500]
+        new.append(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL,
+            value=float(value) if ok else None,
+            params=params,
+            distributions={n: dists[n] for n in params},
+            intermediate_values=curves.get(row["trial_id"], {}) if ok else {},
+            user_attrs={k: v for k, v in attrs.items() if v is not None and v == v},
+        ))
+    if new:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # add_trials is experimental in some Optuna releases
+            study.add_trials(new)
+    return study
+
+
+def mirror_to_optuna(sweep_dir: str | Path, metric: str | None = None) -> tuple[str, str]:
+    """Mirror a sweep's ledger into ``<sweep>/optuna.db`` (idempotent).
+
+    A bayes sweep's own study (written by OptunaSearch) is left as it is.
+
+    Args:
+        sweep_dir: The sweep folder.
+        metric: The objective (default: the spec's metric, else ``val_psnr``).
+
+    Returns:
+        The storage URL and the study name.
+
+    Raises:
+        UserError: the sweep has no ledger yet, or its ledger is unreadable.
+    """
+    import optuna
+
+    from sweeper.report import load_ledger
+    from sweeper.status import sweep_spec
+
+    folder = Path(sweep_dir)
+    spec = sweep_spec(folder)
+    trials, epochs = load_ledger(folder)
+    if trials.empty:
+        raise UserError(f"{folder}: no trials recorded yet; nothing to show")
+    name = spec.name if spec is not None else folder.name
+    url = f"sqlite:///{(folder / STUDY_FILE).resolve()}"
+    storage = optuna.storages.RDBStorage(url)
+    if spec is not None and spec.method == "bayes":
+        if name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
+            return url, name
+    metric = metric or (spec.metric if spec is not None else "val_psnr")
+    ledger_study(trials, epochs, metric=metric, goal=goal_of(metric, spec), study_name=name, spec=spec, storage=storage)
+    return url, name
+
+
+def goal_of(metric: str, spec: "SweepSpec | None" = None) -> str:
+    """The spec's goal when ``metric`` is its metric, else the metric's natural direction."""
+    from model.metrics import metric_goal
+
+    return spec.goal if spec is not None and spec.metric == metric else metric_goal(metric)

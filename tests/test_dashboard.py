@@ -1,0 +1,116 @@
+"""The offline dashboard: every sweep mirrored into an Optuna study, served by optuna-dashboard."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+from sweeper.cli import app
+from sweeper.study import mirror_to_optuna
+from tests.conftest import ROOT
+from tests.test_report import OPT_LOSS, make_sweep, opt_loss
+
+runner = CliRunner()
+
+
+def _sweep(tmp_path: Path) -> Path:
+    status = {("mae", "sgd"): ["error", "diverged"]}
+    return make_sweep(tmp_path / "optim", OPT_LOSS, opt_loss([30.0, 30.2], [25.0, 25.1]), status=status)
+
+
+def test_a_grid_sweep_is_mirrored_once_with_its_distributions(tmp_path: Path) -> None:
+    sweep = _sweep(tmp_path)
+    url, name = mirror_to_optuna(sweep)
+    assert url == f"sqlite:///{(sweep / 'optuna.db').resolve()}" and name == "optim"
+    study = optuna.load_study(study_name=name, storage=url)
+    trials = study.get_trials()
+    states = sorted(t.state.name for t in trials)
+    assert states == ["COMPLETE"] * 10 + ["FAIL"] * 2
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    assert study.best_trial.value == 30.2 and study.best_trial.params == {"loss": "mae", "optimizer": "rmsprop", "seed": 1}
+    assert study.best_trial.intermediate_values == {1: 29.2, 2: 30.2}
+    dist = study.best_trial.distributions["optimizer"]
+    assert isinstance(dist, optuna.distributions.CategoricalDistribution) and dist.choices == ("adam", "rmsprop", "sgd")
+    failed = [t for t in trials if t.state.name == "FAIL"]
+    assert {t.user_attrs["status"] for t in failed} == {"error", "diverged"} and "boom" in failed[0].user_attrs["error"]
+    mirror_to_optuna(sweep)  # again: nothing new to add
+    assert len(optuna.load_study(study_name=name, storage=url).get_trials()) == 12
+
+
+def test_a_bayes_study_written_by_optuna_search_is_left_alone(tmp_path: Path) -> None:
+    sweep = _sweep(tmp_path)
+    spec = sweep / "spec.yaml"
+    spec.write_text(spec.read_text().replace("method: grid", "method: bayes\nrun_cap: 12"))
+    url = f"sqlite:///{(sweep / 'optuna.db').resolve()}"
+    own = optuna.create_study(study_name="optim", storage=url, direction="maximize")
+    own.add_trial(optuna.trial.create_trial(value=1.0))
+    assert mirror_to_optuna(sweep) == (url, "optim")
+    assert len(optuna.load_study(study_name="optim", storage=url).get_trials()) == 1
+
+
+def test_dashboard_refuses_a_bad_port_and_an_empty_sweep(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["dashboard", str(_sweep(tmp_path)), "--port", "70000"])
+    assert result.exit_code == 2 and "--port: 70000 is not a TCP port" in result.stderr
+    empty = make_sweep(tmp_path / "empty", OPT_LOSS, {}, record=False)
+    result = runner.invoke(app, ["dashboard", str(empty)])
+    assert result.exit_code == 1 and "no trials recorded yet" in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> bytes:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"dashboard exited {proc.returncode}: {proc.stderr.read()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.read()
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+@pytest.mark.slow
+def test_the_dashboard_lists_the_sweeps_trials_in_headless_chromium(tmp_path: Path) -> None:
+    browser = shutil.which("chromium")
+    assert browser, "Debian's chromium is needed (apt-get install chromium; .ci/run installs it)"
+    sweep = _sweep(tmp_path)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweeper.cli", "dashboard", str(sweep), "--port", str(port)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        studies = json.loads(_wait_for(f"http://127.0.0.1:{port}/api/studies", proc))
+        assert [s["study_name"] for s in studies["study_summaries"]] == ["optim"]
+        page = f"http://127.0.0.1:{port}/dashboard/studies/1/trials"
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-dev-shm-usage", "--virtual-time-budget=20000", "--window-size=1400,1000"]
+        dom = subprocess.run([browser, *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
+        # The trial list the React app renders: the study, its 12 trials, their states.
+        assert "optim" in dom and "12 Trials" in dom, dom[-2000:]
+        assert all(f"Trial {k}" in dom for k in range(12))
+        assert dom.count("Complete") >= 10 and "Fail" in dom
+        shot = tmp_path / "dashboard.png"
+        subprocess.run([browser, *flags, f"--screenshot={shot}", page], capture_output=True, timeout=120)
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    # Bound to this machine only.
+    assert f"http://127.0.0.1:{port}/" in proc.stdout.read()

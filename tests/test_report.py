@@ -1,0 +1,317 @@
+"""`sweeper report`: ranking, intervals and verdicts on hand-made ledgers with known answers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from scipy import stats
+from typer.testing import CliRunner
+
+from sweeper.cli import app
+from sweeper.ledger import Ledger
+from sweeper.report import OUTCOMES, build_report, difference_interval, mean_interval, report
+from sweeper.spec import from_dict
+from tests.conftest import ROOT
+
+runner = CliRunner()
+
+
+def make_sweep(folder: Path, grid: dict[str, list], values: dict[tuple, list[float]], *,
+               metric: str = "val_psnr", goal: str = "maximize", fixed: dict | None = None,
+               status: dict[tuple, list[str]] | None = None, seeds: int = 2, record: bool = True) -> Path:
+    """A sweep folder: a resolved spec.yaml for ``grid`` x seeds, and one ledger row per value.
+
+    ``values`` maps a configuration (a tuple in sorted-``grid``-key order) to its val_psnr per seed;
+    val_ssim and val_mae follow from it (higher PSNR, higher SSIM, lower MAE).
+    """
+    names = sorted(grid)
+    doc = {
+        "name": folder.name, "method": "grid", "metric": {"name": metric, "goal": goal},
+        "parameters": {**{k: {"values": v} for k, v in grid.items()}, "seed": {"values": list(range(seeds))},
+                       **{k: {"value": v} for k, v in (fixed or {}).items()}},
+    }
+    folder.mkdir(parents=True)
+    (folder / "spec.yaml").write_text(yaml.safe_dump(from_dict(doc).to_dict()))
+    ledger = Ledger(folder)
+    if not record:
+        return folder
+    for config, psnrs in values.items():
+        for seed, psnr in enumerate(psnrs):
+            st = (status or {}).get(config, ["ok"] * len(psnrs))[seed]
+            tid = "-".join(map(str, config)) + f"-s{seed}"
+            params = {f"params_{k}": v for k, v in zip(names, config)}
+            ok = st == "ok"
+            ledger.record(
+                {"trial_id": tid, "status": st, **params, "params_seed": seed,
+                 **{f"params_{k}": v for k, v in (fixed or {}).items()},
+                 "val_psnr": psnr if ok else math.nan, "val_ssim": psnr / 40 if ok else math.nan,
+                 "val_mae": 1 / psnr if ok else math.nan, "seconds": 10.0 + seed, "epochs_run": 2,
+                 "error": "" if ok else f"{st}: boom in trial {tid}"},
+                [{"epoch": e, "train_loss": 0.1, "val_psnr": psnr - 2 + e, "val_ssim": 0.5, "val_mae": 0.05}
+                 for e in (1, 2)] if ok else [],
+            )
+    return folder
+
+
+OPT_LOSS = {"optimizer": ["adam", "rmsprop", "sgd"], "loss": ["mae", "mse"]}
+
+
+def opt_loss(rmsprop_mae: list[float], adam_mae: list[float], rest: float = 22.0) -> dict[tuple, list[float]]:
+    # keys in sorted-name order: (loss, optimizer)
+    values = {(loss, opt): [rest, rest + 0.1] for loss in ("mae", "mse") for opt in ("adam", "rmsprop", "sgd")}
+    values[("mae", "rmsprop")] = rmsprop_mae
+    values[("mae", "adam")] = adam_mae
+    return values
+
+
+# ------------------------------------------------------------------------------------- statistics
+
+
+def test_mean_interval_is_the_student_t_interval() -> None:
+    iv = mean_interval([1.0, 2.0, 3.0])
+    # t(0.975, 2) = 4.3027; s = 1; half-width = 4.3027 / sqrt(3) = 2.4841
+    assert iv.mean == 2.0 and iv.n == 3
+    assert iv.high - iv.mean == pytest.approx(2.484138, abs=1e-5)
+    assert iv.low == pytest.approx(2.0 - 2.484138, abs=1e-5)
+    one = mean_interval([5.0, math.nan])
+    assert one.mean == 5.0 and one.n == 1 and not one.known
+    assert mean_interval([]).n == 0
+
+
+def test_difference_interval_matches_scipys_welch_test() -> None:
+    a, b = [1.0, 2.0, 3.0, 2.5], [4.0, 6.0, 8.0]
+    iv = difference_interval(a, b)
+    expected = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert iv.mean == pytest.approx(2.125 - 6.0)
+    assert (iv.low, iv.high) == pytest.approx((expected.low, expected.high), rel=1e-9)
+    assert not difference_interval([1.0], b).known
+    same = difference_interval([2.0, 2.0], [1.0, 1.0])
+    assert (same.low, same.mean, same.high) == (1.0, 1.0, 1.0)
+
+
+# ------------------------------------------------------------------------------------- ranking
+
+
+def test_ranking_order_and_intervals_on_a_known_ledger(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path / "s", OPT_LOSS, opt_loss([30.0, 31.0], [28.0, 28.5]))
+    result = build_report(sweep, plots=False)
+    assert result.keys == ("loss", "optimizer")
+    first, second = result.ranking[:2]
+    assert (first.rank, first.params, first.n) == (1, {"loss": "mae", "optimizer": "rmsprop"}, 2)
+    assert second.params == {"loss": "mae", "optimizer": "adam"}
+    psnr = first.metrics["val_psnr"]
+    # two seeds: mean 30.5, s = 0.7071, t(0.975, 1) = 12.706; half-width = 12.706 * 0.7071 / sqrt(2) = 6.353
+    assert psnr.mean == 30.5 and psnr.high - psnr.mean == pytest.approx(6.35310, abs=1e-4)
+    assert [c.rank for c in result.ranking] == list(range(1, 7))
+    assert first.seconds == 10.5 and first.statuses == {"ok": 2}
+    assert result.recorded == 12 and result.planned == 12 and not result.partial
+
+
+def test_a_minimised_metric_ranks_lowest_first(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path / "s", OPT_LOSS, opt_loss([30.0, 31.0], [28.0, 28.5]))
+    result = build_report(sweep, "val_mae", plots=False)
+    assert result.goal == "minimize"
+    means = [c.metrics["val_mae"].mean for c in result.ranking]
+    assert means == sorted(means) and result.ranking[0].params["optimizer"] == "rmsprop"
+
+
+# ------------------------------------------------------------------------------------- verdicts
+
+
+@pytest.mark.parametrize(("rmsprop_mae", "adam_mae", "outcome", "said"), [
+    ([30.0, 30.2], [25.0, 25.1], "reproduced", "beats every other configuration beyond the seed noise"),
+    ([25.0, 25.1], [30.0, 30.2], "not reproduced", "the winner loss=mae, optimizer=adam is better by"),
+    ([27.0, 29.0], [28.0, 28.5], "inconclusive", "inside the seed noise"),  # rmsprop leads by 0.25 dB
+    ([28.0, 28.4], [27.0, 29.5], "inconclusive", "behind the winner"),  # 0.05 dB behind
+])
+def test_each_verdict_outcome(tmp_path: Path, rmsprop_mae: list, adam_mae: list, outcome: str, said: str) -> None:
+    sweep = make_sweep(tmp_path / "s", OPT_LOSS, opt_loss(rmsprop_mae, adam_mae))
+    verdict = {v.claim.key: v for v in build_report(sweep, plots=False).verdicts}
+    rm = verdict["rmsprop_mae"]
+    assert rm.outcome == outcome and said in rm.reason, rm.reason
+    assert rm.of == 6 and rm.difference is not None
+    assert rm.difference.mean == pytest.approx(sum(rmsprop_mae) / 2 - max(sum(adam_mae) / 2, 22.05))
+    assert verdict["lr_rho"].outcome == "not tested" and "does not vary learning_rate or rho" in verdict["lr_rho"].reason
+    assert {v.outcome for v in verdict.values()} <= set(OUTCOMES)
+
+
+def test_lr_rho_claim_is_judged_on_an_lr_rho_grid(tmp_path: Path) -> None:
+    grid = {"learning_rate": [0.0001, 0.001, 0.01], "rho": [0.8, 0.9]}
+    values = {(lr, rho): [20.0 + 10 * lr, 20.1 + 10 * lr] for lr in grid["learning_rate"] for rho in grid["rho"]}
+    values[(0.001, 0.9)] = [26.0, 26.1]
+    sweep = make_sweep(tmp_path / "s", grid, values, fixed={"optimizer": "rmsprop", "loss": "mae"})
+    verdict = {v.claim.key: v for v in build_report(sweep, plots=False).verdicts}
+    assert verdict["lr_rho"].outcome == "reproduced" and verdict["lr_rho"].rank == 1
+    assert verdict["lr_rho"].compared_with == {"learning_rate": 0.01, "rho": 0.8}
+    assert verdict["rmsprop_mae"].outcome == "not tested"
+
+
+def test_a_claim_missing_from_the_grid_is_not_tested(tmp_path: Path) -> None:
+    grid = {"optimizer": ["adam", "sgd"], "loss": ["mae", "mse"]}
+    values = {(loss, opt): [20.0, 20.5] for loss in grid["loss"] for opt in grid["optimizer"]}
+    sweep = make_sweep(tmp_path / "s", grid, values)
+    verdict = build_report(sweep, plots=False).verdicts[0]
+    assert verdict.outcome == "not tested" and "no configuration with optimizer=rmsprop, loss=mae" in verdict.reason
+
+
+def test_one_seed_per_config_is_inconclusive_not_a_verdict(tmp_path: Path) -> None:
+    values = {k: v[:1] for k, v in opt_loss([30.0, 30.2], [25.0, 25.1]).items()}
+    sweep = make_sweep(tmp_path / "s", OPT_LOSS, values, seeds=1)
+    verdict = build_report(sweep, plots=False).verdicts[0]
+    assert verdict.outcome == "inconclusive" and "no interval" in verdict.reason
+
+
+# ------------------------------------------------------------------------------------- failures, partial
+
+
+def test_errors_and_diverged_trials_are_listed_never_dropped(tmp_path: Path) -> None:
+    values = opt_loss([30.0, 30.2], [25.0, 25.1])
+    status = {("mae", "sgd"): ["error", "diverged"], ("mae", "rmsprop"): ["ok", "diverged"]}
+    sweep = make_sweep(tmp_path / "s", OPT_LOSS, values, status=status)
+    result = report(sweep)
+    assert result.status_counts == {"diverged": 2, "error": 1, "ok": 9}
+    by = {tuple(c.params.values()): c for c in result.ranking}
+    assert by[("mae", "sgd")].n == 0 and by[("mae", "sgd")].rank == 6  # nothing to rank by: last
+    assert by[("mae", "rmsprop")].n == 1 and by[("mae", "rmsprop")].statuses == {"diverged": 1, "ok": 1}
+    assert by[("mae", "rmsprop")].metrics["val_psnr"].mean == 30.0
+    assert sorted(f["trial_id"] for f in result.failures) == ["mae-rmsprop-s1", "mae-sgd-s0", "mae-sgd-s1"]
+    md = (sweep / "report.md").read_text()
+    assert "Failed trials" in md and "error: boom in trial mae-sgd-s0" in md and "diverged 1, ok 1" in md
+    doc = json.loads((sweep / "report.json").read_text())
+    assert {f["status"] for f in doc["failures"]} == {"error", "diverged"}
+
+
+def test_a_partial_sweep_reports_what_is_done_and_says_so(tmp_path: Path) -> None:
+    values = {k: v for k, v in list(opt_loss([30.0, 30.2], [25.0, 25.1]).items())[:2]}
+    sweep = make_sweep(tmp_path / "s", OPT_LOSS, values)
+    result = report(sweep)
+    assert result.partial and (result.recorded, result.planned) == (4, 12)
+    assert "PARTIAL: 8 trials not recorded yet" in result.headline()
+    assert "PARTIAL" in (sweep / "report.md").read_text() and json.loads(result.render("json"))["partial"] is True
+
+
+def test_an_empty_sweep_is_a_one_line_error(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path / "s", OPT_LOSS, {}, record=False)
+    result = runner.invoke(app, ["report", str(sweep)])
+    assert result.exit_code == 1 and "no trials recorded yet" in result.stderr and "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------------------------- outputs
+
+
+class _Images(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.srcs: list[str] = []
+        self.tags: list[str] = []
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, Any]]) -> None:
+        self.tags.append(tag)
+        attrs_d = dict(attrs)
+        if tag == "img":
+            self.srcs.append(attrs_d["src"])
+        for key in ("href", "src"):
+            if tag != "img" and attrs_d.get(key):
+                self.links.append(attrs_d[key])
+
+
+def test_html_is_self_contained_with_embedded_pngs(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path / "s", OPT_LOSS, opt_loss([30.0, 30.2], [25.0, 25.1]))
+    result = report(sweep)
+    parser = _Images()
+    parser.feed((sweep / "report.html").read_text())
+    assert parser.tags[0] == "html" and "table" in parser.tags and not parser.links
+    assert len(parser.srcs) == len(result.figures) >= 4  # heatmap, curves, parallel, importance
+    for src in parser.srcs:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (sweep / "plots" / "heatmap_optimizer_loss.png").is_file()
+    md = (sweep / "report.md").read_text()
+    assert "![Heatmap: optimizer x loss](plots/heatmap_optimizer_loss.png)" in md
+    assert "| 1 | mae | rmsprop | 2 | 30.10 ± 1.27 |" in md  # 12.706 * 0.1414 / sqrt(2) = 1.27
+
+
+def test_json_has_the_documented_shape(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path / "s", OPT_LOSS, opt_loss([30.0, 30.2], [25.0, 25.1]))
+    doc = json.loads(report(sweep).render("json"))
+    assert {"ranking", "verdict", "failures", "importance", "partial", "metric", "goal"} <= set(doc)
+    top = doc["ranking"][0]
+    assert set(top) >= {"rank", "params", "n", "val_psnr", "val_ssim", "val_mae", "seconds", "statuses", "trial_ids"}
+    assert set(top["val_psnr"]) == {"mean", "low", "high", "n"} and top["params"] == {"loss": "mae", "optimizer": "rmsprop"}
+    assert set(doc["verdict"]) == {"rmsprop_mae", "lr_rho"}
+    assert doc["verdict"]["rmsprop_mae"]["outcome"] == "reproduced"
+    assert set(doc["verdict"]["rmsprop_mae"]["difference"]) == {"mean", "low", "high", "n"}
+    assert math.isclose(sum(doc["importance"].values()), 1.0, rel_tol=1e-6)
+    assert set(doc["importance"]) == {"loss", "optimizer", "seed"}
+
+
+def test_csv_format_is_the_ranking(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path / "s", OPT_LOSS, opt_loss([30.0, 30.2], [25.0, 25.1]))
+    lines = report(sweep).render("csv").splitlines()
+    assert lines[0].startswith("rank,loss,optimizer,n,val_psnr_mean,val_psnr_low,val_psnr_high")
+    assert lines[1].startswith("1,mae,rmsprop,2,30.1,") and len(lines) == 7
+
+
+def test_a_committed_csv_export_reports_the_same(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path / "s", OPT_LOSS, opt_loss([30.0, 30.2], [25.0, 25.1]))
+    before = report(sweep).to_dict()
+    for name in ("trials.parquet", "epochs.parquet"):
+        (sweep / name).unlink()
+    after = report(sweep).to_dict()
+    assert after["ranking"] == before["ranking"] and after["verdict"] == before["verdict"]
+
+
+def test_report_imports_neither_tensorflow_nor_ray_nor_keras(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path / "s", OPT_LOSS, opt_loss([30.0, 30.2], [25.0, 25.1]))
+    code = (
+        "import sys\nfrom sweeper.cli import app\n"
+        f"try:\n    app(['report', {str(sweep)!r}, '--format', 'json'])\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        "heavy = [m for m in ('tensorflow', 'ray', 'keras') if m in sys.modules]\nassert not heavy, heavy\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["verdict"]["rmsprop_mae"]["outcome"] == "reproduced"
+
+
+# ------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_report_formats_and_bad_options(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path / "r" / "optim", OPT_LOSS, opt_loss([30.0, 30.2], [25.0, 25.1]))
+    table = runner.invoke(app, ["report", "--results-dir", str(tmp_path / "r")])  # the latest sweep
+    assert table.exit_code == 0, table.output
+    assert "REPRODUCED" in table.stdout and "rmsprop" in table.stdout and "report.html" in table.stdout
+    md = runner.invoke(app, ["report", str(sweep), "--format", "md", "--metric", "val_ssim"])
+    assert md.exit_code == 0 and md.stdout.startswith("# Sweep report: optim") and "Ranking by val_ssim" in md.stdout
+    bad = runner.invoke(app, ["report", str(sweep), "--format", "pdf"])
+    assert bad.exit_code == 2 and bad.stderr.strip() == (
+        "sweeper: error: --format: unknown format 'pdf'; valid: table, md, csv, html, json")
+    bad = runner.invoke(app, ["report", str(sweep), "--metric", "val_psnrr"])
+    assert bad.exit_code == 2 and "did you mean 'val_psnr'" in bad.stderr
+    missing = runner.invoke(app, ["report", str(tmp_path / "nope")])
+    assert missing.exit_code == 1 and "no such sweep folder" in missing.stderr
+
+
+def test_cli_report_as_a_subprocess(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path / "s", OPT_LOSS, opt_loss([30.0, 30.2], [25.0, 25.1]))
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "report", str(sweep), "--format", "csv"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[1].startswith("1,mae,rmsprop,2,")
+    broken = sweep / "trials.parquet"
+    broken.write_bytes(broken.read_bytes()[:40])
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "report", str(sweep)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"sweeper: error: {broken} is unreadable")

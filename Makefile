@@ -27,11 +27,12 @@ $(STAMP): pyproject.toml
 test: setup
 	$(BIN)/python -m pytest -q
 
-# The write-up's optimizer x loss grid on synthetic data (made on first use); re-running
-# resumes from the ledger and runs only what is missing.
+# The write-up's optimizer x loss grid on synthetic data (made on first use), then its report
+# (ranking, verdict, plots; results/optim_loss/report.html). Re-running resumes from the
+# ledger and runs only what is missing.
 run: setup
 	$(BIN)/sweeper run search_spaces/optim_loss.yaml
-	$(BIN)/sweeper status results/optim_loss
+	$(BIN)/sweeper report results/optim_loss
 
 train: setup
 	$(BIN)/sweeper train --model-path models/deblur.keras

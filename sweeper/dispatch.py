@@ -221,7 +221,9 @@ def _connect(address: str | None) -> None:
         return
     try:
         if address is None:
-            ray.init(include_dashboard=False, _node_ip_address=LOCAL_HOST, log_to_driver=False,
+            # address="local": always a new private instance, never a stray cluster that
+            # /tmp/ray/ray_current_cluster happens to point at.
+            ray.init(address="local", include_dashboard=False, _node_ip_address=LOCAL_HOST, log_to_driver=False,
                      configure_logging=False)
         else:
             ray.init(address=address, log_to_driver=False, configure_logging=False)

@@ -144,6 +144,24 @@ def test_epochs_and_spec_are_written(small_sweep) -> None:
     assert (sweep_dir / "samples" / f"{ok_id}.png").is_file()
 
 
+def test_report_and_optuna_mirror_of_a_real_sweep(small_sweep) -> None:
+    import optuna
+
+    from sweeper.report import report
+    from sweeper.study import mirror_to_optuna
+
+    _, _, sweep_dir = small_sweep
+    result = report(sweep_dir)
+    assert result.recorded == result.planned == 4 and result.status_counts == {"diverged": 1, "error": 2, "ok": 1}
+    assert result.ranking[0].params == {"learning_rate": 0.001, "loss": "mae"} and result.ranking[0].n == 1
+    assert sorted(f["status"] for f in result.failures) == ["diverged", "error", "error"]
+    assert "Samples: the best and the worst trial" in result.figures  # from the trial's samples/ strip
+    assert (sweep_dir / "trials.csv").is_file() and (sweep_dir / "report.html").is_file()
+    url, name = mirror_to_optuna(sweep_dir)
+    states = sorted(t.state.name for t in optuna.load_study(study_name=name, storage=url).get_trials())
+    assert states == ["COMPLETE", "FAIL", "FAIL", "FAIL"]
+
+
 def test_each_trial_has_an_offline_wandb_run(small_sweep) -> None:
     from sweeper.ledger import Ledger
     from sweeper.tracking import read_run_summary

@@ -315,3 +315,26 @@ def test_cli_report_as_a_subprocess(tmp_path: Path) -> None:
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"sweeper: error: {broken} is unreadable")
+
+
+def test_report_while_the_ledger_is_being_written(tmp_path: Path) -> None:
+    from model.errors import UserError
+    from tests.test_ledger import _writer
+
+    sweep = tmp_path / "live"
+    writer = _writer(sweep, 150)
+    seen: list[int] = []
+    reports = 0
+    while writer.poll() is None or not seen:
+        try:
+            result = report(sweep) if reports % 10 == 0 else build_report(sweep, plots=False)
+        except UserError as err:  # before the first row: a clean "nothing yet", nothing else
+            assert "no trials recorded yet" in str(err) or "no such sweep folder" in str(err), err
+            continue
+        reports += 1
+        (config,) = result.ranking  # only the seed varies: one configuration of every trial
+        assert config.n == result.recorded and config.metrics["val_psnr"].mean == (result.recorded - 1) / 2
+        seen.append(result.recorded)
+    assert writer.returncode == 0 and seen == sorted(seen) and reports >= 3
+    assert build_report(sweep, plots=False).recorded == 150
+    assert json.loads((sweep / "report.json").read_text())["recorded"] <= 150

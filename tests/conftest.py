@@ -37,3 +37,23 @@ def tiny_params(**overrides: object) -> dict:
     params = dict(optimizer="adam", loss="mae", learning_rate=0.001, epochs=2, steps_per_epoch=3, batch_size=2, patch_size=16, seed=0)
     params.update(overrides)
     return params
+
+
+def run_cli_light(argv: list[str], heavy: tuple[str, ...] = ("tensorflow", "ray", "keras", "wandb")) -> "object":
+    """Run ``sweeper <argv>`` in a fresh interpreter and fail if it imported any ``heavy`` module.
+
+    Returns:
+        The finished ``subprocess.CompletedProcess`` (stdout is the command's output).
+    """
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom sweeper.cli import app\n"
+        f"try:\n    app({argv!r})\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        f"heavy = [m for m in {heavy!r} if m in sys.modules]\nassert not heavy, heavy\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc

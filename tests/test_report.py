@@ -20,7 +20,7 @@ from sweeper.cli import app
 from sweeper.ledger import Ledger
 from sweeper.report import OUTCOMES, build_report, difference_interval, mean_interval, report
 from sweeper.spec import from_dict
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli_light
 
 runner = CliRunner()
 
@@ -273,14 +273,7 @@ def test_a_committed_csv_export_reports_the_same(tmp_path: Path) -> None:
 
 def test_report_imports_neither_tensorflow_nor_ray_nor_keras(tmp_path: Path) -> None:
     sweep = make_sweep(tmp_path / "s", OPT_LOSS, opt_loss([30.0, 30.2], [25.0, 25.1]))
-    code = (
-        "import sys\nfrom sweeper.cli import app\n"
-        f"try:\n    app(['report', {str(sweep)!r}, '--format', 'json'])\n"
-        "except SystemExit as e:\n    assert not e.code, e.code\n"
-        "heavy = [m for m in ('tensorflow', 'ray', 'keras') if m in sys.modules]\nassert not heavy, heavy\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_cli_light(["report", str(sweep), "--format", "json"])
     assert json.loads(proc.stdout)["verdict"]["rmsprop_mae"]["outcome"] == "reproduced"
 
 

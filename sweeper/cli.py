@@ -197,6 +197,12 @@ def run_cmd(
             return
         summary = run(spec, options)
         counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.status_counts.items())) or "none"
+        if summary.interrupted:
+            typer.echo(
+                f"sweeper: interrupted: {summary.planned - summary.remaining} of {summary.planned} trials in the "
+                f"ledger ({counts}); resume with `sweeper run {spec_path}`", err=True,
+            )
+            raise typer.Exit(130)
         typer.echo(
             f"{spec.name}: {summary.dispatched} trials run now, {summary.already_done} already in the ledger"
             + (f", {summary.recovered} recovered from an interrupted run" if summary.recovered else "")

@@ -15,17 +15,20 @@ the last snapshot, and it cannot skip trials the ledger already holds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from model.errors import ConfigError, DataError, UserError
 from model.params import PARAMETER_NAMES, TrainParams
@@ -76,6 +79,8 @@ class RunSummary:
     status_counts: dict[str, int] = field(default_factory=dict)
     resources: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    interrupted: bool = False  # stopped by Ctrl-C (SIGINT); finished trials are in the ledger
+    remaining: int = 0  # planned trials not in the ledger when run() returned
 
 
 # ---------------------------------------------------------------- planning (no Ray)
@@ -313,7 +318,16 @@ def _mode(spec: SweepSpec) -> str:
     return "max" if spec.goal == "maximize" else "min"
 
 
-def _ledger_callback(spec: SweepSpec, ledger: Ledger, progress: "_Progress") -> Any:
+def _ran_to_the_end(params: Mapping[str, Any], results: Sequence[Mapping[str, Any]], error: str | None) -> bool:
+    """Whether a trial finished on its own: all its epochs, or diverged (not stopped mid-way)."""
+    if error is not None or not results:
+        return False
+    last = results[-1]
+    epochs = int(params.get("epochs") or TrainParams().epochs)
+    return last.get("status") == "diverged" or int(last.get("epoch", 0)) >= epochs
+
+
+def _ledger_callback(spec: SweepSpec, ledger: Ledger, progress: "_Progress", stop: "_StopFlag") -> Any:
     from ray.tune import Callback
 
     class _LedgerCallback(Callback):
@@ -334,6 +348,11 @@ def _ledger_callback(spec: SweepSpec, ledger: Ledger, progress: "_Progress") -> 
             params = {k: config[k] for k in PARAMETER_NAMES if k in config}
             tid = str(config.get("trial_id") or trial_id(params))
             results = self.results.pop(trial.trial_id, [])
+            if stop.is_set() and not _ran_to_the_end(params, results, error):
+                # Cut short by Ctrl-C (stopped, or its worker hit by the same SIGINT): not a
+                # result. Left out of the ledger, it runs again on resume.
+                progress.update([t for t in trials if t is not trial])
+                return
             row, epochs = record_from_results(
                 tid, params, results, goal=spec.goal, metric=spec.metric, error=error,
                 # every failure was an attempt; a trial that ends well adds its final one
@@ -514,7 +533,8 @@ def run(spec: SweepSpec, options: RunOptions = RunOptions()) -> RunSummary:
     search_alg, scheduler = _search_and_scheduler(spec, sweep_dir)
     max_concurrent = options.max_concurrent or spec.max_concurrent
     run_name = f"run-{len(list((sweep_dir / 'ray').glob('run-*'))) + 1:03d}"
-    with _Progress(n_todo, spec, options.progress) as progress:
+    stop = _StopFlag()
+    with _Progress(n_todo, spec, options.progress) as progress, _graceful_ctrl_c(stop):
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(run_trial, context=context), resources),
             param_space=_param_space(spec, todo),
@@ -527,14 +547,74 @@ def run(spec: SweepSpec, options: RunOptions = RunOptions()) -> RunSummary:
             run_config=tune.RunConfig(
                 name=run_name, storage_path=str(sweep_dir / "ray"), verbose=0,
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                callbacks=[_ledger_callback(spec, ledger, progress)],
+                callbacks=[_ledger_callback(spec, ledger, progress, stop)],
                 progress_reporter=None,
             ),
         )
         tuner.fit()
     summary.dispatched = n_todo
     summary.status_counts = ledger.status_counts()
+    summary.interrupted = stop.is_set()
+    done = ledger.done_ids()
+    summary.remaining = (max(0, spec.run_cap - len(done)) if spec.method == "bayes"
+                         else sum(t.id not in done for t in trials))
     return summary
+
+
+class _StopFlag:
+    """Set on Ctrl-C. A plain object, not a threading.Event: Ray pickles the callbacks."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
+class _DropRestoreHint(logging.Filter):
+    """Ray's "Resume experiment with: Tuner.restore(...)" is not how a sweep resumes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tuner.restore" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _graceful_ctrl_c(stop: _StopFlag) -> Iterator[None]:
+    """First Ctrl-C: Ray Tune's graceful stop (finished trials are recorded, running ones are
+    not); a second one stops at once. Outside the main thread, Ray's default applies."""
+    tune_logger = logging.getLogger("ray.tune.tune")
+    hint_filter = _DropRestoreHint()
+    tune_logger.addFilter(hint_filter)
+    if threading.current_thread() is not threading.main_thread():
+        try:
+            yield
+        finally:
+            tune_logger.removeFilter(hint_filter)
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nsweeper: stopping after Ctrl-C: running trials are dropped (they re-run on resume), "
+              "finished ones are in the ledger; Ctrl-C again stops at once", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGUSR1)  # Ray Tune's own graceful stop signal
+
+    previous_env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # our handler, not Tune's, owns SIGINT
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        tune_logger.removeFilter(hint_filter)
+        if previous_env is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = previous_env
 
 
 def _trial_dirname(trial: Any) -> str:

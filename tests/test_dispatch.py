@@ -297,6 +297,44 @@ def test_kill_9_of_the_driver_then_resume_runs_every_trial_exactly_once(tiny_dat
     assert not (second_run & first), "a trial already in the ledger was dispatched again"
 
 
+def test_ctrl_c_stops_cleanly_says_how_to_resume_and_loses_nothing(tiny_data, tmp_path) -> None:
+    from sweeper.ledger import Ledger
+    from sweeper.space import expand
+
+    spec_path = _write_spec(tmp_path / "intr.yaml", spec_text("intr", tiny_data, """
+  optimizer: {values: [adam, rmsprop, sgd]}
+  loss: {values: [mae, mse]}
+""").replace("max_concurrent: 2", "max_concurrent: 1"))
+    results = tmp_path / "r"
+    cmd = [sys.executable, "-m", "sweeper.cli", "run", str(spec_path), "--results-dir", str(results)]
+    # Its own process group, like a shell job: Ctrl-C in a terminal reaches every process in it.
+    driver = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    ledger_file = results / "intr" / "trials.parquet"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not ledger_file.exists() and driver.poll() is None:
+        time.sleep(0.2)
+    assert driver.poll() is None, f"the sweep finished before Ctrl-C: {driver.communicate()[1][-3000:]}"
+    os.killpg(driver.pid, signal.SIGINT)
+    out, err = driver.communicate(timeout=180)
+    try:
+        os.killpg(driver.pid, signal.SIGKILL)  # hygiene: anything of that Ray left behind
+    except ProcessLookupError:
+        pass
+    assert driver.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "Tuner.restore" not in err
+    assert f"resume with `sweeper run {spec_path}`" in err
+    first = Ledger(results / "intr").trials()
+    assert 1 <= len(first) < 6 and set(first["status"]) == {"ok"}  # no stopped trial recorded as a result
+    assert (first["epochs_run"] == 2).all()
+
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = Ledger(results / "intr").trials()
+    assert sorted(trials["trial_id"]) == sorted(t.id for t in expand(loads(spec_path.read_text())))
+    assert set(trials["status"]) == {"ok"}
+
+
 def test_status_reads_progress_from_the_ledger(small_sweep) -> None:
     from typer.testing import CliRunner
 

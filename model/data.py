@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     import tensorflow as tf
 
 __all__ = [
+    "EVAL_MAX_SIZE",
     "DatasetRef",
     "Split",
     "IMAGE_SUFFIXES",
@@ -43,6 +44,8 @@ IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".ti
 """Suffixes read as images (compared lower-cased); other files are ignored."""
 
 MAX_PIXELS: int = 40_000_000
+# Largest side of the centre crops a trial is scored on (training and the report's baseline).
+EVAL_MAX_SIZE: int = 256
 """Largest image (width x height) :func:`read_image` accepts; read at call time."""
 
 SPLITS: tuple[str, ...] = ("train", "test")
@@ -391,7 +394,7 @@ def _patch_stream(split: Split, p: int, batch: int, seed: int) -> "tf.data.Datas
     )
 
 
-def eval_arrays(split: Split, *, multiple: int = 4, max_size: int | None = 256) -> list[tuple[np.ndarray, np.ndarray]]:
+def eval_arrays(split: Split, *, multiple: int = 4, max_size: int | None = EVAL_MAX_SIZE) -> list[tuple[np.ndarray, np.ndarray]]:
     """Deterministic centre crops of each pair for evaluation.
 
     Each side is cut to the largest multiple of ``multiple`` that fits (and at most

@@ -10,11 +10,12 @@ use :data:`METRICS`, :data:`METRIC_GOALS` and :func:`metric_goal` without them.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Sequence
 
 from model.errors import ConfigError, DataError, suggest
 
-__all__ = ["METRICS", "METRIC_GOALS", "evaluate", "mae", "metric_goal", "psnr", "ssim"]
+__all__ = ["METRICS", "METRIC_GOALS", "evaluate", "mae", "metric_goal", "psnr", "reference_metrics", "ssim"]
 
 
 def _prepare(y_true: Any, y_pred: Any) -> tuple[Any, Any]:
@@ -110,3 +111,23 @@ def evaluate(predict_fn: Callable[[Any], Any], pairs: Sequence[tuple[Any, Any]])
         for name in totals:
             totals[name] += float(METRICS[name](sharp_batch, restored)[0])
     return {name: total / len(pairs) for name, total in totals.items()}
+
+
+def reference_metrics(sharp: Any, pred: Any) -> dict[str, float]:
+    """PSNR, SSIM and MAE of one HxWx3 pair with NumPy and scikit-image: no TensorFlow.
+
+    The same definitions as :data:`METRICS` (prediction clipped to [0, 1], Gaussian 11x11
+    SSIM with sigma 1.5), for scores the report computes itself, such as the blurred input's.
+    """
+    import numpy as np
+    from skimage.metrics import structural_similarity
+
+    y = np.asarray(sharp, dtype=np.float64)
+    x = np.clip(np.asarray(pred, dtype=np.float64), 0.0, 1.0)
+    mse = float(np.mean((y - x) ** 2))
+    return {
+        "psnr": math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse),
+        "ssim": float(structural_similarity(y, x, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                            data_range=1.0, channel_axis=-1)),
+        "mae": float(np.mean(np.abs(y - x))),
+    }

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from model.data import DatasetRef
+from model.data import EVAL_MAX_SIZE, DatasetRef
 from model.params import TrainParams
 
 __all__ = ["train", "predict", "TrainResult", "EpochMetrics", "PredictResult", "EpochCallback"]
@@ -151,7 +151,7 @@ def train(
     model_path: str | Path | None = None,
     on_epoch: EpochCallback | None = None,
     vgg_weights: str | None = "auto",
-    eval_max_size: int | None = 256,
+    eval_max_size: int | None = EVAL_MAX_SIZE,
     samples: int = 0,
 ) -> TrainResult:
     """Train the deblur model once.

@@ -296,6 +296,7 @@ class Report:
     importance: dict[str, float]
     importance_note: str
     figures: dict[str, Path]  # title -> PNG
+    baseline: dict[str, Any] | None = None  # the blurred input scored as if it were the output
 
     @property
     def partial(self) -> bool:
@@ -328,6 +329,7 @@ class Report:
             "importance": self.importance,
             "importance_note": self.importance_note,
             "figures": {k: p.name for k, p in self.figures.items()},
+            "baseline": self.baseline,
         }
 
     # ---------------------------------------------------------------- tables, shared by all formats
@@ -353,6 +355,18 @@ class Report:
              f["status"], f["error"]]
             for f in self.failures
         ]
+
+    def baseline_text(self) -> str:
+        """What restoring nothing scores, and how far the best configuration is above it."""
+        b = self.baseline or {}
+        text = (f"Scored like a trial's output, the blurred test images themselves give val_psnr "
+                f"{b['val_psnr']:.3f} dB, val_ssim {b['val_ssim']:.4f}, val_mae {b['val_mae']:.4f} "
+                f"({b['images']} images of {b['dataset']}).")
+        best = self.ranking[0] if self.ranking and self.ranking[0].n else None
+        if best is not None:
+            gain = best.metrics[self.metric].mean - b[self.metric]
+            text += f" The best configuration ({best.label()}) is {gain:+.3f}{_UNITS.get(self.metric, '')} from it in {self.metric}."
+        return text
 
     def verdict_table(self) -> tuple[list[str], list[list[str]]]:
         """Header and rows of the verdict block."""
@@ -397,6 +411,8 @@ class Report:
             ("Verdict on the write-up", self.verdict_table()),
             (f"Ranking by {self.metric} ({self.goal}; mean and 95% CI over seeds)", self.ranking_table()),
         ]
+        if self.baseline is not None:
+            sections.insert(1, ("Baseline: the blurred input, no model", self.baseline_text()))
         if self.failures:
             sections.append(("Failed trials (error or diverged; not in the means above)", self.failure_table()))
         sections.append(("Parameter importance (Optuna PED-ANOVA on the ledger)",
@@ -543,6 +559,32 @@ def _importance(trials: "pd.DataFrame", epochs: "pd.DataFrame", metric: str, goa
             "PED-ANOVA: how much each parameter's distribution differs between the top 10% of trials and all of them")
 
 
+def _baseline(sweep_dir: Path, spec: "SweepSpec | None") -> dict[str, Any] | None:
+    """The blurred test images scored against the sharp ones, as a trial is scored (cached in
+    ``<sweep>/baseline.json``, which a committed reference run keeps). ``None`` without the data."""
+    cache = sweep_dir / "baseline.json"
+    if cache.is_file():
+        try:
+            return json.loads(cache.read_text())
+        except (OSError, ValueError):
+            pass  # recomputed below
+    if spec is None:
+        return None
+    from model.data import DatasetRef, eval_arrays, load_split
+    from model.metrics import reference_metrics
+
+    ref = DatasetRef(spec.dataset.dir, spec.dataset.name)
+    try:
+        pairs = eval_arrays(load_split(ref, "test"))
+    except UserError:
+        return None  # the data is elsewhere (or gone): the report goes on without it
+    scores = [reference_metrics(sharp, blur) for blur, sharp in pairs]
+    result = {"dataset": str(Path(ref.dir) / ref.name), "images": len(scores),
+              **{f"val_{k}": sum(s[k] for s in scores) / len(scores) for k in ("psnr", "ssim", "mae")}}
+    _write_atomic(cache, json.dumps(result, indent=2) + "\n")
+    return result
+
+
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".tmp-{path.name}")
     tmp.write_text(text, encoding="utf-8")
@@ -590,6 +632,7 @@ def build_report(sweep_dir: Path, metric: str | None = None, *, plots: bool = Tr
         status_counts={str(k): int(v) for k, v in sorted(counts.items())}, keys=tuple(keys),
         ranking=tuple(ranking), verdicts=tuple(_verdict(c, ranking, keys, metric, goal) for c in CLAIMS),
         failures=failures, importance=importance, importance_note=note, figures=figures,
+        baseline=_baseline(sweep_dir, spec),
     )
 
 

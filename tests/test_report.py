@@ -27,7 +27,8 @@ runner = CliRunner()
 
 def make_sweep(folder: Path, grid: dict[str, list], values: dict[tuple, list[float]], *,
                metric: str = "val_psnr", goal: str = "maximize", fixed: dict | None = None,
-               status: dict[tuple, list[str]] | None = None, seeds: int = 2, record: bool = True) -> Path:
+               status: dict[tuple, list[str]] | None = None, seeds: int = 2, record: bool = True,
+               dataset: tuple[Path, str] | None = None) -> Path:
     """A sweep folder: a resolved spec.yaml for ``grid`` x seeds, and one ledger row per value.
 
     ``values`` maps a configuration (a tuple in sorted-``grid``-key order) to its val_psnr per seed;
@@ -38,6 +39,9 @@ def make_sweep(folder: Path, grid: dict[str, list], values: dict[tuple, list[flo
         "name": folder.name, "method": "grid", "metric": {"name": metric, "goal": goal},
         "parameters": {**{k: {"values": v} for k, v in grid.items()}, "seed": {"values": list(range(seeds))},
                        **{k: {"value": v} for k, v in (fixed or {}).items()}},
+        # No data unless asked for: the report then has no blurred-input baseline.
+        "sweeper": {"dataset": {"dir": str(dataset[0] if dataset else folder / "no-data"),
+                                "name": dataset[1] if dataset else "none"}},
     }
     folder.mkdir(parents=True)
     (folder / "spec.yaml").write_text(yaml.safe_dump(from_dict(doc).to_dict()))
@@ -331,3 +335,26 @@ def test_report_while_the_ledger_is_being_written(tmp_path: Path) -> None:
     assert writer.returncode == 0 and seen == sorted(seen) and reports >= 3
     assert build_report(sweep, plots=False).recorded == 150
     assert json.loads((sweep / "report.json").read_text())["recorded"] <= 150
+
+
+def test_the_blurred_input_baseline_is_scored_like_a_trial_and_cached(tmp_path: Path, tiny_data) -> None:
+    import numpy as np
+    from PIL import Image
+    from skimage.metrics import peak_signal_noise_ratio
+
+    sweep = make_sweep(tmp_path / "s", OPT_LOSS, opt_loss([30.0, 30.2], [25.0, 25.1]),
+                       dataset=(tiny_data.dir, tiny_data.name))
+    result = report(sweep)
+    test = Path(tiny_data.dir) / tiny_data.name / "test"
+    expected = [peak_signal_noise_ratio(np.asarray(Image.open(test / "sharp" / f.name)), np.asarray(Image.open(f)))
+                for f in sorted((test / "blur").iterdir())]
+    assert result.baseline is not None and result.baseline["images"] == 2
+    assert result.baseline["val_psnr"] == pytest.approx(np.mean(expected), abs=1e-3)
+    gain = 30.1 - result.baseline["val_psnr"]
+    assert f"is {gain:+.3f} dB from it in val_psnr" in (sweep / "report.md").read_text()
+    assert json.loads(result.render("json"))["baseline"] == result.baseline
+    cached = json.loads((sweep / "baseline.json").read_text())
+    moved = make_sweep(tmp_path / "t", OPT_LOSS, {}, record=False)  # the same cache, no data at all
+    (moved / "baseline.json").write_text(json.dumps(cached))
+    Ledger(moved).record({"trial_id": "a", "status": "ok", "val_psnr": 30.0, "params_seed": 0})
+    assert build_report(moved, plots=False).baseline == cached

@@ -32,7 +32,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from model.errors import ConfigError, DataError, UserError
 from model.params import PARAMETER_NAMES, TrainParams
-from sweeper.ledger import Ledger
+from sweeper.ledger import Ledger, LedgerError
 from sweeper.space import Trial, expand, pending, trial_id
 from sweeper.spec import SweepSpec
 
@@ -183,6 +183,32 @@ def _result_lines(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _set_aside_unreadable(ledger: Ledger) -> list[str]:
+    """Move an unreadable ledger (both files: they are one record) aside, never deleting it.
+
+    The caller then recovers every trial Ray's results show finished and re-runs the rest.
+
+    Returns:
+        One message per file moved.
+    """
+    try:
+        ledger.trials()
+        ledger.epochs()
+        return []
+    except LedgerError as err:
+        reason = str(err)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    messages = []
+    for path in (ledger.trials_path, ledger.epochs_path):
+        if path.exists():
+            target = path.with_name(f"{path.name}.unreadable-{stamp}")
+            os.replace(path, target)
+            messages.append(f"{path}: unreadable, moved to {target.name}; trials that finished are recovered "
+                            f"from {ledger.sweep_dir / 'ray'}, the rest run again")
+    _log.warning("ledger set aside: %s", reason)
+    return messages
+
+
 def _recover(spec: SweepSpec, ledger: Ledger) -> int:
     """Record trials that finished in earlier Ray runs but are missing from the ledger."""
     done = ledger.done_ids()
@@ -196,11 +222,7 @@ def _recover(spec: SweepSpec, ledger: Ledger) -> int:
         tid = str(config.get("trial_id") or (trial_id(params) if params else ""))
         if not tid or tid in done:
             continue
-        last = results[-1]
-        finished = last.get("status") in ("error", "diverged") or (
-            last.get("status") == "ok" and int(last.get("epoch", 0)) >= int(params.get("epochs", math.inf))
-        )
-        if not finished:
+        if not _ran_to_the_end(params, results):
             continue  # cut short by the kill: it will be dispatched again
         row, epochs = record_from_results(tid, params, results, goal=spec.goal, metric=spec.metric)
         if ledger.record(row, epochs):
@@ -318,13 +340,16 @@ def _mode(spec: SweepSpec) -> str:
     return "max" if spec.goal == "maximize" else "min"
 
 
-def _ran_to_the_end(params: Mapping[str, Any], results: Sequence[Mapping[str, Any]], error: str | None) -> bool:
-    """Whether a trial finished on its own: all its epochs, or diverged (not stopped mid-way)."""
-    if error is not None or not results:
+def _ran_to_the_end(params: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a trial's reports show it finished on its own: all its epochs, or a final
+    error/diverged status; not stopped mid-way (a kill, a Ctrl-C)."""
+    if not results:
         return False
     last = results[-1]
     epochs = int(params.get("epochs") or TrainParams().epochs)
-    return last.get("status") == "diverged" or int(last.get("epoch", 0)) >= epochs
+    return last.get("status") in ("error", "diverged") or (
+        last.get("status") == "ok" and int(last.get("epoch", 0)) >= epochs
+    )
 
 
 def _ledger_callback(spec: SweepSpec, ledger: Ledger, progress: "_Progress", stop: "_StopFlag") -> Any:
@@ -348,7 +373,7 @@ def _ledger_callback(spec: SweepSpec, ledger: Ledger, progress: "_Progress", sto
             params = {k: config[k] for k in PARAMETER_NAMES if k in config}
             tid = str(config.get("trial_id") or trial_id(params))
             results = self.results.pop(trial.trial_id, [])
-            if stop.is_set() and not _ran_to_the_end(params, results, error):
+            if stop.is_set() and (error is not None or not _ran_to_the_end(params, results)):
                 # Cut short by Ctrl-C (stopped, or its worker hit by the same SIGINT): not a
                 # result. Left out of the ledger, it runs again on resume.
                 progress.update([t for t in trials if t is not trial])
@@ -490,10 +515,13 @@ def run(spec: SweepSpec, options: RunOptions = RunOptions()) -> RunSummary:
     """
     sweep_dir = (options.results_dir / spec.name).resolve()
     ledger = Ledger(sweep_dir)
+    set_aside = [] if options.dry_run else _set_aside_unreadable(ledger)
+    for message in set_aside:
+        print(f"sweeper: warning: {message}", file=sys.stderr)
     trials, todo = plan(spec, ledger)
     done_before = len(ledger.done_ids())
     summary = RunSummary(sweep_dir=sweep_dir, planned=len(trials) if spec.method != "bayes" else spec.run_cap,
-                         already_done=done_before)
+                         already_done=done_before, warnings=list(set_aside))
     if options.dry_run:
         summary.dispatched = 0
         return summary

@@ -200,8 +200,8 @@ class Ledger:
         except Exception as err:  # pyarrow raises several types for torn or foreign files
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise LedgerError(
-                f"{path} is unreadable ({reason}): move it aside and run `sweeper run SPEC --resume`; "
-                "trials found in the sweep's ray/ folder are recovered, the rest re-run"
+                f"{path} is unreadable ({reason}): `sweeper run SPEC --resume` sets it aside, recovers "
+                "the trials found in the sweep's ray/ folder and re-runs the rest"
             ) from None
         missing = [c for c in columns if c not in table.column_names]
         try:
@@ -211,7 +211,8 @@ class Ledger:
         except (ValueError, pa.ArrowException) as err:
             reason = str(err).strip().splitlines()[0]
             raise LedgerError(
-                f"{path} is not a sweeper ledger ({reason}): move it aside and run `sweeper run SPEC --resume`"
+                f"{path} is not a sweeper ledger ({reason}): `sweeper run SPEC --resume` sets it aside and "
+                "rebuilds the ledger from the sweep's ray/ folder"
             ) from None
 
     def trials(self) -> Any:

@@ -335,6 +335,40 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_loses_nothing(tiny_data, tm
     assert set(trials["status"]) == {"ok"}
 
 
+def test_a_corrupt_ledger_is_set_aside_and_rebuilt_from_ray_or_rerun(t4_ray, tiny_data, tmp_path, capsys) -> None:
+    import shutil
+
+    from sweeper.ledger import Ledger, LedgerError
+
+    spec = loads(spec_text("corrupt", tiny_data, """
+  optimizer: {values: [adam, sgd]}
+  loss: {value: mae}
+"""))
+    options = RunOptions(results_dir=tmp_path, wandb_mode="disabled", progress=False)
+    run(spec, options)
+    sweep_dir = tmp_path / "corrupt"
+    before = Ledger(sweep_dir).trials().set_index("trial_id")
+    trials_file = sweep_dir / "trials.parquet"
+    trials_file.write_bytes(trials_file.read_bytes()[:-30])  # torn: a crash, a full disk, bit rot
+    with pytest.raises(LedgerError, match="sets it aside"):
+        Ledger(sweep_dir).trials()
+
+    again = run(spec, options)  # every trial finished in ray/: recovered, none re-run
+    assert (again.recovered, again.dispatched) == (2, 0)
+    assert "unreadable, moved to trials.parquet.unreadable-" in capsys.readouterr().err
+    assert len(list(sweep_dir.glob("trials.parquet.unreadable-*"))) == 1  # kept, never deleted
+    after = Ledger(sweep_dir).trials().set_index("trial_id")
+    assert sorted(after.index) == sorted(before.index)
+    assert after["val_psnr"].to_dict() == pytest.approx(before["val_psnr"].to_dict())
+    assert len(Ledger(sweep_dir).epochs()) == 4
+
+    (sweep_dir / "epochs.parquet").write_bytes(b"PAR1 not really")
+    shutil.rmtree(sweep_dir / "ray")  # nothing to recover from: the trials run again
+    third = run(spec, options)
+    assert (third.recovered, third.dispatched) == (0, 2)
+    assert sorted(Ledger(sweep_dir).trials()["trial_id"]) == sorted(before.index)
+
+
 def test_status_reads_progress_from_the_ledger(small_sweep) -> None:
     from typer.testing import CliRunner
 

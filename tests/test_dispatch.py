@@ -369,6 +369,68 @@ def test_a_corrupt_ledger_is_set_aside_and_rebuilt_from_ray_or_rerun(t4_ray, tin
     assert sorted(Ledger(sweep_dir).trials()["trial_id"]) == sorted(before.index)
 
 
+def test_a_worker_killed_mid_trial_is_retried_and_the_sweep_finishes(t4_ray, tiny_data, tmp_path) -> None:
+    import threading
+
+    import psutil
+
+    from sweeper.ledger import Ledger
+
+    spec = loads(spec_text("workerkill", tiny_data, """
+  optimizer: {value: adam}
+  loss: {values: [mae, mse]}
+""").replace("max_concurrent: 2", "max_concurrent: 1"))
+    killed: list[int] = []
+
+    def kill_the_first_trial_worker() -> None:
+        # Ray's workers are this process's grandchildren (via the raylet); a trial's is titled
+        # ray::ImplicitFunc. Kill -9 it mid-trial, as a dying node or the OOM killer would.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            for proc in psutil.Process().children(recursive=True):
+                try:
+                    if "ImplicitFunc" in " ".join(proc.cmdline()):
+                        time.sleep(1.0)
+                        proc.kill()
+                        killed.append(proc.pid)
+                        return
+                except psutil.Error:
+                    continue
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_the_first_trial_worker, daemon=True)
+    killer.start()
+    summary = run(spec, RunOptions(results_dir=tmp_path, wandb_mode="disabled", progress=False))
+    killer.join(timeout=5)
+    assert killed, "no trial worker was seen to kill"
+    trials = Ledger(tmp_path / "workerkill").trials()
+    assert summary.dispatched == 2 and len(trials) == 2
+    assert set(trials["status"]) == {"ok"}, trials[["status", "error"]]
+    assert sorted(trials["attempts"]) == [1, 2]  # the killed trial ran again, once
+    assert (trials["epochs_run"] == 2).all()
+
+
+def test_a_wandb_api_key_never_reaches_what_the_sweeper_writes(tiny_data, tmp_path) -> None:
+    key = "sweeperfakekey" + "0123456789abcdefghijklmnop"  # 40 chars, a well-formed key
+    spec_path = _write_spec(tmp_path / "secret.yaml", spec_text("secret", tiny_data, """
+  optimizer: {value: adam}
+  loss: {value: mae}
+"""))
+    results = tmp_path / "r"
+    env = _env(WANDB_API_KEY=key, WANDB_MODE="offline")
+    outputs = []
+    for args in (["run", str(spec_path)], ["report"], ["status"]):
+        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", *args, "--results-dir", str(results)],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        outputs += [proc.stdout, proc.stderr]
+    written = [p for p in (results / "secret").rglob("*") if p.is_file()]
+    assert any(p.name == "report.html" for p in written) and any(p.suffix == ".wandb" for p in written)
+    leaks = [str(p) for p in written if key.encode() in p.read_bytes()]
+    assert not leaks, leaks  # ledger, spec.yaml, reports, Ray's and W&B's files alike
+    assert not any(key in text for text in outputs)
+
+
 def test_status_reads_progress_from_the_ledger(small_sweep) -> None:
     from typer.testing import CliRunner
 

@@ -395,12 +395,74 @@ def bench_inference(quick: bool) -> Figures:
     }
 
 
+def bench_load(quick: bool) -> Figures:
+    """A 500-trial grid of trivial trials through ``sweeper run`` (100 with --quick): every
+    trial must land in the ledger exactly once, and the driver's memory must stay flat."""
+    import psutil
+    import yaml
+
+    from sweeper.ledger import Ledger
+
+    n = 100 if quick else 500
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        data = _tiny_dataset(root / "data", size=32)
+        doc = _spec_doc("load", {**_TINY_TRIAL, "steps_per_epoch": 1, "batch_size": 1, "seed": list(range(n))},
+                        data, cpu=1, max_concurrent=2)
+        spec_path = root / "load.yaml"
+        spec_path.write_text(yaml.safe_dump(doc))
+        env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+        t0 = time.perf_counter()
+        driver = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "run", str(spec_path), "--results-dir",
+                                   str(root / "results"), "--wandb-mode", "disabled"],
+                                  cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        ledger = Ledger(root / "results" / "load", create=False)
+        samples: list[tuple[float, int, float]] = []  # (seconds, rows, driver RSS MB)
+        proc = psutil.Process(driver.pid)
+        while driver.poll() is None:
+            try:
+                rss = proc.memory_info().rss / 2**20
+                rows = len(ledger.done_ids())
+            except (psutil.Error, Exception):  # the driver exiting, or a ledger mid-creation
+                time.sleep(1.0)
+                continue
+            samples.append((time.perf_counter() - t0, rows, rss))
+            time.sleep(1.0)
+        wall = time.perf_counter() - t0
+        stderr = driver.stderr.read() if driver.stderr else ""
+        if driver.returncode != 0:
+            raise RuntimeError(f"sweeper run exited {driver.returncode}: {stderr.strip().splitlines()[-1:]}")
+        trials = ledger.trials()
+
+    def rss_at(fraction: float) -> float | None:
+        past = [mb for _, rows, mb in samples if rows >= fraction * n]
+        return round(past[0], 1) if past else None
+
+    return {
+        "name": "load",
+        "quick": quick,
+        "trials": n,
+        "ledger_rows": len(trials),
+        "unique_trial_ids": int(trials["trial_id"].nunique()),
+        "status_counts": {str(k): int(v) for k, v in trials["status"].value_counts().items()},
+        "wall_s": round(wall, 1),
+        "seconds_per_trial": round(wall / n, 3),
+        # Flat memory: RSS when 10%, 50% and 100% of the rows were in the ledger, and the peak.
+        "driver_rss_mb_at_10pct": rss_at(0.1),
+        "driver_rss_mb_at_50pct": rss_at(0.5),
+        "driver_rss_mb_at_100pct": rss_at(1.0),
+        "driver_rss_mb_peak": round(max((mb for *_, mb in samples), default=0.0), 1),
+        "rss_samples": len(samples),
+    }
+
+
 BENCHMARKS: dict[str, Callable[[bool], Figures]] = {
     "train_throughput": bench_train_throughput,
     "orchestration_overhead": bench_orchestration_overhead,
     "concurrency": bench_concurrency,
     "search_efficiency": bench_search_efficiency,
     "inference": bench_inference,
+    "load": bench_load,
 }
 
 

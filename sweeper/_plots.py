@@ -112,7 +112,8 @@ def samples(sweep_dir: Path, trials: "pd.DataFrame", metric: str, goal: str, pat
         if strip.is_file():
             picks.append((which, row.iloc[0], np.asarray(Image.open(strip).convert("RGB"))))
     if not picks:
-        return None
+        # A committed reference run keeps the figure but not the per-trial strips it came from.
+        return path if path.is_file() else None
     fig = _figure(7.5, 2.7 * len(picks))
     for r, (which, row, image) in enumerate(picks):
         side = image.shape[1] // 3  # the strip is blurred|restored|sharp, square images, one row each

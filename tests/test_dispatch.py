@@ -261,7 +261,8 @@ def test_two_node_cluster_every_trial_lands_on_the_t4_node(tiny_data, tmp_path) 
         cluster.shutdown()
 
 
-def test_kill_9_of_the_driver_then_resume_runs_every_trial_exactly_once(tiny_data, tmp_path) -> None:
+@pytest.mark.parametrize("moment", ["before_the_first_trial_ends", "mid_sweep"])
+def test_kill_9_of_the_driver_then_resume_runs_every_trial_exactly_once(tiny_data, tmp_path, moment) -> None:
     from sweeper.ledger import Ledger
     from sweeper.space import expand
 
@@ -273,10 +274,12 @@ def test_kill_9_of_the_driver_then_resume_runs_every_trial_exactly_once(tiny_dat
     cmd = [sys.executable, "-m", "sweeper.cli", "run", str(spec_path), "--results-dir", str(results)]
     driver = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
-    ledger_file = results / "kill" / "trials.parquet"
+    # Before: Ray Tune has started (its run folder exists) but no trial is in the ledger yet.
+    # Mid-sweep: the first trial has just been committed to the ledger.
+    marker = results / "kill" / ("ray" if moment == "before_the_first_trial_ends" else "trials.parquet")
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not ledger_file.exists() and driver.poll() is None:
-        time.sleep(0.2)
+    while time.monotonic() < deadline and not marker.exists() and driver.poll() is None:
+        time.sleep(0.05)
     assert driver.poll() is None, "the sweep finished before it could be killed"
     os.kill(driver.pid, signal.SIGKILL)  # the driver only; Ray's own processes share its fate
     driver.wait(timeout=60)
@@ -286,7 +289,7 @@ def test_kill_9_of_the_driver_then_resume_runs_every_trial_exactly_once(tiny_dat
     except ProcessLookupError:
         pass
     first = set(Ledger(results / "kill").trials()["trial_id"])
-    assert 1 <= len(first) < 6
+    assert (1 <= len(first) < 6) if moment == "mid_sweep" else not first
 
     proc = subprocess.run([*cmd, "--resume"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

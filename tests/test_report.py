@@ -358,3 +358,23 @@ def test_the_blurred_input_baseline_is_scored_like_a_trial_and_cached(tmp_path: 
     (moved / "baseline.json").write_text(json.dumps(cached))
     Ledger(moved).record({"trial_id": "a", "status": "ok", "val_psnr": 30.0, "params_seed": 0})
     assert build_report(moved, plots=False).baseline == cached
+
+
+def test_samples_of_the_best_and_worst_trial_and_a_committed_figure_kept(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    values = {**opt_loss([30.0, 30.2], [25.0, 25.1]), ("mse", "sgd"): [20.0, 21.0]}
+    sweep = make_sweep(tmp_path / "s", OPT_LOSS, values)
+    strips = sweep / "samples"
+    strips.mkdir()
+    for tid, level in (("mae-rmsprop-s1", 200), ("mse-sgd-s0", 40)):  # the best and the worst trial
+        Image.fromarray(np.full((16, 48, 3), level, np.uint8)).save(strips / f"{tid}.png")
+    title = "Samples: the best and the worst trial"
+    figure = report(sweep).figures[title]
+    drawn = np.asarray(Image.open(figure).convert("L"))
+    assert (drawn > 190).any() and ((drawn > 30) & (drawn < 50)).any()  # both strips are in it
+    import shutil
+
+    shutil.rmtree(strips)  # what a committed reference run looks like
+    assert report(sweep).figures[title] == figure and figure.is_file()

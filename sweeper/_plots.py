@@ -68,8 +68,11 @@ def heatmap(trials: "pd.DataFrame", rows: str, cols: str, metric: str, goal: str
             v = values[i, j]
             if v == v:
                 n = int(counts.iloc[i, j])  # ok trials behind the mean
+                # viridis is bright at its top end (viridis_r at its bottom): dark text there.
+                brightness = float(image.norm(v)) if goal == "maximize" else 1.0 - float(image.norm(v))
+                light = v == best or brightness > 0.55
                 ax.text(j, i, f"{v:.2f}\n(n={n})", ha="center", va="center", fontsize=8,
-                        color="black" if v == best else "white", weight="bold" if v == best else "normal",
+                        color="black" if light else "white", weight="bold" if v == best else "normal",
                         bbox=dict(facecolor="white", edgecolor="red", boxstyle="round") if v == best else None)
     ax.set_title(f"{metric} by {rows} x {cols} (mean over seeds)")
     return _save(fig, path)

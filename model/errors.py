@@ -8,7 +8,7 @@ light parts of the CLI can import it.
 
 from __future__ import annotations
 
-__all__ = ["UserError", "DataError", "ConfigError", "suggest"]
+__all__ = ["UserError", "DataError", "ConfigError", "OutOfMemory", "suggest"]
 
 
 class UserError(Exception):
@@ -25,6 +25,10 @@ class ConfigError(UserError, ValueError):
     """A bad parameter or configuration value; the message names the field and the fix."""
 
     exit_code = 2
+
+
+class OutOfMemory(UserError, MemoryError):
+    """Training ran out of device memory; the message names the sizes to lower."""
 
 
 def suggest(name: str, valid: "list[str] | tuple[str, ...]") -> str:

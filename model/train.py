@@ -169,11 +169,14 @@ def train(
         The run's :class:`TrainResult`; a NaN/inf loss gives ``status="diverged"``.
 
     Raises:
-        ConfigError: Bad parameters. DataError: bad or missing data.
+        ConfigError: Bad parameters. DataError: bad or missing data. OutOfMemory: the batch
+            does not fit in the device's memory.
     """
     import keras
+    import tensorflow as tf
 
     from model.data import eval_arrays, load_split, train_pipeline
+    from model.errors import OutOfMemory
 
     started = time.perf_counter()
     p = params if isinstance(params, TrainParams) else TrainParams.from_mapping(params)
@@ -189,7 +192,16 @@ def train(
     tracker = _run_callbacks(
         net, eval_pairs, on_epoch, path, p.steps_per_epoch * p.batch_size, keep_best_weights=samples > 0
     )
-    net.fit(stream, epochs=p.epochs, steps_per_epoch=p.steps_per_epoch, callbacks=[tracker], verbose=0, shuffle=False)
+    try:
+        net.fit(stream, epochs=p.epochs, steps_per_epoch=p.steps_per_epoch, callbacks=[tracker], verbose=0,
+                shuffle=False)
+    except tf.errors.ResourceExhaustedError as err:
+        # TF's message is pages long; keep its first line and say what to change.
+        first = (str(getattr(err, "message", "") or err).strip().splitlines() or ["out of memory"])[0][:300]
+        raise OutOfMemory(
+            f"out of memory training batch_size={p.batch_size} x {p.patch_size}x{p.patch_size} patches "
+            f"({first}); lower batch_size or patch_size"
+        ) from None
 
     diverged = tracker.diverged_at is not None
     triplets: tuple[tuple[Any, Any, Any], ...] = ()

@@ -434,6 +434,26 @@ def test_a_wandb_api_key_never_reaches_what_the_sweeper_writes(tiny_data, tmp_pa
     assert not any(key in text for text in outputs)
 
 
+def test_a_trial_out_of_memory_is_recorded_with_its_message_and_others_finish(tiny_data, tmp_path) -> None:
+    from sweeper.ledger import Ledger
+
+    spec_path = _write_spec(tmp_path / "oom.yaml", spec_text("oom", tiny_data, """
+  optimizer: {value: adam}
+  loss: {values: [mae, oom]}
+"""))
+    # tests/fault_oom/sitecustomize.py registers the `oom` loss in the driver and every worker.
+    env = _env(PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "fault_oom"), str(ROOT)]))
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", str(spec_path), "--results-dir",
+                           str(tmp_path / "r")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = Ledger(tmp_path / "r" / "oom").trials().set_index("params_loss")
+    assert trials.loc["mae", "status"] == "ok"
+    oom = trials.loc["oom"]
+    assert oom["status"] == "error" and oom["attempts"] == 2  # retried once (max_failures: 1), then recorded
+    assert "out of memory training batch_size=2 x 16x16 patches" in oom["error"]
+    assert "lower batch_size or patch_size" in oom["error"] and "OOM when allocating" in oom["error"]
+
+
 def test_status_reads_progress_from_the_ledger(small_sweep) -> None:
     from typer.testing import CliRunner
 

@@ -261,26 +261,36 @@ def test_two_node_cluster_every_trial_lands_on_the_t4_node(tiny_data, tmp_path) 
         cluster.shutdown()
 
 
-@pytest.mark.parametrize("moment", ["before_the_first_trial_ends", "mid_sweep"])
-def test_kill_9_of_the_driver_then_resume_runs_every_trial_exactly_once(tiny_data, tmp_path, moment) -> None:
-    from sweeper.ledger import Ledger
-    from sweeper.space import expand
-
-    spec_path = _write_spec(tmp_path / "kill.yaml", spec_text("kill", tiny_data, """
+def _start_six_trial_driver(name: str, tiny_data, tmp_path: Path, *, capture: bool = False):
+    """`sweeper run` of a 6-trial grid (one trial at a time) as a subprocess in its own session,
+    like a shell job. Returns (spec path, results dir, command, process)."""
+    spec_path = _write_spec(tmp_path / f"{name}.yaml", spec_text(name, tiny_data, """
   optimizer: {values: [adam, rmsprop, sgd]}
   loss: {values: [mae, mse]}
 """).replace("max_concurrent: 2", "max_concurrent: 1"))
     results = tmp_path / "r"
     cmd = [sys.executable, "-m", "sweeper.cli", "run", str(spec_path), "--results-dir", str(results)]
-    driver = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-    # Before: Ray Tune has started (its run folder exists) but no trial is in the ledger yet.
-    # Mid-sweep: the first trial has just been committed to the ledger.
-    marker = results / "kill" / ("ray" if moment == "before_the_first_trial_ends" else "trials.parquet")
+    out = subprocess.PIPE if capture else subprocess.DEVNULL
+    driver = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=out, stderr=out, text=True, start_new_session=True)
+    return spec_path, results, cmd, driver
+
+
+def _wait_for_file(marker: Path, driver: subprocess.Popen) -> None:
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not marker.exists() and driver.poll() is None:
         time.sleep(0.05)
-    assert driver.poll() is None, "the sweep finished before it could be killed"
+    assert driver.poll() is None, "the sweep finished before it could be interrupted"
+
+
+@pytest.mark.parametrize("moment", ["before_the_first_trial_ends", "mid_sweep"])
+def test_kill_9_of_the_driver_then_resume_runs_every_trial_exactly_once(tiny_data, tmp_path, moment) -> None:
+    from sweeper.ledger import Ledger
+    from sweeper.space import expand
+
+    spec_path, results, cmd, driver = _start_six_trial_driver("kill", tiny_data, tmp_path)
+    # Before: Ray Tune has started (its run folder exists) but no trial is in the ledger yet.
+    # Mid-sweep: the first trial has just been committed to the ledger.
+    _wait_for_file(results / "kill" / ("ray" if moment == "before_the_first_trial_ends" else "trials.parquet"), driver)
     os.kill(driver.pid, signal.SIGKILL)  # the driver only; Ray's own processes share its fate
     driver.wait(timeout=60)
     time.sleep(2)
@@ -304,20 +314,8 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_loses_nothing(tiny_data, tm
     from sweeper.ledger import Ledger
     from sweeper.space import expand
 
-    spec_path = _write_spec(tmp_path / "intr.yaml", spec_text("intr", tiny_data, """
-  optimizer: {values: [adam, rmsprop, sgd]}
-  loss: {values: [mae, mse]}
-""").replace("max_concurrent: 2", "max_concurrent: 1"))
-    results = tmp_path / "r"
-    cmd = [sys.executable, "-m", "sweeper.cli", "run", str(spec_path), "--results-dir", str(results)]
-    # Its own process group, like a shell job: Ctrl-C in a terminal reaches every process in it.
-    driver = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, start_new_session=True)
-    ledger_file = results / "intr" / "trials.parquet"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not ledger_file.exists() and driver.poll() is None:
-        time.sleep(0.2)
-    assert driver.poll() is None, f"the sweep finished before Ctrl-C: {driver.communicate()[1][-3000:]}"
+    spec_path, results, cmd, driver = _start_six_trial_driver("intr", tiny_data, tmp_path, capture=True)
+    _wait_for_file(results / "intr" / "trials.parquet", driver)
     os.killpg(driver.pid, signal.SIGINT)
     out, err = driver.communicate(timeout=180)
     try:

@@ -78,8 +78,11 @@ def heatmap(trials: "pd.DataFrame", rows: str, cols: str, metric: str, goal: str
     return _save(fig, path)
 
 
-def curves(epochs: "pd.DataFrame", ranking: Sequence["ConfigResult"], metric: str, path: Path) -> Path | None:
-    """Per-epoch ``metric`` of every trial of the top configurations."""
+def curves(epochs: "pd.DataFrame", ranking: Sequence["ConfigResult"], metric: str, path: Path,
+           baseline: float | None = None) -> Path | None:
+    """Per-epoch ``metric`` of every trial of the top configurations (and the blurred input's)."""
+    from matplotlib.ticker import MaxNLocator
+
     top = [c for c in ranking if c.n > 0][:_TOP_CURVES]
     if not top or epochs.empty:
         return None
@@ -93,6 +96,9 @@ def curves(epochs: "pd.DataFrame", ranking: Sequence["ConfigResult"], metric: st
                 continue
             ax.plot(rows["epoch"], rows[metric], color=colour, marker="o", markersize=3,
                     label=f"#{config.rank} {config.label()}" if k == 0 else None)
+    if baseline is not None:
+        ax.axhline(baseline, color="grey", linestyle="--", linewidth=1, label="blurred input (no model)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
     ax.set_title(f"Learning curves of the top {len(top)} configurations (one line per seed)")
@@ -202,6 +208,7 @@ def draw_all(
     metric: str,
     goal: str,
     scores: dict[str, float],
+    baseline: float | None = None,
 ) -> dict[str, Path]:
     """Every figure that applies to this sweep, as ``{title: png}`` under ``<sweep>/plots/``."""
     out = sweep_dir / "plots"
@@ -211,7 +218,7 @@ def draw_all(
     drawn: dict[str, Path | None] = {}
     for rows, cols in pairs:
         drawn[f"Heatmap: {rows} x {cols}"] = heatmap(trials, rows, cols, metric, goal, out / f"heatmap_{rows}_{cols}.png")
-    drawn["Learning curves of the top configurations"] = curves(epochs, ranking, metric, out / "curves.png")
+    drawn["Learning curves of the top configurations"] = curves(epochs, ranking, metric, out / "curves.png", baseline)
     drawn["Samples: the best and the worst trial"] = samples(sweep_dir, trials, metric, goal, out / "samples.png")
     drawn["Parallel coordinates"] = parallel(trials, keys, metric, goal, out / "parallel.png")
     drawn["Parameter importance"] = importance(scores, out / "importance.png")

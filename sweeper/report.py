@@ -625,14 +625,16 @@ def build_report(sweep_dir: Path, metric: str | None = None, *, plots: bool = Tr
         for r in _records(trials[trials["status"] != "ok"])
     )
     importance, note = _importance(trials, epochs, metric, goal, spec)
-    figures = _plots.draw_all(sweep_dir, trials, epochs, ranking, keys, metric, goal, importance) if plots else {}
+    baseline = _baseline(sweep_dir, spec)
+    figures = (_plots.draw_all(sweep_dir, trials, epochs, ranking, keys, metric, goal, importance,
+                               (baseline or {}).get(metric)) if plots else {})
     return Report(
         sweep=spec.name if spec is not None else sweep_dir.name, sweep_dir=sweep_dir, metric=metric, goal=goal,
         recorded=len(trials), planned=planned_trials(sweep_dir),
         status_counts={str(k): int(v) for k, v in sorted(counts.items())}, keys=tuple(keys),
         ranking=tuple(ranking), verdicts=tuple(_verdict(c, ranking, keys, metric, goal) for c in CLAIMS),
         failures=failures, importance=importance, importance_note=note, figures=figures,
-        baseline=_baseline(sweep_dir, spec),
+        baseline=baseline,
     )
 
 

@@ -452,6 +452,30 @@ def test_a_trial_out_of_memory_is_recorded_with_its_message_and_others_finish(ti
     assert "lower batch_size or patch_size" in oom["error"] and "OOM when allocating" in oom["error"]
 
 
+def test_the_local_ray_the_sweeper_starts_listens_on_loopback_only() -> None:
+    code = """
+import json, psutil
+from sweeper.dispatch import _connect
+_connect(None)
+me = psutil.Process()
+ips = sorted({c.laddr.ip for p in [me, *me.children(recursive=True)]
+              for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN})
+print(json.dumps(ips))
+"""
+    env = _env()
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")  # what a user's shell has: the sweeper sets it
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=180, start_new_session=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import ipaddress
+    import json
+
+    ips = json.loads(proc.stdout.strip().splitlines()[-1])
+    addresses = [ipaddress.ip_address(ip) for ip in ips]
+    # GCS, raylet, object manager, agents: none on 0.0.0.0 or the machine's routable address.
+    assert addresses and all((getattr(a, "ipv4_mapped", None) or a).is_loopback for a in addresses), ips
+
+
 def test_status_reads_progress_from_the_ledger(small_sweep) -> None:
     from typer.testing import CliRunner
 

@@ -217,6 +217,53 @@ def test_random_runs_its_pre_drawn_trials_and_resumes_to_nothing(t4_ray, tiny_da
     assert run(loads(text), RunOptions(results_dir=tmp_path, wandb_mode="disabled", progress=False)).dispatched == 0
 
 
+def test_a_long_grid_runs_as_consecutive_tuners_each_trial_once(t4_ray, tiny_data, tmp_path, monkeypatch) -> None:
+    """Ray Tune keeps every trial of a Tuner in the driver, so long grids run in batches."""
+    from sweeper import dispatch
+    from sweeper.ledger import Ledger
+    from sweeper.space import expand
+
+    monkeypatch.setattr(dispatch, "_TRIALS_PER_TUNER", 2)
+    spec = loads(spec_text("batched", tiny_data, """
+  learning_rate: {values: [0.0001, 0.0002, 0.0003, 0.0004, 0.0005]}
+""").replace("epochs: {value: 2}", "epochs: {value: 1}").replace("steps_per_epoch: {value: 2}", "steps_per_epoch: {value: 1}"))
+    summary = run(spec, RunOptions(results_dir=tmp_path, wandb_mode="disabled", progress=False))
+    assert summary.dispatched == 5 and summary.status_counts == {"ok": 5} and summary.remaining == 0
+    trials = Ledger(tmp_path / "batched").trials()
+    assert sorted(trials["trial_id"]) == sorted(t.id for t in expand(spec))
+    runs = sorted((tmp_path / "batched" / "ray").glob("run-*"))
+    assert [r.name for r in runs] == ["run-001", "run-002", "run-003"]
+    per_run = [{d.name.split("_")[0] for d in r.iterdir() if (d / "result.json").is_file()} for r in runs]
+    assert [len(ids) for ids in per_run] == [2, 2, 1]
+    assert set().union(*per_run) == set(trials["trial_id"])
+
+
+def test_bayes_and_asha_sweeps_stay_in_one_tuner(monkeypatch) -> None:
+    from sweeper import dispatch
+    from sweeper.spec import load
+
+    monkeypatch.setattr(dispatch, "_TRIALS_PER_TUNER", 2)
+    grid = load(ROOT / "search_spaces" / "lr_rho.yaml")
+    todo = dispatch.plan(grid, dispatch.Ledger(Path("/nonexistent"), create=False))[1]
+    assert [len(b) for b in dispatch._batches(grid, todo)] == [2] * 20
+    asha = load(ROOT / "search_spaces" / "lr_rho.yaml", ("early_terminate={type: hyperband, min_iter: 1}",))
+    assert [len(b) for b in dispatch._batches(asha, todo)] == [40]
+    bayes = load(ROOT / "search_spaces" / "lr_rho_bayes.yaml")
+    assert [len(b) for b in dispatch._batches(bayes, [])] == [0]
+
+
+def test_ctrl_c_outside_a_tuner_sets_the_stop_flag_and_does_not_kill_the_driver() -> None:
+    """Between two Tuners Ray's SIGUSR1 handler is not installed; the driver must survive."""
+    from sweeper import dispatch
+
+    stop = dispatch._StopFlag()
+    with dispatch._graceful_ctrl_c(stop):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)  # signal handlers run between bytecodes of the main thread
+        assert stop.is_set()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 # ------------------------------------------------------------------ CLI subprocesses
 
 

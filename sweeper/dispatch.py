@@ -540,6 +540,10 @@ def run(spec: SweepSpec, options: RunOptions = RunOptions()) -> RunSummary:
     set_aside = [] if options.dry_run else _set_aside_unreadable(ledger)
     for message in set_aside:
         print(f"sweeper: warning: {message}", file=sys.stderr)
+    imported = 0 if options.dry_run else ledger.import_csv_export()
+    if imported:
+        print(f"sweeper: {imported} trials taken into the ledger from {ledger.sweep_dir / 'trials.csv'}",
+              file=sys.stderr)
     trials, todo = plan(spec, ledger)
     done_before = len(ledger.done_ids())
     summary = RunSummary(sweep_dir=sweep_dir, planned=len(trials) if spec.method != "bayes" else spec.run_cap,

@@ -335,6 +335,31 @@ class Ledger:
             self._seen = (_signature(self.trials_path), _signature(self.epochs_path))
         return True
 
+    def import_csv_export(self) -> int:
+        """Seed an empty ledger from the sweep folder's CSV export (a committed reference run),
+        so that re-running its spec, or extending it (more seeds, more values), runs only the
+        trials the export lacks.
+
+        Returns:
+            Trials imported: 0 when there is no export or the parquet ledger already exists
+            (once written, it is the truth and the export is only a copy of it).
+
+        Raises:
+            LedgerError: ``trials.csv`` or ``epochs.csv`` is not a ledger export.
+        """
+        if not (self.sweep_dir / CSV_NAMES[0]).is_file() or self.trials_path.exists():
+            return 0
+        trials, epochs = read_csv_export(self.sweep_dir)
+        epochs = epochs[epochs["trial_id"].isin(set(trials["trial_id"]))]
+        with self._lock():
+            if self.trials_path.exists():  # another writer got there first
+                return 0
+            for frame, columns, path in ((epochs, _EPOCH_SCHEMA, self.epochs_path),
+                                         (trials, _TRIAL_SCHEMA, self.trials_path)):  # trials last: the commit
+                self._write(pa.Table.from_pandas(frame, schema=_arrow_schema(columns), preserve_index=False)
+                            .replace_schema_metadata(None), path)
+        return len(trials)
+
     def export_csv(self, directory: str | Path | None = None) -> tuple[Path, Path]:
         """Write ``trials.csv`` and ``epochs.csv`` (what a reference run commits; the parquet
         files stay the truth). :func:`read_csv_export` reads them back with the ledger's dtypes.

@@ -185,6 +185,20 @@ def test_rerunning_the_same_spec_runs_nothing_again(small_sweep, tmp_path) -> No
     assert len(Ledger(sweep_dir).trials()) == 4
 
 
+def test_a_sweep_shipped_as_a_csv_export_resumes_without_rerunning(small_sweep, tmp_path, capsys) -> None:
+    """results/<sweep>/ in the repository holds only trials.csv / epochs.csv."""
+    from sweeper.ledger import Ledger
+
+    spec, _, sweep_dir = small_sweep
+    shipped = tmp_path / "small"
+    shipped.mkdir()
+    Ledger(sweep_dir).export_csv(shipped)
+    again = run(spec, RunOptions(results_dir=tmp_path, wandb_mode="offline", progress=False))
+    assert again.dispatched == 0 and again.already_done == 4 and again.remaining == 0
+    assert sorted(Ledger(shipped).done_ids()) == sorted(Ledger(sweep_dir).done_ids())
+    assert f"4 trials taken into the ledger from {shipped / 'trials.csv'}" in capsys.readouterr().err
+
+
 def test_bayes_runs_optuna_tpe_into_an_rdb_study(t4_ray, tiny_data, tmp_path) -> None:
     import optuna
 

@@ -171,6 +171,35 @@ def test_csv_export_round_trips_with_the_ledger_dtypes(tmp_path: Path) -> None:
     assert pd.isna(trials.loc[1, "params_loss"]) and pd.isna(trials.loc[1, "params_seed"])
 
 
+def test_a_committed_csv_export_seeds_an_empty_ledger_once(tmp_path: Path) -> None:
+    """A reference run ships as CSV only; resuming or extending it must not re-run its trials."""
+    original = Ledger(tmp_path / "ref")
+    original.record(row("a"), epochs("a", 3))
+    original.record(row("b", "diverged", math.nan, error="loss became NaN at epoch 2"), epochs("b", 1))
+    original.export_csv()
+    expected_trials, expected_epochs = original.trials(), original.epochs()
+    for name in ("trials.parquet", "epochs.parquet"):
+        (tmp_path / "ref" / name).unlink()
+
+    seeded = Ledger(tmp_path / "ref")
+    assert seeded.import_csv_export() == 2
+    pd.testing.assert_frame_equal(seeded.trials(), expected_trials)
+    pd.testing.assert_frame_equal(seeded.epochs(), expected_epochs)
+    assert seeded.record(row("a")) is False  # imported ids count as recorded
+    assert seeded.record(row("c"), epochs("c")) is True
+    # Once the parquet ledger exists it is the truth: a stale export is never imported again.
+    assert Ledger(tmp_path / "ref").import_csv_export() == 0
+    assert sorted(Ledger(tmp_path / "ref").done_ids()) == ["a", "b", "c"]
+    assert Ledger(tmp_path / "empty").import_csv_export() == 0
+
+
+def test_a_broken_csv_export_is_named_and_nothing_is_written(tmp_path: Path) -> None:
+    (tmp_path / "trials.csv").write_text("trial_id,status\na,ok\n")
+    with pytest.raises(LedgerError, match=r"trials.csv is not a sweeper ledger export \(missing columns"):
+        Ledger(tmp_path).import_csv_export()
+    assert not (tmp_path / "trials.parquet").exists()
+
+
 def test_a_foreign_csv_is_named_as_not_a_ledger_export(tmp_path: Path) -> None:
     with pytest.raises(LedgerError, match="no such ledger export"):
         read_csv_export(tmp_path)

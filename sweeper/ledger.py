@@ -215,8 +215,14 @@ class Ledger:
                 "rebuilds the ledger from the sweep's ray/ folder"
             ) from None
 
+    def _export_only(self) -> bool:
+        """No ledger written yet, but a CSV export in the folder (a committed reference run):
+        readers see the export, and the first ``sweeper run`` imports it."""
+        return not self.trials_path.exists() and (self.sweep_dir / CSV_NAMES[0]).is_file()
+
     def trials(self) -> Any:
-        """All recorded trials.
+        """All recorded trials (from the CSV export while no ledger is written, see
+        :meth:`import_csv_export`).
 
         Returns:
             A DataFrame with :data:`TRIAL_COLUMNS` and fixed dtypes (also when empty).
@@ -224,6 +230,8 @@ class Ledger:
         Raises:
             LedgerError: ``trials.parquet`` is truncated or corrupt.
         """
+        if self._export_only():
+            return read_csv_export(self.sweep_dir)[0]
         return _to_pandas(self._read_table(self.trials_path, _TRIAL_SCHEMA), _TRIAL_SCHEMA)
 
     def epochs(self) -> Any:
@@ -232,6 +240,9 @@ class Ledger:
         Raises:
             LedgerError: a ledger file is truncated or corrupt.
         """
+        if self._export_only():
+            trials, epochs = read_csv_export(self.sweep_dir)
+            return epochs[epochs["trial_id"].isin(set(trials["trial_id"]))]
         # Trials first: every trial listed then had its epochs written before it, so the
         # epochs read next hold them all (the reverse order could miss a just-committed one).
         done = self._read_table(self.trials_path, _TRIAL_SCHEMA)["trial_id"]
@@ -240,10 +251,14 @@ class Ledger:
 
     def done_ids(self) -> set[str]:
         """Ids of every recorded trial, whatever its status."""
+        if self._export_only():
+            return set(self.trials()["trial_id"])
         return set(self._read_table(self.trials_path, _TRIAL_SCHEMA)["trial_id"].to_pylist())
 
     def status_counts(self) -> dict[str, int]:
         """Recorded trials per status, e.g. ``{"diverged": 1, "ok": 7}``."""
+        if self._export_only():
+            return {str(k): int(v) for k, v in sorted(self.trials()["status"].value_counts().items())}
         status = self._read_table(self.trials_path, _TRIAL_SCHEMA)["status"]
         counts = {str(s["values"]): int(s["counts"]) for s in pc.value_counts(status).to_pylist()}
         return dict(sorted(counts.items()))

@@ -525,11 +525,9 @@ def load_ledger(sweep_dir: Path) -> tuple["pd.DataFrame", "pd.DataFrame"]:
     Raises:
         LedgerError: a ledger file is unreadable.
     """
-    from sweeper.ledger import CSV_NAMES, Ledger, read_csv_export
+    from sweeper.ledger import Ledger
 
     ledger = Ledger(sweep_dir, create=False)
-    if not ledger.trials_path.is_file() and (sweep_dir / CSV_NAMES[0]).is_file():
-        return read_csv_export(sweep_dir)
     trials = ledger.trials()
     epochs = ledger.epochs()
     # Epochs are read second and may include trials committed in between: keep the snapshot.

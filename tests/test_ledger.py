@@ -182,6 +182,10 @@ def test_a_committed_csv_export_seeds_an_empty_ledger_once(tmp_path: Path) -> No
         (tmp_path / "ref" / name).unlink()
 
     seeded = Ledger(tmp_path / "ref")
+    # Before the first write, readers (status, report, --dry-run) see the export.
+    assert seeded.done_ids() == {"a", "b"} and seeded.status_counts() == {"diverged": 1, "ok": 1}
+    pd.testing.assert_frame_equal(seeded.trials(), expected_trials)
+    pd.testing.assert_frame_equal(seeded.epochs(), expected_epochs)
     assert seeded.import_csv_export() == 2
     pd.testing.assert_frame_equal(seeded.trials(), expected_trials)
     pd.testing.assert_frame_equal(seeded.epochs(), expected_epochs)

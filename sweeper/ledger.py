@@ -220,6 +220,11 @@ class Ledger:
         readers see the export, and the first ``sweeper run`` imports it."""
         return not self.trials_path.exists() and (self.sweep_dir / CSV_NAMES[0]).is_file()
 
+    def _read_export(self) -> tuple[Any, Any]:
+        """The folder's CSV export: trials, and the epochs of those trials only."""
+        trials, epochs = read_csv_export(self.sweep_dir)
+        return trials, epochs[epochs["trial_id"].isin(set(trials["trial_id"]))]
+
     def trials(self) -> Any:
         """All recorded trials (from the CSV export while no ledger is written, see
         :meth:`import_csv_export`).
@@ -241,8 +246,7 @@ class Ledger:
             LedgerError: a ledger file is truncated or corrupt.
         """
         if self._export_only():
-            trials, epochs = read_csv_export(self.sweep_dir)
-            return epochs[epochs["trial_id"].isin(set(trials["trial_id"]))]
+            return self._read_export()[1]
         # Trials first: every trial listed then had its epochs written before it, so the
         # epochs read next hold them all (the reverse order could miss a just-committed one).
         done = self._read_table(self.trials_path, _TRIAL_SCHEMA)["trial_id"]
@@ -362,10 +366,9 @@ class Ledger:
         Raises:
             LedgerError: ``trials.csv`` or ``epochs.csv`` is not a ledger export.
         """
-        if not (self.sweep_dir / CSV_NAMES[0]).is_file() or self.trials_path.exists():
+        if not self._export_only():
             return 0
-        trials, epochs = read_csv_export(self.sweep_dir)
-        epochs = epochs[epochs["trial_id"].isin(set(trials["trial_id"]))]
+        trials, epochs = self._read_export()
         with self._lock():
             if self.trials_path.exists():  # another writer got there first
                 return 0

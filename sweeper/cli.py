@@ -93,7 +93,7 @@ def train_cmd(
 ) -> None:
     """Train the deblur model once and save the best epoch."""
     with _user_errors():
-        from model.data import DatasetRef
+        from model.data import DatasetRef, list_pairs
         from model.params import TrainParams
         from model.runtime import configure_runtime
 
@@ -103,6 +103,9 @@ def train_cmd(
             patch_size=patch_size, seed=seed,
         )
         _synthetic_default(dataset_dir, dataset_name)
+        dataset = DatasetRef(dataset_dir, dataset_name)
+        for split in ("train", "test"):  # a wrong path answers now, not after TensorFlow loads
+            list_pairs(dataset, split)
         configure_runtime()
         from model.train import train
 
@@ -113,7 +116,7 @@ def train_cmd(
             )
 
         result = train(
-            params, DatasetRef(dataset_dir, dataset_name), model_path=model_path, on_epoch=show,
+            params, dataset, model_path=model_path, on_epoch=show,
             vgg_weights=vgg_weights if vgg_weights is not None else "auto",
         )
         if result.status != "ok":

@@ -62,12 +62,16 @@ def run_trial(config: Mapping[str, Any], context: TrialContext) -> None:
     """Train one trial and report each epoch to Ray Tune.
 
     Any exception propagates: Ray retries the trial up to ``max_failures`` times and the
-    driver records it as ``error`` with the exception's message. A diverged run is not an
-    exception: its last report says ``status="diverged"``.
+    driver records it as ``error`` with the exception's message. Except a ``ConfigError``
+    (say, a perceptual loss without its VGG weights): it fails the same way on every attempt, so
+    its last report says ``status="error"`` and the trial ends at once, without a retry and
+    without Ray replacing the worker (a new worker pays for importing TensorFlow again). A
+    diverged run is not an exception either: its last report says ``status="diverged"``.
     """
     from ray import tune
 
     from model.data import DatasetRef
+    from model.errors import ConfigError
     from model.params import PARAMETER_NAMES
     from model.runtime import configure_runtime
     from sweeper.space import trial_id
@@ -95,6 +99,12 @@ def run_trial(config: Mapping[str, Any], context: TrialContext) -> None:
             params, DatasetRef(Path(context.dataset_dir), context.dataset_name), on_epoch=on_epoch,
             samples=context.samples, vgg_weights=context.vgg_weights,
         )
+    except ConfigError as err:
+        tracker.finish({"status": "error"}, "error")
+        # Named like Ray's error trace names a raised exception, so the ledger reads the same.
+        message = f"{type(err).__module__}.{type(err).__qualname__}: {err}"
+        _final_report(where, tid, "error", message, epoch=1)
+        return
     except BaseException:
         tracker.finish({"status": "error"}, "error")
         raise
@@ -115,7 +125,16 @@ def run_trial(config: Mapping[str, Any], context: TrialContext) -> None:
     tracker.finish(summary, result.status)
     if result.status == "diverged":
         # No epoch record exists for the epoch that blew up; this report carries the verdict.
-        # Metrics are NaN so Ray's metric check passes and no scheduler mistakes it for a score.
-        nan = float("nan")
-        tune.report({**where, "trial_id": tid, "status": "diverged", "error": result.error or "",
-                     "epoch": result.epochs_run + 1, "val_psnr": nan, "val_ssim": nan, "val_mae": nan})
+        _final_report(where, tid, "diverged", result.error or "", epoch=result.epochs_run + 1)
+
+
+def _final_report(where: Mapping[str, str], tid: str, status: str, error: str, *, epoch: int) -> None:
+    """A trial's last report when it ends without a scored epoch (diverged, or a config error).
+
+    Metrics are NaN so Ray's metric check passes and no scheduler mistakes it for a score.
+    """
+    from ray import tune
+
+    nan = float("nan")
+    tune.report({**where, "trial_id": tid, "status": status, "error": error,
+                 "epoch": epoch, "val_psnr": nan, "val_ssim": nan, "val_mae": nan})

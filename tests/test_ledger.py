@@ -214,20 +214,27 @@ def test_a_foreign_csv_is_named_as_not_a_ledger_export(tmp_path: Path) -> None:
 
 # A writer process: records t<prefix>0000, t<prefix>0001, ... with one epoch each (val_psnr = i
 # in both, so a reader can check every row is whole), printing each index once it is committed.
+# With a stop file it ends early once that file exists, so a reader can keep it writing for as
+# long as the reader needs, however slow the machine.
 _WRITER = """
 import sys
+from pathlib import Path
 from sweeper.ledger import Ledger
 ledger = Ledger(sys.argv[1])
 prefix = sys.argv[3] if len(sys.argv) > 3 else ""
+stop = Path(sys.argv[4]) if len(sys.argv) > 4 else None
 for i in range(int(sys.argv[2])):
+    if stop is not None and stop.exists():
+        break
     ledger.record({"trial_id": f"t{prefix}{i:04d}", "status": "ok", "val_psnr": float(i), "params_seed": i},
                   [{"epoch": 1, "train_loss": 0.1, "val_psnr": float(i), "val_ssim": 0.5, "val_mae": 0.1}])
     print(i, flush=True)
 """
 
 
-def _writer(sweep: Path, n: int, prefix: str = "") -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", _WRITER, str(sweep), str(n), prefix], cwd=ROOT,
+def _writer(sweep: Path, n: int, prefix: str = "", stop: Path | None = None) -> subprocess.Popen:
+    extra = [str(stop)] if stop is not None else []
+    return subprocess.Popen([sys.executable, "-c", _WRITER, str(sweep), str(n), prefix, *extra], cwd=ROOT,
                             stdout=subprocess.PIPE, text=True)
 
 

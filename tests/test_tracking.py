@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -115,17 +114,13 @@ def test_a_bad_env_mode_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> N
 def test_an_offline_run_is_written_and_reads_back(wandb_env: Path) -> None:
     wandb_dir = wandb_env / "sweep" / "wandb"
     tracker = TrialTracker("optim_loss", "0123abcd4567", PARAMS, wandb_dir, "offline")
-    started = time.perf_counter()
+    # No wall-clock bound here: how fast a run starts is the benchmarks' business (on a loaded CI
+    # machine wandb.init took 48 s once; sweeper's init_timeout leaves room for that).
     tracker.start()
-    init_seconds = time.perf_counter() - started
     for epoch, metrics in enumerate(EPOCHS, start=1):
         tracker.log_epoch(epoch, {**metrics, "lr_now": 0.001})  # extra keys are not logged
     tracker.log_images(triplets(), caption_prefix="test: ")
-    started = time.perf_counter()
     tracker.finish({"best_val_psnr": 23.5, "final_val_psnr": 23.0, "seconds": 1.25, "images_per_second": 40.0}, "ok")
-    finish_seconds = time.perf_counter() - started
-    print(f"\noffline W&B run: start {init_seconds:.3f}s, finish {finish_seconds:.3f}s")
-    assert init_seconds + finish_seconds < 30
 
     assert tracker.ok
     assert tracker.run_dir is not None and tracker.run_dir.parent == wandb_dir  # not wandb/wandb

@@ -99,7 +99,11 @@ def test_the_dashboard_lists_the_sweeps_trials_in_headless_chromium(tmp_path: Pa
         studies = json.loads(_wait_for(f"http://127.0.0.1:{port}/api/studies", proc))
         assert [s["study_name"] for s in studies["study_summaries"]] == ["optim"]
         page = f"http://127.0.0.1:{port}/dashboard/studies/1/trials"
+        # A profile of its own: with the default one, a second Chromium running at the same
+        # moment (another test run on the machine) takes the request and this one prints nothing.
         flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'chromium-profile'}",
                  "--disable-dev-shm-usage", "--virtual-time-budget=20000", "--window-size=1400,1000"]
         dom = subprocess.run([browser, *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
         # The trial list the React app renders: the study, its 12 trials, their states.

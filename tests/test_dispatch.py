@@ -83,8 +83,10 @@ def t4_ray():
     import ray
 
     ray.shutdown()
-    ray.init(num_cpus=2, num_gpus=2, resources={"accelerator_type:T4": 1}, include_dashboard=False,
-             _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False)
+    # address="local": a new private instance. A bare ray.init joins the cluster named in
+    # /tmp/ray/ray_current_cluster when one is up, as another test run's two-node cluster was once.
+    ray.init(address="local", num_cpus=2, num_gpus=2, resources={"accelerator_type:T4": 1},
+             include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
 

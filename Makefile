@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Where `make run` keeps its sweep folder; results/optim_loss holds the committed reference run.
+RESULTS ?= results
 
 .PHONY: setup test run train clean
 
@@ -31,8 +33,8 @@ test: setup
 # (ranking, verdict, plots; results/optim_loss/report.html). Re-running resumes from the
 # ledger and runs only what is missing.
 run: setup
-	$(BIN)/sweeper run search_spaces/optim_loss.yaml
-	$(BIN)/sweeper report results/optim_loss
+	$(BIN)/sweeper run search_spaces/optim_loss.yaml --results-dir $(RESULTS)
+	$(BIN)/sweeper report $(RESULTS)/optim_loss
 
 train: setup
 	$(BIN)/sweeper train --model-path models/deblur.keras

@@ -33,7 +33,7 @@ Figures = dict[str, Any]
 _SIZES: dict[str, dict[str, Any]] = {
     "quick": {
         "train": {"batch_size": 4, "patch_size": 32, "steps_per_epoch": 3, "epochs": 3},
-        "matmul_n": 1024,
+        "matmul_sizes": [1024, 2048],
         "matmul_repeats": 5,
         "concurrency_trials": 4,
         "search_overrides": [
@@ -45,7 +45,7 @@ _SIZES: dict[str, dict[str, Any]] = {
     },
     "full": {
         "train": {"batch_size": 16, "patch_size": 64, "steps_per_epoch": 20, "epochs": 4},
-        "matmul_n": 2048,
+        "matmul_sizes": [1024, 2048, 4096],
         "matmul_repeats": 10,
         "concurrency_trials": 8,
         "search_overrides": [],  # the lr x rho grid as shipped (40 trials, 3 epochs)
@@ -65,8 +65,8 @@ _CONCURRENCY_TRIAL: dict[str, dict[str, Any]] = {
 # ---------------------------------------------------------------- helpers
 
 
-def _machine() -> Figures:
-    """CPU model, core count, AVX flags and the TensorFlow version (without importing TF)."""
+def _cpuinfo() -> tuple[str, set[str]]:
+    """The first CPU's model name and feature flags from ``/proc/cpuinfo``."""
     model, flags = "unknown", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -77,6 +77,12 @@ def _machine() -> Figures:
                 flags = set(value.split())
     except OSError:
         pass
+    return model, flags
+
+
+def _machine() -> Figures:
+    """CPU model, core count, AVX flags and the TensorFlow version (without importing TF)."""
+    model, flags = _cpuinfo()
     try:
         tf_version = metadata.version("tensorflow")
     except metadata.PackageNotFoundError:
@@ -87,6 +93,7 @@ def _machine() -> Figures:
         "cores": os.cpu_count(),
         "avx512f": "avx512f" in flags,
         "avx512_bf16": "avx512_bf16" in flags,
+        "amx_bf16": "amx_bf16" in flags,
         "avx2": "avx2" in flags,
         "tensorflow": tf_version,
         "python": sys.version.split()[0],
@@ -131,20 +138,23 @@ def _timed_sweep(spec: Any, results_dir: Path) -> tuple[float, Any]:
 
 
 def _ray_start() -> float:
-    """Start a fresh local Ray as ``sweeper run`` does (loopback, no dashboard); seconds taken.
+    """Start a fresh local Ray exactly as ``sweeper run`` does; seconds taken.
 
-    ``address="local"`` so a stale or foreign cluster on the machine (other engineers' runs)
-    is never joined; ``sweeper.dispatch.run`` then finds Ray initialised and reuses it.
+    The sweeper's own connect (``address="local"``, loopback only, no dashboard), so a stale
+    or foreign cluster is never joined and nothing listens beyond 127.0.0.1;
+    ``sweeper.dispatch.run`` then finds Ray initialised and reuses it.
     """
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
-
-    from sweeper.dispatch import LOCAL_HOST
+    from sweeper.dispatch import _connect
 
     t0 = time.perf_counter()
-    ray.init(address="local", include_dashboard=False, _node_ip_address=LOCAL_HOST, log_to_driver=False,
-             configure_logging=False)
+    _connect(None)
     return time.perf_counter() - t0
+
+
+def _ray_stop() -> None:
+    import ray  # imported by _ray_start already, after the loopback setting
+
+    ray.shutdown()
 
 
 def _later_epochs_rate(history: tuple[dict[str, float], ...], images_per_epoch: int) -> float:
@@ -199,20 +209,65 @@ def _forward_flops_per_image(patch: int) -> int:
 # ---------------------------------------------------------------- benchmarks
 
 
-def bench_train_throughput(quick: bool) -> Figures:
-    """model.train's fit loop vs a bare model.fit, counted FLOPs, and a matmul roofline."""
+def _bare_fit_rate(p: Any, blur: Any, sharp: Any, *, jit_compile: bool = False, policy: str | None = None) -> float:
+    """Images/s of a bare ``model.fit`` on in-memory arrays over epochs 2..last.
+
+    Same model, optimizer, loss and compile as ``model.train`` (``_compiled_model``);
+    ``jit_compile`` and a Keras dtype ``policy`` (e.g. ``mixed_bfloat16``) give the variants.
+    """
     import keras
-    import numpy as np
+
+    from model.train import _compiled_model
+
+    previous = keras.mixed_precision.global_policy().name
+    if policy is not None:
+        keras.mixed_precision.set_global_policy(policy)
+    try:
+        keras.utils.set_random_seed(p.seed)
+        net = _compiled_model(p, vgg_weights=None, jit_compile=jit_compile)
+        ends: list[float] = []
+        timer = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: ends.append(time.perf_counter()))
+        t0 = time.perf_counter()
+        net.fit(blur, sharp, batch_size=p.batch_size, epochs=p.epochs, shuffle=False, verbose=0, callbacks=[timer])
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    per_epoch = p.steps_per_epoch * p.batch_size
+    marks = [t0, *ends]
+    return (p.epochs - 1) * per_epoch / (marks[-1] - marks[1]) if p.epochs > 1 else per_epoch / (marks[1] - t0)
+
+
+def _matmul_peak(sizes: list[int], repeats: int, dtype: str = "float32") -> tuple[float, dict[str, float]]:
+    """The machine's dense-matmul FLOP/s: the best, over ``sizes``, of the median of ``repeats``.
+
+    One size alone is a poor ceiling on a shared 2-core VM (2048 x 2048 was seen at 175 and at
+    289 GFLOP/s in two processes a minute apart); a roofline needs the best the CPU sustains.
+    """
     import tensorflow as tf
+
+    by_n = {}
+    for n in sizes:
+        a = tf.cast(tf.random.normal((n, n)), dtype)
+        b = tf.cast(tf.random.normal((n, n)), dtype)
+        matmul = tf.function(lambda: tf.matmul(a, b))
+        by_n[str(n)] = 2 * n**3 / _median_seconds(lambda: matmul().numpy(), repeats)
+    return max(by_n.values()), by_n
+
+
+def bench_train_throughput(quick: bool) -> Figures:
+    """model.train's fit loop vs a bare model.fit, counted FLOPs, a matmul roofline, and the
+    variants tried (XLA; bf16 mixed precision on CPUs with native bf16), side by side."""
+    import numpy as np
 
     from model.data import DatasetRef, load_split, train_pipeline
     from model.params import TrainParams
     from model.runtime import configure_runtime
-    from model.train import _compiled_model, train
+    from model.train import train
 
     sizes = _SIZES["quick" if quick else "full"]
     threads = os.cpu_count() or 1
     configure_runtime(threads, deterministic=False)
+    # The ceiling first, on a cold process: nothing of the training is resident yet.
+    matmul_flops, matmul_by_n = _matmul_peak(sizes["matmul_sizes"], sizes["matmul_repeats"])
     p = TrainParams(**sizes["train"])
     per_epoch = p.steps_per_epoch * p.batch_size
     with tempfile.TemporaryDirectory() as tmp:
@@ -225,20 +280,15 @@ def bench_train_throughput(quick: bool) -> Figures:
                                 seed=p.seed)
         blur, sharp = (np.concatenate(t) for t in zip(*((b.numpy(), s.numpy())
                                                       for b, s in stream.take(p.steps_per_epoch))))
-    keras.utils.set_random_seed(p.seed)
-    net = _compiled_model(p, vgg_weights=None)
-    ends: list[float] = []
-    timer = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: ends.append(time.perf_counter()))
-    t0 = time.perf_counter()
-    net.fit(blur, sharp, batch_size=p.batch_size, epochs=p.epochs, shuffle=False, verbose=0, callbacks=[timer])
-    marks = [t0, *ends]
-    bare = (p.epochs - 1) * per_epoch / (marks[-1] - marks[1]) if p.epochs > 1 else per_epoch / (marks[1] - t0)
-
-    n = sizes["matmul_n"]
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
-    matmul = tf.function(lambda: tf.matmul(a, b))
-    matmul_flops = 2 * n**3 / _median_seconds(lambda: matmul().numpy(), sizes["matmul_repeats"])
+    bare = _bare_fit_rate(p, blur, sharp)
+    variants: Figures = {"xla_images_per_s": _bare_fit_rate(p, blur, sharp, jit_compile=True)}
+    _, flags = _cpuinfo()
+    if flags & {"avx512_bf16", "amx_bf16"}:  # elsewhere TF emulates bf16, which says nothing
+        variants["bf16_mixed_images_per_s"] = _bare_fit_rate(p, blur, sharp, policy="mixed_bfloat16")
+        variants["bf16_matmul_flops_per_s"] = _matmul_peak(sizes["matmul_sizes"], sizes["matmul_repeats"],
+                                                           "bfloat16")[0]
+    for key in [k for k in variants if k.endswith("images_per_s")]:
+        variants[key.replace("images_per_s", "speedup")] = variants[key] / bare
 
     forward = _forward_flops_per_image(p.patch_size)
     step_flops = 3 * forward * p.batch_size  # backward ~ 2x forward
@@ -251,8 +301,9 @@ def bench_train_throughput(quick: bool) -> Figures:
         "flops_method": "analytic conv count: 2*H*W*k*k*Cin*Cout per conv forward, x3 forward+backward",
         "achieved_flops_per_s": achieved,
         "matmul_flops_per_s": matmul_flops,
-        "matmul_n": n,
+        "matmul_flops_per_s_by_n": matmul_by_n,
         "roofline_fraction": achieved / matmul_flops,
+        "variants": variants,
         "batch_size": p.batch_size,
         "patch_size": p.patch_size,
         "steps_per_epoch": p.steps_per_epoch,
@@ -264,8 +315,6 @@ def bench_train_throughput(quick: bool) -> Figures:
 
 def bench_orchestration_overhead(quick: bool) -> Figures:
     """12 tiny trials through sweeper.dispatch.run vs the same params in a plain loop."""
-    import ray
-
     from model.data import DatasetRef
     from model.train import train
     from sweeper.spec import from_dict
@@ -286,7 +335,7 @@ def bench_orchestration_overhead(quick: bool) -> Figures:
         loop_seconds = time.perf_counter() - t0
         startup = _ray_start()
         sweep_seconds, trials = _timed_sweep(spec, Path(tmp) / "results")
-        ray.shutdown()
+        _ray_stop()
     return {
         "trials": n,
         "trials_ok": int((trials["status"] == "ok").sum()),
@@ -301,8 +350,6 @@ def bench_orchestration_overhead(quick: bool) -> Figures:
 
 def bench_concurrency(quick: bool) -> Figures:
     """Trials per hour: 1 trial x all cores vs one trial per core (1 thread each)."""
-    import ray
-
     from sweeper.spec import from_dict
 
     mode = "quick" if quick else "full"
@@ -320,7 +367,7 @@ def bench_concurrency(quick: bool) -> Figures:
             figures[f"trials_per_hour_{label}"] = n * 3600 / seconds
             figures[f"seconds_{label}"] = seconds
             figures[f"trials_ok_{label}"] = int((trials["status"] == "ok").sum())
-        ray.shutdown()
+        _ray_stop()
     one, many = figures[f"trials_per_hour_1x{cores}"], figures[f"trials_per_hour_{cores}x1"]
     figures["faster"] = f"1x{cores}" if one >= many else f"{cores}x1"
     return figures
@@ -328,8 +375,6 @@ def bench_concurrency(quick: bool) -> Figures:
 
 def bench_search_efficiency(quick: bool) -> Figures:
     """lr x rho: full grid vs ASHA vs Optuna TPE (bayes, run_cap = grid/3), compute and best PSNR."""
-    import ray
-
     from sweeper.spec import from_dict, load
 
     overrides = list(_SIZES["quick" if quick else "full"]["search_overrides"])
@@ -360,7 +405,7 @@ def bench_search_efficiency(quick: bool) -> Figures:
             figures[f"{label}_compute_fraction"] = float(trials["epochs_run"].sum()) / grid_epochs
             figures[f"{label}_best_gap_db"] = grid_best - float(trials["val_psnr"].max())
             figures[f"{label}_seconds"] = seconds
-        ray.shutdown()
+        _ray_stop()
     return figures
 
 

@@ -55,7 +55,7 @@ class TrainResult:
     samples: tuple[tuple[Any, Any, Any], ...] = field(default_factory=tuple)
 
 
-def _compiled_model(params: TrainParams, vgg_weights: str | None) -> Any:
+def _compiled_model(params: TrainParams, vgg_weights: str | None, *, jit_compile: bool = False) -> Any:
     from model.architecture import build_model
     from model.losses import get_loss
     from model.optimizers import get_optimizer
@@ -64,8 +64,9 @@ def _compiled_model(params: TrainParams, vgg_weights: str | None) -> Any:
     net.compile(
         optimizer=get_optimizer(params.optimizer, params.learning_rate, params.rho, params.momentum),
         loss=get_loss(params.loss, vgg_weights=vgg_weights),
-        # XLA was measured slower on this class of CPU; keep plain graph execution.
-        jit_compile=False,
+        # XLA measured at half the speed of plain graph execution on 2-core Xeons
+        # (benchmarks/README.md); the benchmark's `xla` variant is the only caller that asks.
+        jit_compile=jit_compile,
     )
     # Otherwise the optimizer makes its slot variables inside fit's first tf.function trace,
     # and TF traces the whole train step a second time to lift them: building them here halved

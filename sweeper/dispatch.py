@@ -351,6 +351,18 @@ def _search_and_scheduler(spec: SweepSpec, sweep_dir: Path) -> tuple[Any, Any]:
     return search_alg, scheduler
 
 
+def _reuse_actors(scheduler: Any) -> bool:
+    """Whether trials may reuse each other's worker process (saves a TensorFlow import each).
+
+    Not under an early-stopping scheduler: a 40-trial ASHA sweep of lr_rho.yaml on real Ray
+    hung for good after ASHA's first stops: the searcher counted a trial as live whose worker
+    was idle, and the worker of the one running trial died unreported, so Tune waited forever
+    with both slots taken (a class of hang reported upstream, ray-project/ray#28197). Stopped
+    trials hand their actor to the cache mid-`fit`; without reuse each trial gets a fresh one.
+    """
+    return scheduler is None
+
+
 def _epochs_values(spec: SweepSpec) -> list[int]:
     for p in spec.parameters:
         if p.name == "epochs":
@@ -597,7 +609,7 @@ def run(spec: SweepSpec, options: RunOptions = RunOptions()) -> RunSummary:
                 tune_config=tune.TuneConfig(
                     metric=spec.metric, mode=_mode(spec), search_alg=search_alg, scheduler=scheduler,
                     num_samples=n_todo if spec.method == "bayes" else 1,
-                    max_concurrent_trials=max_concurrent, reuse_actors=True,
+                    max_concurrent_trials=max_concurrent, reuse_actors=_reuse_actors(scheduler),
                     trial_dirname_creator=_trial_dirname,
                 ),
                 run_config=tune.RunConfig(

@@ -582,7 +582,7 @@ def test_hyperband_maps_to_asha_and_bayes_to_optuna_tpe(tmp_path) -> None:
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from sweeper.dispatch import _search_and_scheduler
+    from sweeper.dispatch import _reuse_actors, _search_and_scheduler
     from sweeper.spec import load
 
     spec = load(ROOT / "search_spaces" / "lr_rho_bayes.yaml", ("epochs=4",))
@@ -593,3 +593,5 @@ def test_hyperband_maps_to_asha_and_bayes_to_optuna_tpe(tmp_path) -> None:
     assert min(milestone for milestone, _ in scheduler._brackets[0]._rungs) == spec.early_terminate.min_iter
     grid, none = _search_and_scheduler(load(ROOT / "search_spaces" / "lr_rho.yaml"), tmp_path)
     assert grid is None and none is None
+    # Worker processes are reused between trials except where a scheduler stops trials early.
+    assert _reuse_actors(none) is True and _reuse_actors(scheduler) is False

@@ -492,10 +492,12 @@ def bench_load(quick: bool) -> Figures:
         "status_counts": {str(k): int(v) for k, v in trials["status"].value_counts().items()},
         "wall_s": round(wall, 1),
         "seconds_per_trial": round(wall / n, 3),
-        # Flat memory: RSS when 10%, 50% and 100% of the rows were in the ledger, and the peak.
+        # Flat memory: RSS when 10%, 50% and 100% of the rows were in the ledger, and the peak;
+        # every tenth too, to see whether it plateaus across the 200-trial Tuner batches.
         "driver_rss_mb_at_10pct": rss_at(0.1),
         "driver_rss_mb_at_50pct": rss_at(0.5),
         "driver_rss_mb_at_100pct": rss_at(1.0),
+        "driver_rss_mb_by_tenth": [rss_at(k / 10) for k in range(1, 11)],
         "driver_rss_mb_peak": round(max((mb for *_, mb in samples), default=0.0), 1),
         "rss_samples": len(samples),
     }

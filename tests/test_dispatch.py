@@ -280,6 +280,9 @@ def test_bayes_and_asha_sweeps_stay_in_one_tuner(monkeypatch) -> None:
     assert [len(b) for b in dispatch._batches(grid, todo)] == [2] * 20
     asha = load(ROOT / "search_spaces" / "lr_rho.yaml", ("early_terminate={type: hyperband, min_iter: 1}",))
     assert [len(b) for b in dispatch._batches(asha, todo)] == [40]
+    # ASHA meets the trials in a parameter-blind order (by id), not the grid's sorted one.
+    (asha_batch,) = dispatch._batches(asha, todo)
+    assert [t.id for t in asha_batch] == sorted(t.id for t in todo) != [t.id for t in todo]
     bayes = load(ROOT / "search_spaces" / "lr_rho_bayes.yaml")
     assert [len(b) for b in dispatch._batches(bayes, [])] == [0]
 

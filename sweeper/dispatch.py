@@ -364,8 +364,9 @@ def _reuse_actors(scheduler: Any) -> bool:
     Not under an early-stopping scheduler: a 40-trial ASHA sweep of lr_rho.yaml on real Ray
     hung for good after ASHA's first stops: the searcher counted a trial as live whose worker
     was idle, and the worker of the one running trial died unreported, so Tune waited forever
-    with both slots taken (a class of hang reported upstream, ray-project/ray#28197). Stopped
-    trials hand their actor to the cache mid-`fit`; without reuse each trial gets a fresh one.
+    with both slots taken (a class of hang reported upstream, ray-project/ray#28197). The exact
+    race is not pinned down; without reuse (each trial in a fresh worker) the same sweep
+    finished all 40 trials.
     """
     return scheduler is None
 

@@ -379,11 +379,12 @@ def _epochs_trained(sweep_dir: Path) -> tuple[int, int]:
     Not the ledger's ``epochs_run``: TPE on a discrete space suggests some parameter sets twice,
     and the ledger keeps one row per trial id, so it would hide the repeats' epochs.
     """
+    from sweeper.dispatch import _result_lines  # the reader recovery uses: a torn last line ends it
+
     trials = epochs = 0
     for result_file in (sweep_dir / "ray").glob("run-*/*/result.json"):
-        reports = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
         trials += 1
-        epochs += len({r["epoch"] for r in reports if r.get("status") == "ok"})
+        epochs += len({r["epoch"] for r in _result_lines(result_file) if r.get("status") == "ok"})
     return trials, epochs
 
 

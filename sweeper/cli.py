@@ -183,6 +183,7 @@ def run_cmd(
     with _user_errors():
         from sweeper.dispatch import RunOptions, plan, run
         from sweeper.ledger import Ledger
+        from sweeper.space import trial_count
         from sweeper.spec import load
 
         spec = load(spec_path, tuple(set_ or ()), allow_huge=yes)
@@ -194,7 +195,9 @@ def run_cmd(
             ledger = Ledger(results_dir / spec.name, create=False)
             trials, _ = plan(spec, ledger)
             if spec.method == "bayes":
-                typer.echo(f"{spec.name}: bayes, {spec.run_cap} trials proposed by Optuna TPE at run time")
+                count = trial_count(spec)
+                fewer = f" (all the space holds; run_cap is {spec.run_cap})" if count < spec.run_cap else ""
+                typer.echo(f"{spec.name}: bayes, {count} trials{fewer} proposed by Optuna TPE at run time")
             else:
                 _trial_table(spec, trials, ledger.done_ids())
             return

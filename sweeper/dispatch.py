@@ -33,7 +33,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 from model.errors import ConfigError, DataError, UserError
 from model.params import PARAMETER_NAMES, TrainParams
 from sweeper.ledger import Ledger, LedgerError
-from sweeper.space import Trial, expand, pending, trial_id
+from sweeper.space import Trial, expand, finite_ids, pending, trial_count, trial_id
 from sweeper.spec import SweepSpec
 
 __all__ = ["RunOptions", "RunSummary", "run", "plan", "pin_resources", "record_from_results", "LOCAL_HOST"]
@@ -183,6 +183,13 @@ def _result_lines(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _config_trial(config: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """A Tune trial's parameters and trial id, from its config (a grid's carries the id; a
+    bayes suggestion only its parameters, so the id is derived from them)."""
+    params = {k: config[k] for k in PARAMETER_NAMES if k in config}
+    return params, str(config.get("trial_id") or (trial_id(params) if params else ""))
+
+
 def _set_aside_unreadable(ledger: Ledger) -> list[str]:
     """Move an unreadable ledger (both files: they are one record) aside, never deleting it.
 
@@ -217,9 +224,7 @@ def _recover(spec: SweepSpec, ledger: Ledger) -> int:
         results = _result_lines(result_file)
         if not results:
             continue
-        config = results[-1].get("config", {})
-        params = {k: config[k] for k in PARAMETER_NAMES if k in config}
-        tid = str(config.get("trial_id") or (trial_id(params) if params else ""))
+        params, tid = _config_trial(results[-1].get("config", {}))
         if not tid or tid in done:
             continue
         if not _ran_to_the_end(params, results):
@@ -333,17 +338,83 @@ def _next_run_name(sweep_dir: Path) -> str:
     return f"run-{max(numbers, default=0) + 1:03d}"
 
 
-def _search_and_scheduler(spec: SweepSpec, sweep_dir: Path) -> tuple[Any, Any]:
+# Suggestions in a row that repeat a trial before the search counts as spent, on a space
+# that cannot be listed (one with a distribution repeats a trial almost never).
+_MAX_REPEATS = 100
+
+
+def _distinct_search(inner: Any, spec: SweepSpec, seen: Iterable[str]) -> Any:
+    """``inner`` (a Ray Tune searcher) made to propose only trials this sweep has not run.
+
+    TPE on a discrete space proposes a parameter set again and again; trained again, it buys
+    nothing, since the ledger keeps one row per trial id. A repeat of a trial in ``seen`` (the
+    ledger's) or already proposed is told to the inner searcher as pruned, Optuna's advice for
+    duplicates (its sampler then steers away from it), and the next suggestion is asked for.
+    The search is finished once every trial of a finite space is taken, or after
+    :data:`_MAX_REPEATS` repeats in a row.
+    """
+    from ray.tune.search import Searcher
+
+    space = finite_ids(spec)
+    # A searcher proposes the searched parameters only; Tune adds the fixed ones after.
+    fixed = {p.name: p.value for p in spec.parameters if p.kind == "value"}
+
+    class _DistinctSearch(Searcher):
+        def __init__(self) -> None:
+            super().__init__(metric=inner.metric, mode=inner.mode)
+            self.inner, self.seen, self.repeats = inner, set(seen), 0
+            self._inner_ids: dict[str, str] = {}  # Tune's trial id -> the one the inner searcher knows
+
+        def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+            ok = self.inner.set_search_properties(metric, mode, config, **spec)
+            self._metric, self._mode = self.inner.metric, self.inner.mode
+            return ok
+
+        def suggest(self, trial_id: str) -> dict | str | None:
+            for attempt in range(_MAX_REPEATS):
+                if space is not None and space <= self.seen:
+                    return Searcher.FINISHED
+                inner_id = trial_id if attempt == 0 else f"{trial_id}-repeat{attempt}"
+                config = self.inner.suggest(inner_id)
+                if not isinstance(config, dict):
+                    return config  # None: ask again later; FINISHED
+                tid = _config_trial({**fixed, **config})[1]
+                if tid not in self.seen:
+                    self.seen.add(tid)
+                    self._inner_ids[trial_id] = inner_id
+                    return config
+                self.inner.on_trial_complete(inner_id)  # no result, no error: Optuna's PRUNED
+                self.repeats += 1
+            return Searcher.FINISHED
+
+        def on_trial_result(self, trial_id: str, result: dict) -> None:
+            self.inner.on_trial_result(self._inner_ids.get(trial_id, trial_id), result)
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            self.inner.on_trial_complete(self._inner_ids.pop(trial_id, trial_id), result=result, error=error)
+
+        def save(self, checkpoint_path: str) -> None:
+            self.inner.save(checkpoint_path)
+
+        def restore(self, checkpoint_path: str) -> None:
+            self.inner.restore(checkpoint_path)
+
+    return _DistinctSearch()
+
+
+def _search_and_scheduler(spec: SweepSpec, sweep_dir: Path, done: Iterable[str] = ()) -> tuple[Any, Any]:
+    """Ray Tune's search algorithm and trial scheduler for ``spec`` (``None`` where Tune's
+    defaults serve: a grid is listed, not searched). ``done``: trial ids already recorded."""
     search_alg = scheduler = None
     if spec.method == "bayes":
         import optuna
         from ray.tune.search.optuna import OptunaSearch
 
         storage = optuna.storages.RDBStorage(f"sqlite:///{sweep_dir / 'optuna.db'}")
-        search_alg = OptunaSearch(
+        search_alg = _distinct_search(OptunaSearch(
             metric=spec.metric, mode=_mode(spec), storage=storage, study_name=spec.name,
             sampler=optuna.samplers.TPESampler(seed=0),
-        )
+        ), spec, done)
     et = spec.early_terminate
     if et is not None:
         from ray.tune.schedulers import ASHAScheduler
@@ -411,9 +482,7 @@ def _ledger_callback(spec: SweepSpec, ledger: Ledger, progress: "_Progress", sto
             progress.update(trials)
 
         def _finish(self, trials: list, trial: Any, error: str | None) -> None:
-            config = trial.config
-            params = {k: config[k] for k in PARAMETER_NAMES if k in config}
-            tid = str(config.get("trial_id") or trial_id(params))
+            params, tid = _config_trial(trial.config)
             results = self.results.pop(trial.trial_id, [])
             if stop.is_set() and (error is not None or not _ran_to_the_end(params, results)):
                 # Cut short by Ctrl-C (stopped, or its worker hit by the same SIGINT): not a
@@ -566,17 +635,22 @@ def run(spec: SweepSpec, options: RunOptions = RunOptions()) -> RunSummary:
               file=sys.stderr)
     trials, todo = plan(spec, ledger)
     done_before = len(ledger.done_ids())
-    summary = RunSummary(sweep_dir=sweep_dir, planned=len(trials) if spec.method != "bayes" else spec.run_cap,
+    summary = RunSummary(sweep_dir=sweep_dir, planned=trial_count(spec),
                          already_done=done_before, warnings=list(set_aside))
     if options.dry_run:
         summary.dispatched = 0
         return summary
+    if spec.run_cap is not None and summary.planned < spec.run_cap:
+        fewer = (f"run_cap is {spec.run_cap} but the space holds {summary.planned} distinct trials; "
+                 f"each runs once (parameters: add values to search more)")
+        summary.warnings.append(fewer)
+        print(f"sweeper: warning: {fewer}", file=sys.stderr)
 
     summary.recovered = _recover(spec, ledger)
     if summary.recovered:
         trials, todo = plan(spec, ledger)
     data_dir, data_name = _dataset(spec, options)
-    n_todo = len(todo) if spec.method != "bayes" else max(0, spec.run_cap - len(ledger.done_ids()))
+    n_todo = len(todo) if spec.method != "bayes" else max(0, summary.planned - len(ledger.done_ids()))
     if n_todo == 0:
         summary.status_counts = ledger.status_counts()
         return summary
@@ -610,7 +684,7 @@ def run(spec: SweepSpec, options: RunOptions = RunOptions()) -> RunSummary:
         for batch in _batches(spec, todo):
             if stop.is_set():
                 break
-            search_alg, scheduler = _search_and_scheduler(spec, sweep_dir)
+            search_alg, scheduler = _search_and_scheduler(spec, sweep_dir, ledger.done_ids())
             tuner = tune.Tuner(
                 tune.with_resources(tune.with_parameters(run_trial, context=context), resources),
                 param_space=_param_space(spec, batch),
@@ -628,11 +702,12 @@ def run(spec: SweepSpec, options: RunOptions = RunOptions()) -> RunSummary:
                 ),
             )
             tuner.fit()
-    summary.dispatched = n_todo
     summary.status_counts = ledger.status_counts()
     summary.interrupted = stop.is_set()
     done = ledger.done_ids()
-    summary.remaining = (max(0, spec.run_cap - len(done)) if spec.method == "bayes"
+    # A bayes search may end before n_todo: a space without new trials left to propose.
+    summary.dispatched = n_todo if spec.method != "bayes" else len(done) - done_before - summary.recovered
+    summary.remaining = (max(0, summary.planned - len(done)) if spec.method == "bayes"
                          else sum(t.id not in done for t in trials))
     return summary
 

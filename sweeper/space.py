@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 
 from model.params import TrainParams
 
-__all__ = ["Trial", "trial_id", "expand", "pending", "full_params"]
+__all__ = ["Trial", "trial_id", "expand", "pending", "full_params", "finite_ids", "trial_count"]
 
 _DEFAULTS = TrainParams()
 _TYPES = {f.name: type(getattr(_DEFAULTS, f.name)) for f in dataclasses.fields(TrainParams)}
@@ -162,6 +162,28 @@ def expand(spec: Any) -> list[Trial]:
     if spec.method == "random":
         return _random(spec)
     raise ValueError("bayes trials are proposed by Optuna at run time; nothing to expand")
+
+
+def finite_ids(spec: Any, limit: int = 100_000) -> frozenset[str] | None:
+    """The id of every trial a space of only ``value`` / ``values`` parameters holds, whatever
+    the method (a bayes sweep over such a space can run out of new trials).
+
+    Returns:
+        ``None`` when a parameter is a distribution, or the space has more than ``limit``
+        combinations (too many to list; treated as unbounded).
+    """
+    if any(p.kind == "distribution" for p in spec.parameters) or spec.grid_size() > limit:
+        return None
+    return frozenset(t.id for t in _grid(spec))
+
+
+def trial_count(spec: Any) -> int:
+    """How many trials the sweep runs: the listed ones (grid, random), or for bayes
+    ``run_cap``, fewer when the space holds fewer distinct trials."""
+    if spec.method != "bayes":
+        return len(expand(spec))
+    space = finite_ids(spec)
+    return spec.run_cap if space is None else min(spec.run_cap, len(space))
 
 
 def pending(trials: Iterable[Trial], done_ids: set[str] | frozenset[str]) -> list[Trial]:

@@ -49,12 +49,10 @@ def sweep_spec(sweep_dir: Path) -> "SweepSpec | None":
 
 def planned_trials(sweep_dir: Path) -> int | None:
     """How many trials the sweep's resolved ``spec.yaml`` plans (``None`` if unknown)."""
-    from sweeper.space import expand
+    from sweeper.space import trial_count
 
     spec = sweep_spec(sweep_dir)
-    if spec is None:
-        return None
-    return spec.run_cap if spec.method == "bayes" else len(expand(spec))
+    return None if spec is None else trial_count(spec)
 
 
 def sweep_status(sweep: Path | None, results_dir: Path) -> str:

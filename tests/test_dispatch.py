@@ -221,6 +221,70 @@ def test_bayes_runs_optuna_tpe_into_an_rdb_study(t4_ray, tiny_data, tmp_path) ->
     assert all(0.0001 <= t.params["learning_rate"] <= 0.01 and 0.8 <= t.params["rho"] <= 0.99 for t in complete)
 
 
+def test_tpe_never_trains_a_trial_twice_and_stops_when_the_space_is_spent(
+        t4_ray, tiny_data, tmp_path, monkeypatch) -> None:
+    """TPE re-proposes points of a discrete space; each must be trained once, then the search ends."""
+    from sweeper import trainable
+    from sweeper.ledger import Ledger
+    from sweeper.space import finite_ids
+
+    def instant_trial(config, context):  # defined here: Ray pickles it by value for the workers
+        from ray import tune
+
+        from sweeper.dispatch import _config_trial
+
+        tune.report({"epoch": 1, "train_loss": 0.1, "val_psnr": 20.0 + 1000 * config["learning_rate"] + config["rho"],
+                     "val_ssim": 0.5, "val_mae": 0.05, "trial_id": _config_trial(config)[1], "status": "ok",
+                     "error": ""})
+
+    monkeypatch.setattr(trainable, "run_trial", instant_trial)
+    text = spec_text("tpe_small", tiny_data, """
+  learning_rate: {values: [0.0001, 0.001, 0.01]}
+  rho: {values: [0.8, 0.9]}
+""").replace("method: grid", "method: bayes\nrun_cap: 10").replace("epochs: {value: 2}", "epochs: {value: 1}")
+    spec = loads(text)
+    summary = run(spec, RunOptions(results_dir=tmp_path, wandb_mode="disabled", progress=False))
+    # 6 points, run_cap 10: all 6, each once, and no trial left "remaining".
+    assert summary.planned == 6 and summary.dispatched == 6 and summary.remaining == 0
+    assert "run_cap is 10 but the space holds 6 distinct trials; each runs once" in summary.warnings[-1]
+    trials = Ledger(tmp_path / "tpe_small").trials()
+    assert set(trials["trial_id"]) == finite_ids(spec) and len(trials) == 6
+    tune_trials = list((tmp_path / "tpe_small" / "ray").glob("run-*/*/result.json"))
+    assert len(tune_trials) == 6  # no Tune trial was spent on a repeat
+    again = run(loads(text), RunOptions(results_dir=tmp_path, wandb_mode="disabled", progress=False))
+    assert again.dispatched == 0 and again.already_done == 6
+
+
+def test_distinct_search_tells_repeats_to_optuna_as_pruned(tiny_data, tmp_path) -> None:
+    """The searcher wrapper on a real OptunaSearch and study, driven as Tune drives it."""
+    import optuna
+
+    from sweeper.dispatch import _config_trial, _param_space, _search_and_scheduler
+    from sweeper.space import finite_ids
+
+    spec = loads(spec_text("tpe_unit", tiny_data, """
+  learning_rate: {values: [0.0001, 0.001]}
+  rho: {values: [0.8, 0.9]}
+""").replace("method: grid", "method: bayes\nrun_cap: 4"))
+    space = sorted(finite_ids(spec))
+    search, _ = _search_and_scheduler(spec, tmp_path, done=[space[0]])  # one trial already recorded
+    assert search.set_search_properties(None, None, _param_space(spec, []))
+    proposed = []
+    for n in range(4):
+        config = search.suggest(f"t{n}")
+        if not isinstance(config, dict):
+            break
+        fixed = {"epochs": 2, "steps_per_epoch": 2, "batch_size": 2, "patch_size": 16}  # spec_text's values
+        proposed.append(_config_trial({**fixed, **config})[1])
+        search.on_trial_complete(f"t{n}", result={"val_psnr": 20.0 + n})
+    assert config == "FINISHED"  # the three new points, then nothing left to propose
+    assert sorted(proposed) == space[1:]
+    study = optuna.load_study(study_name="tpe_unit", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 3
+    assert states.count(optuna.trial.TrialState.PRUNED) == search.repeats == len(states) - 3
+
+
 def test_random_runs_its_pre_drawn_trials_and_resumes_to_nothing(t4_ray, tiny_data, tmp_path) -> None:
     from sweeper.ledger import Ledger
     from sweeper.space import expand
@@ -590,7 +654,7 @@ def test_hyperband_maps_to_asha_and_bayes_to_optuna_tpe(tmp_path) -> None:
 
     spec = load(ROOT / "search_spaces" / "lr_rho_bayes.yaml", ("epochs=4",))
     search, scheduler = _search_and_scheduler(spec, tmp_path)
-    assert isinstance(scheduler, ASHAScheduler) and isinstance(search, OptunaSearch)
+    assert isinstance(scheduler, ASHAScheduler) and isinstance(search.inner, OptunaSearch)
     assert scheduler._time_attr == "epoch" and scheduler._max_t == 4
     assert scheduler._reduction_factor == spec.early_terminate.eta
     assert min(milestone for milestone, _ in scheduler._brackets[0]._rungs) == spec.early_terminate.min_iter

@@ -24,6 +24,17 @@ def test_dry_run_prints_the_trial_table_and_writes_nothing(tmp_path: Path) -> No
     assert not (tmp_path / "r").exists()
 
 
+def test_dry_run_of_bayes_counts_only_the_trials_its_space_holds(tmp_path: Path) -> None:
+    lr_rho = SPEC.parent / "lr_rho.yaml"  # 40 points: 5 learning rates x 4 rhos x 2 seeds
+    result = runner.invoke(app, ["run", str(lr_rho), "--dry-run", "--results-dir", str(tmp_path),
+                                 "--set", "method=bayes", "--set", "run_cap=50"])
+    assert result.exit_code == 0, result.output
+    assert "lr_rho: bayes, 40 trials (all the space holds; run_cap is 50) proposed by Optuna TPE" in result.stdout
+    result = runner.invoke(app, ["run", str(lr_rho), "--dry-run", "--results-dir", str(tmp_path),
+                                 "--set", "method=bayes", "--set", "run_cap=13"])
+    assert "lr_rho: bayes, 13 trials proposed by Optuna TPE at run time" in result.stdout
+
+
 def test_dry_run_imports_neither_ray_nor_tensorflow(tmp_path: Path) -> None:
     proc = run_cli_light(["run", str(SPEC), "--dry-run", "--results-dir", str(tmp_path)], ("tensorflow", "ray", "wandb"))
     assert "optim_loss: 50 trials" in proc.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sweeper.space import Trial, expand, full_params, pending, trial_id
+from sweeper.space import Trial, expand, finite_ids, full_params, pending, trial_count, trial_id
 from sweeper.spec import loads
 
 HEAD = "name: {name}\nmethod: {method}\nmetric: {{name: val_psnr, goal: maximize}}\n{extra}parameters:\n"
@@ -95,6 +95,20 @@ def test_bayes_has_nothing_to_expand() -> None:
     body = "  learning_rate: {distribution: log_uniform_values, min: 0.0001, max: 0.01}\n"
     with pytest.raises(ValueError, match="Optuna"):
         expand(spec(body, method="bayes", extra="run_cap: 3\n"))
+
+
+def test_a_bayes_sweep_counts_the_trials_its_space_holds() -> None:
+    discrete = "  optimizer: {values: [adam, sgd]}\n  rho: {values: [0.8, 0.9, 0.95]}\n  epochs: {value: 2}\n"
+    small = spec(discrete, method="bayes", extra="run_cap: 10\n")
+    # The same ids a grid over the same values lists: what a bayes sweep can run at most.
+    assert finite_ids(small) == {t.id for t in expand(spec(discrete))} and len(finite_ids(small)) == 6
+    assert trial_count(small) == 6 and trial_count(spec(discrete, method="bayes", extra="run_cap: 4\n")) == 4
+    continuous = spec("  learning_rate: {distribution: log_uniform_values, min: 0.0001, max: 0.01}\n",
+                      method="bayes", extra="run_cap: 3\n")
+    assert finite_ids(continuous) is None and trial_count(continuous) == 3
+    assert trial_count(spec(discrete)) == 6  # grid: its combinations
+    # A space too large to list counts as unbounded.
+    assert finite_ids(small, limit=5) is None
 
 
 def test_pending_keeps_order_and_drops_done() -> None:

@@ -52,6 +52,25 @@ def test_later_epochs_rate_skips_the_warm_up_epoch() -> None:
     assert bench._later_epochs_rate(history[:1], 10) == pytest.approx(2.0)
 
 
+def test_asha_replay_runs_the_sweepers_own_scheduler_on_recorded_curves() -> None:
+    """Three trials, 3 epochs, ASHA (min_iter 1, eta 3): a rung at epoch 1 keeps the top third.
+
+    One at a time, best first: the best runs all 3 epochs and sets the bar the others miss
+    at epoch 1 (3 + 1 + 1 of 9). Worst first, each newcomer beats the ones before it, so all
+    run to the end (9 of 9). The scheduler object is the sweeper's, not a re-implementation.
+    """
+    from sweeper.spec import load
+
+    spec = load(ROOT / "search_spaces" / "lr_rho.yaml",
+                ("epochs=3", "early_terminate={type: hyperband, min_iter: 1, eta: 3}"))
+    curves = {"best": [22.0, 23.0, 24.0], "mid": [21.0, 21.5, 22.0], "low": [20.0, 20.5, 20.7]}
+    assert bench._asha_replay(spec, curves, ["best", "mid", "low"], concurrent=1) == (5, 24.0)
+    assert bench._asha_replay(spec, curves, ["low", "mid", "best"], concurrent=1) == (9, 24.0)
+    # Two side by side: mid passes epoch 1 unopposed and best beats it, so both run to the end;
+    # low starts in the freed slot and is stopped at epoch 1 (3 + 3 + 1).
+    assert bench._asha_replay(spec, curves, ["mid", "best", "low"], concurrent=2) == (7, 24.0)
+
+
 def test_cli_prints_a_machine_line_then_one_json_object_per_benchmark(tmp_path) -> None:
     out = tmp_path / "bench.jsonl"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--only", "inference",

@@ -241,17 +241,21 @@ def test_tpe_never_trains_a_trial_twice_and_stops_when_the_space_is_spent(
     text = spec_text("tpe_small", tiny_data, """
   learning_rate: {values: [0.0001, 0.001, 0.01]}
   rho: {values: [0.8, 0.9]}
-""").replace("method: grid", "method: bayes\nrun_cap: 10").replace("epochs: {value: 2}", "epochs: {value: 1}")
-    spec = loads(text)
-    summary = run(spec, RunOptions(results_dir=tmp_path, wandb_mode="disabled", progress=False))
-    # 6 points, run_cap 10: all 6, each once, and no trial left "remaining".
-    assert summary.planned == 6 and summary.dispatched == 6 and summary.remaining == 0
+""").replace("method: grid", "method: bayes\nrun_cap: 3").replace("epochs: {value: 2}", "epochs: {value: 1}")
+    options = RunOptions(results_dir=tmp_path, wandb_mode="disabled", progress=False)
+    first = run(loads(text), options)
+    assert first.planned == 3 and first.dispatched == 3 and first.remaining == 0 and not first.warnings
+    # Resumed with a larger run_cap: TPE, reloading its study, must not retrain the first three.
+    spec = loads(text.replace("run_cap: 3", "run_cap: 10"))
+    summary = run(spec, options)
+    # 6 points, run_cap 10: the 3 others, each once, and no trial left "remaining".
+    assert summary.planned == 6 and summary.already_done == 3 and summary.dispatched == 3 and summary.remaining == 0
     assert "run_cap is 10 but the space holds 6 distinct trials; each runs once" in summary.warnings[-1]
     trials = Ledger(tmp_path / "tpe_small").trials()
     assert set(trials["trial_id"]) == finite_ids(spec) and len(trials) == 6
     tune_trials = list((tmp_path / "tpe_small" / "ray").glob("run-*/*/result.json"))
-    assert len(tune_trials) == 6  # no Tune trial was spent on a repeat
-    again = run(loads(text), RunOptions(results_dir=tmp_path, wandb_mode="disabled", progress=False))
+    assert len(tune_trials) == 6  # no Tune trial, in either run, was spent on a repeat
+    again = run(spec, options)
     assert again.dispatched == 0 and again.already_done == 6
 
 

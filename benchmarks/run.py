@@ -638,6 +638,16 @@ def _one(name: str, quick: bool) -> None:
     print(json.dumps({"name": name, "quick": quick, **figures}, default=str), flush=True)
 
 
+def _announced_child(name: str, index: int, total: int, args: argparse.Namespace) -> Figures:
+    """One benchmark child, with a line on stderr before and after (stdout stays JSON): a full
+    run is silent for up to an hour otherwise."""
+    print(f"[{index}/{total}] {name}{' --quick' if args.quick else ''}: running ...", file=sys.stderr, flush=True)
+    record = _run_child(name, args.quick, args.timeout)
+    outcome = f"error: {record['error'].splitlines()[0]}" if "error" in record else f"done in {record['wall_s']:.1f} s"
+    print(f"[{index}/{total}] {name}: {outcome}", file=sys.stderr, flush=True)
+    return record
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
@@ -652,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.open("a") if args.out else None
     failed = False
     names = args.only or list(BENCHMARKS)
-    for record in (_machine() if n is None else _run_child(n, args.quick, args.timeout) for n in [None, *names]):
+    for record in (_machine() if n is None else _announced_child(n, i, len(names), args) for i, n in enumerate([None, *names])):
         line = json.dumps(record, default=str)
         print(line, flush=True)
         if out:

@@ -84,6 +84,9 @@ def test_cli_prints_a_machine_line_then_one_json_object_per_benchmark(tmp_path) 
     assert inference["ms_per_image_256"] > 0 and inference["images_per_s_batch16"] > 0
     assert 3.0 < inference["model_file_mb"] < 5.0  # 972,739 float32 weights, ~3.7 MiB, plus the archive
     assert [json.loads(line) for line in out.read_text().splitlines()] == lines
+    # Progress goes to stderr, one line before and one after each benchmark.
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("[1/1] inference")]
+    assert progress[0] == "[1/1] inference --quick: running ..." and progress[1].startswith("[1/1] inference: done in ")
 
 
 def test_cli_refuses_an_unknown_benchmark_name() -> None:

@@ -685,6 +685,7 @@ def run(spec: SweepSpec, options: RunOptions = RunOptions()) -> RunSummary:
             if stop.is_set():
                 break
             search_alg, scheduler = _search_and_scheduler(spec, sweep_dir, ledger.done_ids())
+            run_name = _next_run_name(sweep_dir)
             tuner = tune.Tuner(
                 tune.with_resources(tune.with_parameters(run_trial, context=context), resources),
                 param_space=_param_space(spec, batch),
@@ -695,13 +696,14 @@ def run(spec: SweepSpec, options: RunOptions = RunOptions()) -> RunSummary:
                     trial_dirname_creator=_trial_dirname,
                 ),
                 run_config=tune.RunConfig(
-                    name=_next_run_name(sweep_dir), storage_path=str(sweep_dir / "ray"), verbose=0,
+                    name=run_name, storage_path=str(sweep_dir / "ray"), verbose=0,
                     failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                     callbacks=[_ledger_callback(spec, ledger, progress, stop)],
                     progress_reporter=None,
                 ),
             )
-            tuner.fit()
+            with _watchdog(sweep_dir / "ray" / run_name):
+                tuner.fit()
     summary.status_counts = ledger.status_counts()
     summary.interrupted = stop.is_set()
     done = ledger.done_ids()
@@ -710,6 +712,63 @@ def run(spec: SweepSpec, options: RunOptions = RunOptions()) -> RunSummary:
     summary.remaining = (max(0, summary.planned - len(done)) if spec.method == "bayes"
                          else sum(t.id not in done for t in trials))
     return summary
+
+
+# A sweep stuck inside Ray Tune (a worker dead unreported, ray-project/ray#28197) prints
+# nothing and never ends. The watchdog warns when no trial has written a result for this many
+# seconds, or 10x the longest gap seen so far in this run if longer (slow epochs are not a
+# stall). A warned-about gap counts too, in case it was a slow epoch: a hang lasts for ever,
+# so it is reported however long the gaps before it were.
+_STALL_S = 900.0
+_STALL_FACTOR = 10.0
+_WATCH_POLL_S = 10.0
+
+
+class _Watchdog(threading.Thread):
+    """Watches a Tune run's ``result.json`` files from a thread of its own (a Tune callback
+    would not fire: the hang seen was inside one step of Tune's loop); one warning per stall."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(name="sweeper-watchdog", daemon=True)
+        self.run_dir, self._done = run_dir, threading.Event()
+        self.warnings = 0
+
+    def _newest(self, default: float) -> float:
+        stamps = []
+        for path in self.run_dir.glob("*/result.json"):
+            with contextlib.suppress(OSError):  # a trial folder may be renamed or removed meanwhile
+                stamps.append(path.stat().st_mtime)
+        return max(stamps, default=default)
+
+    def run(self) -> None:
+        last = time.time()
+        longest, warned = 0.0, False
+        while not self._done.wait(_WATCH_POLL_S):
+            newest = self._newest(last)
+            if newest > last:
+                longest, last, warned = max(longest, newest - last), newest, False
+                continue
+            idle = time.time() - last
+            if not warned and idle > max(_STALL_S, _STALL_FACTOR * longest):
+                warned = True
+                self.warnings += 1
+                print(f"sweeper: warning: no trial has reported for {idle:.0f} s ({self.run_dir}); Ray may be "
+                      "stuck. Ctrl-C and run the same command again: finished trials are in the ledger and "
+                      "only the rest run", file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
+@contextlib.contextmanager
+def _watchdog(run_dir: Path) -> Iterator[_Watchdog]:
+    watch = _Watchdog(run_dir)
+    watch.start()
+    try:
+        yield watch
+    finally:
+        watch.stop()
 
 
 class _StopFlag:

@@ -259,6 +259,60 @@ def test_tpe_never_trains_a_trial_twice_and_stops_when_the_space_is_spent(
     assert again.dispatched == 0 and again.already_done == 6
 
 
+def test_watchdog_warns_once_per_stall_and_not_while_results_arrive(tmp_path, monkeypatch, capsys) -> None:
+    """Real files, a real thread: quiet while a result.json keeps changing, one warning per stall."""
+    from sweeper import dispatch
+
+    monkeypatch.setattr(dispatch, "_STALL_S", 1.0)
+    monkeypatch.setattr(dispatch, "_STALL_FACTOR", 1.0)
+    monkeypatch.setattr(dispatch, "_WATCH_POLL_S", 0.05)
+    result = tmp_path / "run-001" / "trial_a" / "result.json"
+    result.parent.mkdir(parents=True)
+
+    def report_for(seconds: float) -> None:
+        end = time.time() + seconds
+        while time.time() < end:
+            result.write_text(f"{time.time()}\n")
+            time.sleep(0.05)
+
+    with dispatch._watchdog(tmp_path / "run-001") as watch:
+        report_for(1.5)
+        assert watch.warnings == 0, capsys.readouterr().err
+        time.sleep(2.0)  # a stall
+        assert watch.warnings == 1
+        report_for(0.5)
+        # The 2 s stall now counts as the longest gap seen (it may have been a slow epoch), so
+        # a second warning needs a longer one: a hang, which lasts for ever, always gets one.
+        time.sleep(3.5)
+    assert watch.warnings == 2 and not watch.is_alive()
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(line.startswith("sweeper: warning: no trial has reported for ") for line in err)
+    assert "Ray may be stuck. Ctrl-C and run the same command again" in err[0]
+
+
+def test_a_stalled_sweep_is_reported_on_stderr_and_still_finishes(t4_ray, tiny_data, tmp_path, monkeypatch, capsys) -> None:
+    from sweeper import dispatch, trainable
+
+    def slow_trial(config, context):  # defined here: Ray pickles it by value for the workers
+        import time
+
+        from ray import tune
+
+        time.sleep(4)  # silent, as a stuck trial is
+        tune.report({"epoch": 1, "train_loss": 0.1, "val_psnr": 21.0, "val_ssim": 0.5, "val_mae": 0.05,
+                     "trial_id": config["trial_id"], "status": "ok", "error": ""})
+
+    monkeypatch.setattr(trainable, "run_trial", slow_trial)
+    monkeypatch.setattr(dispatch, "_STALL_S", 1.0)
+    monkeypatch.setattr(dispatch, "_WATCH_POLL_S", 0.2)
+    spec = loads(spec_text("stall", tiny_data, "  learning_rate: {value: 0.001}\n").replace(
+        "epochs: {value: 2}", "epochs: {value: 1}"))
+    summary = run(spec, RunOptions(results_dir=tmp_path, wandb_mode="disabled", progress=False))
+    assert summary.status_counts == {"ok": 1}
+    err = capsys.readouterr().err
+    assert "sweeper: warning: no trial has reported for " in err and str(tmp_path / "stall" / "ray" / "run-001") in err
+
+
 def test_distinct_search_tells_repeats_to_optuna_as_pruned(tiny_data, tmp_path) -> None:
     """The searcher wrapper on a real OptunaSearch and study, driven as Tune drives it."""
     import optuna

@@ -635,7 +635,8 @@ def run(spec: SweepSpec, options: RunOptions = RunOptions()) -> RunSummary:
               file=sys.stderr)
     trials, todo = plan(spec, ledger)
     done_before = len(ledger.done_ids())
-    summary = RunSummary(sweep_dir=sweep_dir, planned=trial_count(spec),
+    # plan() has just listed a grid's or random sweep's trials: count those, not a second listing.
+    summary = RunSummary(sweep_dir=sweep_dir, planned=len(trials) if spec.method != "bayes" else trial_count(spec),
                          already_done=done_before, warnings=list(set_aside))
     if options.dry_run:
         summary.dispatched = 0

@@ -407,6 +407,8 @@ def _asha_replay(spec: Any, curves: dict[str, list[float]], order: list[str], co
     step (equal epoch times), and a stopped trial's slot goes to the next in line. Training is
     deterministic, so a trial's first k epochs under ASHA are the grid's first k epochs.
     """
+    from ray.tune.schedulers import TrialScheduler
+
     from sweeper.dispatch import _mode, _search_and_scheduler
 
     _, scheduler = _search_and_scheduler(spec, Path())
@@ -423,7 +425,8 @@ def _asha_replay(spec: Any, curves: dict[str, list[float]], order: list[str], co
             value = curves[trial.trial_id][trial.epoch - 1]
             best = max(best, value)
             result = {"epoch": trial.epoch, spec.metric: value}
-            if scheduler.on_trial_result(None, trial, result) == "STOP" or trial.epoch == len(curves[trial.trial_id]):
+            stop = scheduler.on_trial_result(None, trial, result) == TrialScheduler.STOP
+            if stop or trial.epoch == len(curves[trial.trial_id]):
                 scheduler.on_trial_complete(None, trial, result)
                 running.remove(trial)
     return used, best

@@ -155,10 +155,10 @@ def _ray_start() -> float:
     or foreign cluster is never joined and nothing listens beyond 127.0.0.1;
     ``sweeper.dispatch.run`` then finds Ray initialised and reuses it.
     """
-    from sweeper.dispatch import _connect
+    from sweeper.dispatch import connect
 
     t0 = time.perf_counter()
-    _connect(None)
+    connect(None)
     return time.perf_counter() - t0
 
 
@@ -223,19 +223,19 @@ def _forward_flops_per_image(patch: int) -> int:
 def _bare_fit_rate(p: Any, blur: Any, sharp: Any, *, jit_compile: bool = False, policy: str | None = None) -> float:
     """Images/s of a bare ``model.fit`` on in-memory arrays over epochs 2..last.
 
-    Same model, optimizer, loss and compile as ``model.train`` (``_compiled_model``);
+    Same model, optimizer, loss and compile as ``model.train`` (``compiled_model``);
     ``jit_compile`` and a Keras dtype ``policy`` (e.g. ``mixed_bfloat16``) give the variants.
     """
     import keras
 
-    from model.train import _compiled_model
+    from model.train import compiled_model
 
     previous = keras.mixed_precision.global_policy().name
     if policy is not None:
         keras.mixed_precision.set_global_policy(policy)
     try:
         keras.utils.set_random_seed(p.seed)
-        net = _compiled_model(p, vgg_weights=None, jit_compile=jit_compile)
+        net = compiled_model(p, vgg_weights=None, jit_compile=jit_compile)
         ends: list[float] = []
         timer = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: ends.append(time.perf_counter()))
         t0 = time.perf_counter()
@@ -390,29 +390,30 @@ def _epochs_trained(sweep_dir: Path) -> tuple[int, int]:
     Not the ledger's ``epochs_run``: TPE on a discrete space suggests some parameter sets twice,
     and the ledger keeps one row per trial id, so it would hide the repeats' epochs.
     """
-    from sweeper.dispatch import _result_lines  # the reader recovery uses: a torn last line ends it
+    from sweeper.dispatch.results import result_lines  # the reader recovery uses: a torn last line ends it
 
     trials = epochs = 0
     for result_file in (sweep_dir / "ray").glob("run-*/*/result.json"):
         trials += 1
-        epochs += len({r["epoch"] for r in _result_lines(result_file) if r.get("status") == "ok"})
+        epochs += len({r["epoch"] for r in result_lines(result_file) if r.get("status") == "ok"})
     return trials, epochs
 
 
 def _asha_replay(spec: Any, curves: dict[str, list[float]], order: list[str], concurrent: int) -> tuple[int, float]:
     """Replay ASHA on recorded learning curves: (epochs it trains, best value it sees).
 
-    The scheduler is the sweeper's own (``dispatch._search_and_scheduler``), fed the results
+    The scheduler is the sweeper's own (``dispatch.search.search_and_scheduler``), fed the results
     Tune would feed it: ``concurrent`` trials run side by side, in ``order``, one epoch each per
     step (equal epoch times), and a stopped trial's slot goes to the next in line. Training is
     deterministic, so a trial's first k epochs under ASHA are the grid's first k epochs.
     """
     from ray.tune.schedulers import TrialScheduler
 
-    from sweeper.dispatch import _mode, _search_and_scheduler
+    from sweeper.dispatch import plan
+    from sweeper.dispatch.search import mode, search_and_scheduler
 
-    _, scheduler = _search_and_scheduler(spec, Path())
-    scheduler.set_search_properties(spec.metric, _mode(spec))  # as Tune's TuneConfig does
+    _, scheduler = search_and_scheduler(spec, plan(spec, ()), Path())
+    scheduler.set_search_properties(spec.metric, mode(spec))  # as Tune's TuneConfig does
     queue, running, used, best = list(order), [], 0, float("-inf")
     while queue or running:
         while queue and len(running) < concurrent:
@@ -443,7 +444,7 @@ def _asha_replays(spec: Any, grid_dir: Path, orders: int) -> Figures:
     epochs = Ledger(grid_dir, create=False).epochs().sort_values(["trial_id", "epoch"])
     curves = {tid: list(g[spec.metric]) for tid, g in epochs.groupby("trial_id")}
     total, grid_best = sum(map(len, curves.values())), max(max(c) for c in curves.values())
-    ids = sorted(curves)  # dispatch._batches: an ASHA sweep is dispatched in trial-id order
+    ids = sorted(curves)  # dispatch.search.batches: an ASHA sweep is dispatched in trial-id order
     concurrent = spec.max_concurrent or os.cpu_count() or 1
     used, best = _asha_replay(spec, curves, ids, concurrent)
     fractions, gaps = [], []

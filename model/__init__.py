@@ -6,34 +6,14 @@ Public names are imported lazily (PEP 562) so ``import model`` does not pull in 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-__all__ = [
-    "build_model",
-    "ResidualBlock",
-    "train",
-    "predict",
-    "TrainParams",
-    "TrainResult",
-    "DatasetRef",
-    "synthesize",
-    "get_loss",
-    "parse_loss",
-    "LOSSES",
-    "METRICS",
-    "OPTIMIZERS",
-    "UserError",
-    "DataError",
-    "ConfigError",
-]
+from model.lazy import lazy_exports
 
 _WHERE = {
     "build_model": "model.architecture",
     "ResidualBlock": "model.architecture",
     "train": "model.train",
     "predict": "model.train",
-    "TrainParams": "model.train",
+    "TrainParams": "model.params",
     "TrainResult": "model.train",
     "DatasetRef": "model.data",
     "synthesize": "model.synth",
@@ -46,13 +26,5 @@ _WHERE = {
     "DataError": "model.errors",
     "ConfigError": "model.errors",
 }
-
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'model' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__all__ = list(_WHERE)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

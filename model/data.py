@@ -5,22 +5,23 @@ layout of the curated collection of deblurring datasets. Pairs match by file nam
 Every problem a user can cause (missing folder, unpaired or unreadable image, size
 mismatch) raises a one-line :class:`~model.errors.DataError` naming the path.
 
-TensorFlow is imported inside :func:`train_pipeline` only, so listing and reading
-images (and ``sweeper data``/``report``) stay light.
+Reading one image is :mod:`model.images`. TensorFlow is imported inside
+:func:`train_pipeline` only, so listing and reading images (and ``sweeper data``/``report``)
+stay light.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from model.errors import ConfigError, DataError, suggest
+from model.images import IMAGE_SUFFIXES, image_files, read_image
+from model.params import int_arg, side_arg
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import tensorflow as tf
@@ -29,24 +30,15 @@ __all__ = [
     "EVAL_MAX_SIZE",
     "DatasetRef",
     "Split",
-    "IMAGE_SUFFIXES",
-    "MAX_PIXELS",
     "SPLITS",
-    "image_files",
     "list_pairs",
-    "read_image",
     "load_split",
     "train_pipeline",
     "eval_arrays",
 ]
 
-IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-"""Suffixes read as images (compared lower-cased); other files are ignored."""
-
-MAX_PIXELS: int = 40_000_000
 # Largest side of the centre crops a trial is scored on (training and the report's baseline).
 EVAL_MAX_SIZE: int = 256
-"""Largest image (width x height) :func:`read_image` accepts; read at call time."""
 
 SPLITS: tuple[str, ...] = ("train", "test")
 
@@ -116,36 +108,6 @@ class Split:
         return str(self.blur_dir / name) if self.blur_dir is not None else name
 
 
-def _one_line(err: BaseException) -> str:
-    """The first line of an exception's text, so messages stay one line."""
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
-def _as_int(field: str, value: Any) -> int:
-    """An integer argument, rejecting bools and floats (``24.0`` is a typo for a count)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ConfigError(f"{field}={value!r}: must be an integer")
-    return int(value)
-
-
-def image_files(folder: str | Path) -> list[Path]:
-    """The image files directly in ``folder``, sorted by name.
-
-    Hidden files (dotfiles, e.g. macOS ``._x.png``) and files whose suffix is not in
-    :data:`IMAGE_SUFFIXES` are ignored.
-
-    Raises:
-        DataError: ``folder`` does not exist or is not a folder.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        what = "is not a folder" if folder.exists() else "folder not found"
-        raise DataError(f"{folder}: {what}")
-    wanted = (p for p in folder.iterdir() if not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
-    return sorted((p for p in wanted if p.is_file()), key=lambda p: p.name)
-
-
 def _check_split(split: str) -> str:
     if split not in SPLITS:
         raise ConfigError(f"split={split!r}: must be 'train' or 'test'{suggest(str(split), SPLITS)}")
@@ -201,85 +163,6 @@ def _check_partners(
     raise DataError(f"{first}: {kind} image has no {other_kind} partner {other_dir / first.name}{hint}{more}")
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image as float32 HxWx3 RGB in [0, 1].
-
-    Greyscale is replicated to RGB, 16-bit images are scaled by 65535, alpha is dropped
-    (not composited) and palettes are expanded. EXIF orientation is deliberately not
-    applied: blur and sharp must align pixel for pixel as stored.
-
-    Raises:
-        DataError: Missing, empty, truncated or corrupt file, not an image, or more
-            than :data:`MAX_PIXELS` pixels.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    try:
-        nbytes = path.stat().st_size
-    except FileNotFoundError:
-        raise DataError(f"{path}: image file not found") from None
-    except OSError as err:
-        raise DataError(f"{path}: cannot read ({err.strerror or _one_line(err)})") from None
-    if nbytes == 0:
-        raise DataError(f"{path}: empty file (0 bytes), not an image")
-    try:
-        with warnings.catch_warnings():
-            # Our own MAX_PIXELS guard (below PIL's bomb limit) gives the message; PIL's
-            # warning is noise and PIL's hard error is translated in the except below.
-            # Palette-with-transparency conversion warnings are noise too.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            warnings.simplefilter("ignore", UserWarning)
-            with Image.open(path) as im:
-                _check_pixels(path, im.size)
-                # PIL opens lazily; load() decodes now, so a truncated file raises here
-                # (ImageFile.LOAD_TRUNCATED_IMAGES is left at its default, False).
-                im.load()
-                return _to_rgb_float(im)
-    except DataError:
-        raise
-    except Image.DecompressionBombError as err:
-        found = re.search(r"\((\d+) pixels\)", str(err))
-        pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
-        raise DataError(f"{path}: image has {pixels}, more than the limit of {MAX_PIXELS:,}; downscale it") from None
-    except UnidentifiedImageError:
-        raise DataError(f"{path}: not a readable image (not an image file, or an unsupported format)") from None
-    except MemoryError:
-        raise
-    except Exception as err:  # noqa: BLE001 - corrupt data makes PIL plugins raise almost anything
-        raise DataError(f"{path}: corrupt or truncated image ({_one_line(err)})") from None
-
-
-def _check_pixels(path: Path, size: tuple[int, int]) -> None:
-    width, height = size
-    if width * height > MAX_PIXELS:
-        raise DataError(
-            f"{path}: image is {width}x{height} = {width * height:,} pixels, more than the limit of "
-            f"{MAX_PIXELS:,} (model.data.MAX_PIXELS); downscale it"
-        )
-
-
-_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-
-
-def _to_rgb_float(im: Any) -> np.ndarray:
-    """A loaded PIL image -> float32 HxWx3 in [0, 1]."""
-    mode = im.mode
-    if mode in _SIXTEEN_BIT or mode == "F":
-        # 16-bit greyscale PNG/TIFF ("I;16*", or "I" on some readers); float TIFF assumed in [0, 1].
-        scale = 1.0 if mode == "F" else 65535.0
-        grey = np.clip(np.asarray(im, dtype=np.float64) / scale, 0.0, 1.0).astype(np.float32)
-        return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=-1))
-    if mode in ("LA", "La", "1"):
-        im = im.convert("L")  # LA -> L drops alpha; "1" -> L gives 0/255
-    elif mode not in ("L", "RGB"):
-        im = im.convert("RGB")  # RGBA/RGBX/P/PA/CMYK/YCbCr...; RGBA -> RGB drops alpha
-    pixels = np.asarray(im, dtype=np.float32) / np.float32(255.0)
-    if pixels.ndim == 2:
-        pixels = np.repeat(pixels[..., None], 3, axis=-1)
-    return np.ascontiguousarray(pixels)
-
-
 def load_split(ref: DatasetRef, split: str) -> Split:
     """Read every pair of one split into memory.
 
@@ -332,17 +215,11 @@ def train_pipeline(split: Split, *, patch_size: int, batch_size: int, seed: int)
         ConfigError: Bad ``patch_size``/``batch_size``/``seed``.
         DataError: An empty split, or an image smaller than the patch.
     """
-    p = _as_int("patch_size", patch_size)
-    if p < 4 or p % 4:
-        fix = max(4, p - p % 4)
-        raise ConfigError(
-            f"patch_size={patch_size!r}: must be a positive multiple of 4 (the network halves it twice); "
-            f"use e.g. patch_size={fix}"
-        )
-    b = _as_int("batch_size", batch_size)
+    p = side_arg("patch_size", patch_size)
+    b = int_arg("batch_size", batch_size)
     if b < 1:
         raise ConfigError(f"batch_size={batch_size!r}: must be >= 1, e.g. batch_size=8")
-    s = _as_int("seed", seed)
+    s = int_arg("seed", seed)
     if not split.names:
         raise DataError(f"{split.blur_dir or 'split'}: no image pairs to train on")
     for i, image in enumerate(split.blur):
@@ -407,12 +284,12 @@ def eval_arrays(split: Split, *, multiple: int = 4, max_size: int | None = EVAL_
         ConfigError: Bad ``multiple``/``max_size``.
         DataError: An image smaller than ``multiple``.
     """
-    m = _as_int("multiple", multiple)
+    m = int_arg("multiple", multiple)
     if m < 1:
         raise ConfigError(f"multiple={multiple!r}: must be >= 1, e.g. multiple=4")
     cap = None
     if max_size is not None:
-        cap = _as_int("max_size", max_size)
+        cap = int_arg("max_size", max_size)
         if cap < m:
             raise ConfigError(f"max_size={max_size!r}: must be >= multiple ({m}) or None for full images")
         cap -= cap % m

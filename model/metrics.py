@@ -5,7 +5,7 @@ The GoPro convention: RGB, no border crop, no Y channel. Every metric clips ``y_
 ``y_true`` is trusted to be in range. Each metric returns one value per sample (``[batch]``).
 
 Importing this module does not import TensorFlow or Keras: the spec validator and the report
-use :data:`METRICS`, :data:`METRIC_GOALS` and :func:`metric_goal` without them.
+use :data:`METRICS`, :data:`METRIC_GOALS`, :data:`VAL_METRICS` and :func:`metric_goal` without them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 from model.errors import ConfigError, DataError, suggest
 
-__all__ = ["METRICS", "METRIC_GOALS", "evaluate", "mae", "metric_goal", "psnr", "reference_metrics", "ssim"]
+__all__ = ["METRICS", "METRIC_GOALS", "METRIC_UNITS", "VAL_METRICS", "VAL_PREFIX", "evaluate", "mae", "metric_goal", "metric_unit", "psnr", "reference_metrics", "ssim"]
 
 
 def _prepare(y_true: Any, y_pred: Any) -> tuple[Any, Any]:
@@ -61,11 +61,23 @@ def mae(y_true: Any, y_pred: Any) -> Any:
     return tf.reduce_mean(tf.abs(y_pred - y_true), axis=[1, 2, 3])
 
 
-METRICS: dict[str, Callable[[Any, Any], Any]] = {"mae": mae, "psnr": psnr, "ssim": ssim}
+# The registry, in the order every table, ledger and report shows the metrics (PSNR first:
+# the figure deblurring papers lead with). These two dicts are the one source of metric names.
+METRICS: dict[str, Callable[[Any, Any], Any]] = {"psnr": psnr, "ssim": ssim, "mae": mae}
 
-METRIC_GOALS: dict[str, str] = {"mae": "minimize", "psnr": "maximize", "ssim": "maximize"}
+METRIC_GOALS: dict[str, str] = {"psnr": "maximize", "ssim": "maximize", "mae": "minimize"}
 
-_VAL = "val_"
+METRIC_UNITS: dict[str, str] = {"psnr": " dB", "ssim": "", "mae": ""}
+"""What to write after a value (SSIM and MAE are fractions of one)."""
+
+VAL_PREFIX = "val_"
+VAL_METRICS: tuple[str, ...] = tuple(VAL_PREFIX + name for name in METRIC_GOALS)
+"""The names trials log and ledgers store: ``("val_psnr", "val_ssim", "val_mae")``."""
+
+
+def metric_unit(name: str) -> str:
+    """What to write after a value of a metric named bare or as logged (``" dB"`` for PSNR)."""
+    return METRIC_UNITS.get(name.removeprefix(VAL_PREFIX), "")
 
 
 def metric_goal(name: str) -> str:
@@ -74,10 +86,10 @@ def metric_goal(name: str) -> str:
     Raises:
         ConfigError: unknown metric (the message lists the valid names and suggests the closest).
     """
-    bare = name[len(_VAL):] if isinstance(name, str) and name.startswith(_VAL) else name
+    bare = name.removeprefix(VAL_PREFIX) if isinstance(name, str) else name
     if isinstance(bare, str) and bare in METRIC_GOALS:
         return METRIC_GOALS[bare]
-    valid = [_VAL + metric for metric in METRIC_GOALS]
+    valid = list(VAL_METRICS)
     raise ConfigError(
         f"unknown metric {name!r}{suggest(str(name).lower(), valid + list(METRIC_GOALS))}; "
         f"valid: {', '.join(valid)} (the 'val_' prefix is optional)"

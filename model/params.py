@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from model.errors import ConfigError, suggest
 
-__all__ = ["TrainParams", "PARAMETER_NAMES", "check_param"]
+__all__ = ["TrainParams", "PARAMETER_NAMES", "check_param", "int_arg", "is_int", "side_arg"]
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is an ``int`` and not a ``bool``.
+
+    Shared with ``sweeper.spec`` so both judge whole numbers alike.
+    """
     # bool is an int subclass, but `epochs: true` is a mistake, not 1.
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value: Any) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+    return (is_int(value) or isinstance(value, float)) and math.isfinite(value)
 
 
 def _optimizer(value: Any) -> str | None:
@@ -60,7 +65,7 @@ def _number(low: float, high: float, low_open: bool, high_open: bool, hint: str)
 
 def _integer(minimum: int, multiple: int = 1, maximum: int | None = None) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
-        if not _is_int(value):
+        if not is_int(value):
             return f"{value!r} is not an integer; use a whole number >= {minimum}"
         if value < minimum:
             return f"{value!r} is too small; use a whole number >= {minimum}"
@@ -101,6 +106,34 @@ def check_param(name: str, value: Any) -> str | None:
     if name not in _CHECKS:
         return f"unknown parameter {name!r}{suggest(name, PARAMETER_NAMES)}; valid: {', '.join(PARAMETER_NAMES)}"
     return _CHECKS[name](value)
+
+
+def int_arg(field: str, value: Any, example: int | None = None) -> int:
+    """An integer argument, rejecting bools and floats (``24.0`` is a typo for a count).
+
+    Raises:
+        ConfigError: naming ``field=value`` (and ``field=example`` as the fix, when given).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        hint = f", e.g. {field}={example}" if example is not None else ""
+        raise ConfigError(f"{field}={value!r}: must be an integer{hint}")
+    return int(value)
+
+
+def side_arg(field: str, value: Any, *, minimum: int = 4) -> int:
+    """An image or patch side: an integer >= ``minimum`` and a multiple of 4, since the network
+    halves it twice.
+
+    Raises:
+        ConfigError: naming ``field=value`` and the nearest valid side.
+    """
+    side = int_arg(field, value)
+    if side < minimum or side % 4:
+        fix = max(minimum, side - side % 4)
+        bound = "a positive" if minimum == 4 else f">= {minimum} and a"
+        raise ConfigError(f"{field}={value!r}: must be {bound} multiple of 4 (the network halves it twice); "
+                          f"use e.g. {field}={fix}")
+    return side
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ and scikit-image only: no TensorFlow here.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -22,8 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from model.data import DatasetRef, image_files, read_image
+from model.data import DatasetRef
 from model.errors import ConfigError, DataError
+from model.images import image_files, read_image, to_uint8
+from model.params import int_arg, side_arg
 
 __all__ = [
     "TRAIN_SOURCES",
@@ -33,7 +36,11 @@ __all__ = [
     "blur",
     "synthesize",
     "ensure_synthetic",
+    "ensure_dataset",
+    "SYNTHETIC",
 ]
+
+_log = logging.getLogger(__name__)
 
 # scikit-image images that ship inside the wheel (verified to load with no network).
 # Test sources are a fixed, disjoint subset: a model is never scored on a scene it saw.
@@ -44,6 +51,9 @@ TRAIN_SOURCES: tuple[str, ...] = (
     "camera", "moon", "brick", "grass", "gravel", "cell",
 )  # fmt: skip
 TEST_SOURCES: tuple[str, ...] = ("chelsea", "coffee", "coins")
+
+SYNTHETIC = "synthetic"
+"""The built-in dataset's name: made on first use wherever a dataset of that name is asked for."""
 
 # Crops flatter than this (grey std) teach nothing about edges: retina's black border,
 # hubble's empty sky. A few re-draws find a textured window.
@@ -252,6 +262,27 @@ def ensure_synthetic(out_dir: str | Path, name: str = "synthetic") -> Path:
     return _build(ref, _Options(), replace=False)
 
 
+def ensure_dataset(out_dir: str | Path, name: str, *, fix: str = "") -> Path:
+    """The dataset folder ``out_dir/name``; the built-in :data:`SYNTHETIC` one is made there on
+    first use (logged, since it takes a while).
+
+    Args:
+        out_dir: The folder holding datasets.
+        name: The dataset's name (its sub-folder).
+        fix: Where the user names the dataset, for the error (e.g. ``"sweeper.dataset in the spec"``).
+
+    Raises:
+        DataError: another dataset that is not there.
+    """
+    root = DatasetRef(Path(out_dir), name).root
+    if root.is_dir():
+        return root
+    if name != SYNTHETIC:
+        raise DataError(f"{root}: dataset not found" + (f" ({fix})" if fix else ""))
+    _log.info("making the synthetic dataset in %s (first use)", root)
+    return ensure_synthetic(out_dir, name)
+
+
 def _build(ref: DatasetRef, options: _Options, *, replace: bool) -> Path:
     """Generate into a temporary sibling folder, then move it into place."""
     train_sources, test_sources = _sources(options.sources)
@@ -344,8 +375,8 @@ def _write_split(
             blurred = blurred + rng.normal(0.0, options.noise_sigma, blurred.shape)
         file_name = f"{i:04d}.png"
         # PIL writes no time/text chunks unless asked, so same pixels -> same bytes.
-        Image.fromarray(_to_uint8(window[inner]), "RGB").save(folder / "sharp" / file_name, format="PNG")
-        Image.fromarray(_to_uint8(blurred), "RGB").save(folder / "blur" / file_name, format="PNG")
+        Image.fromarray(to_uint8(window[inner]), "RGB").save(folder / "sharp" / file_name, format="PNG")
+        Image.fromarray(to_uint8(blurred), "RGB").save(folder / "blur" / file_name, format="PNG")
 
 
 def _fit(image: np.ndarray, need: int, label: str) -> np.ndarray:
@@ -378,18 +409,8 @@ def _textured_crop(rng: np.random.Generator, image: np.ndarray, side: int) -> np
     return best
 
 
-def _to_uint8(image: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def _int_arg(field: str, value: object, example: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ConfigError(f"{field}={value!r}: must be an integer, e.g. {field}={example}")
-    return int(value)
-
-
 def _odd_kernel_size(value: object) -> int:
-    k = _int_arg("kernel_size", value, 17)
+    k = int_arg("kernel_size", value, 17)
     if k < 3 or k % 2 == 0:
         fix = max(3, k + 1 if k % 2 == 0 else k)
         raise ConfigError(
@@ -416,17 +437,11 @@ def _exposure(value: object) -> float:
 def _validated(options: _Options) -> _Options:
     """Check every argument, raising ConfigError that names it, the value and the fix."""
     for field, example in (("n_train", 24), ("n_test", 6)):
-        count = _int_arg(field, getattr(options, field), example)
+        count = int_arg(field, getattr(options, field), example)
         if count < 1:
             raise ConfigError(f"{field}={count!r}: need at least 1 pair; use e.g. {field}={example}")
-    size = _int_arg("size", options.size, 128)
-    if size < 16 or size % 4:
-        fix = max(16, size - size % 4)
-        raise ConfigError(
-            f"size={options.size!r}: must be >= 16 and a multiple of 4 (the network halves it twice); "
-            f"use e.g. size={fix}"
-        )
-    seed = _int_arg("seed", options.seed, 0)
+    side_arg("size", options.size, minimum=16)
+    seed = int_arg("seed", options.seed, 0)
     if seed < 0:
         raise ConfigError(f"seed={seed!r}: must be a non-negative integer, e.g. seed=0")
     _odd_kernel_size(options.kernel_size)

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from model.data import EVAL_MAX_SIZE, DatasetRef
+from model.images import to_uint8
 from model.params import TrainParams
 
-__all__ = ["train", "predict", "TrainResult", "EpochMetrics", "PredictResult", "EpochCallback"]
+__all__ = ["train", "predict", "compiled_model", "TrainResult", "EpochMetrics", "PredictResult", "EpochCallback"]
 
 # per-epoch record handed to the callback and kept in the result's history
 EpochMetrics = dict[str, float]
@@ -55,7 +56,8 @@ class TrainResult:
     samples: tuple[tuple[Any, Any, Any], ...] = field(default_factory=tuple)
 
 
-def _compiled_model(params: TrainParams, vgg_weights: str | None, *, jit_compile: bool = False) -> Any:
+def compiled_model(params: TrainParams, vgg_weights: str | None, *, jit_compile: bool = False) -> Any:
+    """The write-up's network compiled with the trial's optimizer and loss, optimizer slots built."""
     from model.architecture import build_model
     from model.losses import get_loss
     from model.optimizers import get_optimizer
@@ -192,7 +194,7 @@ def train(
         path.parent.mkdir(parents=True, exist_ok=True)
 
     keras.utils.set_random_seed(p.seed)
-    net = _compiled_model(p, vgg_weights)
+    net = compiled_model(p, vgg_weights)
     stream = train_pipeline(train_split, patch_size=p.patch_size, batch_size=p.batch_size, seed=p.seed)
     tracker = _run_callbacks(
         net, eval_pairs, on_epoch, path, p.steps_per_epoch * p.batch_size, keep_best_weights=samples > 0
@@ -232,16 +234,10 @@ def train(
     )
 
 
-def _to_uint8(image: Any) -> Any:
-    import numpy as np
-
-    return (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
-
-
 def _samples(restore: Callable[[Any], Any], pairs: list[Any]) -> tuple[tuple[Any, Any, Any], ...]:
     """(blurred, restored, sharp) uint8 triplets for a few evaluation pairs."""
     return tuple(
-        (_to_uint8(blur), _to_uint8(restore(blur[None])[0]), _to_uint8(sharp)) for blur, sharp in pairs
+        (to_uint8(blur), to_uint8(restore(blur[None])[0]), to_uint8(sharp)) for blur, sharp in pairs
     )
 
 
@@ -265,8 +261,8 @@ def predict(model_path: str | Path, input_dir: str | Path, output_dir: str | Pat
     from PIL import Image
 
     import model.architecture  # noqa: F401  (registers ResidualBlock for loading)
-    from model.data import image_files, read_image
     from model.errors import DataError
+    from model.images import image_files, read_image
 
     src, dst = Path(input_dir), Path(output_dir)
     if not Path(model_path).is_file():
@@ -285,7 +281,7 @@ def predict(model_path: str | Path, input_dir: str | Path, output_dir: str | Pat
         out = restore(padded[None])[0, :h, :w]
         timings.append((time.perf_counter() - t0) * 1000)
         target = dst / f"{file.stem}.png"
-        Image.fromarray(_to_uint8(out)).save(target)
+        Image.fromarray(to_uint8(out)).save(target)
         outputs.append(target)
     steady = timings[1:] or timings
     return PredictResult(tuple(outputs), float(np.median(steady)), timings[0])

@@ -1,28 +1,36 @@
-"""sweeper: grid-search orchestration for the deblur model (spec -> trials -> Ray Tune -> ledger -> report).
+"""sweeper: grid-search orchestration for the deblur model.
 
-Public names are imported lazily so ``import sweeper`` stays free of TensorFlow and Ray.
+The stages, one module (or package) each, in the order data flows through them::
+
+    spec/ (YAML -> SweepSpec) -> space (-> [Trial]) -> dispatch/ (Ray Tune; trainable in the
+    workers, tracking to W&B) -> records (TrialReport -> TrialRow) -> ledger -> status,
+    report/, study (Optuna mirror), dashboard
+
+Public names are imported on first use, so ``import sweeper`` (and ``sweeper --help``) stays
+free of TensorFlow, Ray and pyarrow.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-__all__ = ["SweepSpec", "SpecError", "load_spec"]
+from model.lazy import lazy_exports
 
 _WHERE = {
-    "SweepSpec": ("sweeper.spec", "SweepSpec"),
-    "SpecError": ("sweeper.spec", "SpecError"),
-    "load_spec": ("sweeper.spec", "load"),
+    "SweepSpec": "sweeper.spec",
+    "SpecError": "sweeper.spec",
+    "load_spec": "sweeper.spec:load",
+    "Trial": "sweeper.space",
+    "expand": "sweeper.space",
+    "trial_id": "sweeper.space",
+    "RunOptions": "sweeper.dispatch",
+    "RunSummary": "sweeper.dispatch",
+    "run": "sweeper.dispatch",
+    "TrialReport": "sweeper.records",
+    "TrialRow": "sweeper.records",
+    "EpochRow": "sweeper.records",
+    "Ledger": "sweeper.ledger",
+    "Report": "sweeper.report",
+    "build_report": "sweeper.report",
+    "report": "sweeper.report",
 }
-
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        module, attr = _WHERE[name]
-        return getattr(importlib.import_module(module), attr)
-    raise AttributeError(f"module 'sweeper' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__all__ = list(_WHERE)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

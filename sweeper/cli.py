@@ -8,13 +8,18 @@ stderr and a non-zero exit status; no traceback.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import TYPE_CHECKING, Annotated, Iterator, Optional, Sequence
 
 import typer
 
 from model.errors import UserError
+
+if TYPE_CHECKING:
+    from sweeper.space import Trial
+    from sweeper.spec import SweepSpec
 
 __all__ = ["app", "main"]
 
@@ -29,9 +34,42 @@ data_app = typer.Typer(help="Make and inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 
+class _Stderr(logging.Handler):
+    """The library's log records as ``sweeper: [warning: ]message`` lines on stderr.
+
+    Writes to whatever ``sys.stderr`` is at the time (Typer's test runner swaps it per call).
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+            print(f"sweeper: {level}{record.getMessage()}", file=sys.stderr, flush=True)
+        except Exception:  # noqa: BLE001 - logging must never take the command down
+            self.handleError(record)
+
+
+_HANDLER = _Stderr(logging.INFO)
+
+
+@app.callback()
+def _setup() -> None:
+    """Library code logs; the command line shows what the ``sweeper`` and ``model`` loggers say."""
+    for name in ("sweeper", "model"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        if _HANDLER not in logger.handlers:
+            logger.addHandler(_HANDLER)
+
+
+# Arguments several commands share, declared once.
+_Sweep = Annotated[Optional[Path], typer.Argument(metavar="[SWEEP]", help="A sweep folder (default: the latest in results/).")]
+_ResultsDir = Annotated[Path, typer.Option("--results-dir", help="Where sweep folders go.")]
+_Metric = Annotated[Optional[str], typer.Option("--metric", help="Rank by val_psnr, val_ssim or val_mae (default: the spec's metric).")]
+
+
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
-    """Turn a UserError into one line on stderr and its exit status."""
+    """Turn a UserError into one line on stderr and its exit status (decorates every command)."""
     try:
         yield
     except UserError as err:
@@ -41,16 +79,8 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(err.exit_code) from None
 
 
-def _synthetic_default(dataset_dir: Path, dataset_name: str) -> None:
-    """Make the built-in synthetic dataset on first use (only under its default name)."""
-    from model.synth import ensure_synthetic
-
-    if dataset_name == "synthetic" and not (dataset_dir / dataset_name).exists():
-        typer.echo(f"making the synthetic dataset in {dataset_dir / dataset_name} (first use)", err=True)
-        ensure_synthetic(dataset_dir, dataset_name)
-
-
 @data_app.command("synth")
+@_user_errors()
 def data_synth(
     out: Annotated[Path, typer.Option("--out", help="Folder to write DATASET into.")] = Path("data"),
     name: Annotated[str, typer.Option("--name", help="Dataset name (sub-folder of --out).")] = "synthetic",
@@ -64,17 +94,17 @@ def data_synth(
     sources: Annotated[Optional[Path], typer.Option("--sources", help="Folder of your own sharp images (default: scikit-image's).")] = None,
 ) -> None:
     """Write a synthetic deblurring dataset: camera-shake blur on bundled images."""
-    with _user_errors():
-        from model.synth import synthesize
+    from model.synth import synthesize
 
-        root = synthesize(
-            out, name, n_train=train, n_test=test, size=size, seed=seed,
-            kernel_size=kernel_size, exposure=exposure, noise_sigma=noise, sources=sources,
-        )
-        typer.echo(f"wrote {train} train and {test} test pairs to {root}")
+    root = synthesize(
+        out, name, n_train=train, n_test=test, size=size, seed=seed,
+        kernel_size=kernel_size, exposure=exposure, noise_sigma=noise, sources=sources,
+    )
+    typer.echo(f"wrote {train} train and {test} test pairs to {root}")
 
 
 @app.command("train")
+@_user_errors()
 def train_cmd(
     model_path: Annotated[Path, typer.Option("--model-path", "--model_path", help="Where to save the best model (.keras).")] = Path("models/deblur.keras"),
     dataset_dir: Annotated[Path, typer.Option("--dataset-dir", "--dataset_dir", help="Folder holding datasets.")] = Path("data"),
@@ -92,63 +122,63 @@ def train_cmd(
     vgg_weights: Annotated[Optional[str], typer.Option("--vgg-weights", "--vgg_weights", help="VGG16 notop .h5 for the perceptual loss (or SWEEPER_VGG_WEIGHTS).")] = None,
 ) -> None:
     """Train the deblur model once and save the best epoch."""
-    with _user_errors():
-        from model.data import DatasetRef, list_pairs
-        from model.params import TrainParams
-        from model.runtime import configure_runtime
+    from model.data import DatasetRef, list_pairs
+    from model.params import TrainParams
+    from model.runtime import configure_runtime
+    from model.synth import ensure_dataset
 
-        params = TrainParams(
-            optimizer=optimizer, loss=loss, learning_rate=learning_rate, rho=rho, momentum=momentum,
-            epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
-            patch_size=patch_size, seed=seed,
-        )
-        _synthetic_default(dataset_dir, dataset_name)
-        dataset = DatasetRef(dataset_dir, dataset_name)
-        for split in ("train", "test"):  # a wrong path answers now, not after TensorFlow loads
-            list_pairs(dataset, split)
-        configure_runtime()
-        from model.train import train
+    params = TrainParams(
+        optimizer=optimizer, loss=loss, learning_rate=learning_rate, rho=rho, momentum=momentum,
+        epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
+        patch_size=patch_size, seed=seed,
+    )
+    ensure_dataset(dataset_dir, dataset_name, fix="--dataset-dir and --dataset-name")
+    dataset = DatasetRef(dataset_dir, dataset_name)
+    for split in ("train", "test"):  # a wrong path answers now, not after TensorFlow loads
+        list_pairs(dataset, split)
+    configure_runtime()
+    from model.train import train
 
-        def show(epoch: int, m: dict[str, float]) -> None:
-            typer.echo(
-                f"epoch {epoch}/{params.epochs}  loss {m['train_loss']:.4f}  "
-                f"val_psnr {m['val_psnr']:.2f} dB  val_ssim {m['val_ssim']:.4f}  val_mae {m['val_mae']:.4f}"
-            )
-
-        result = train(
-            params, dataset, model_path=model_path, on_epoch=show,
-            vgg_weights=vgg_weights if vgg_weights is not None else "auto",
-        )
-        if result.status != "ok":
-            typer.echo(f"sweeper: training {result.status}: {result.error}", err=True)
-            raise typer.Exit(3)
+    def show(epoch: int, m: dict[str, float]) -> None:
         typer.echo(
-            f"best val_psnr {result.best['val_psnr']:.2f} dB at epoch {result.best_epoch}; "
-            f"{result.images_per_second:.1f} patches/s; {result.seconds:.1f} s; saved {result.model_path}"
+            f"epoch {epoch}/{params.epochs}  loss {m['train_loss']:.4f}  "
+            f"val_psnr {m['val_psnr']:.2f} dB  val_ssim {m['val_ssim']:.4f}  val_mae {m['val_mae']:.4f}"
         )
+
+    result = train(
+        params, dataset, model_path=model_path, on_epoch=show,
+        vgg_weights=vgg_weights if vgg_weights is not None else "auto",
+    )
+    if result.status != "ok":
+        typer.echo(f"sweeper: training {result.status}: {result.error}", err=True)
+        raise typer.Exit(3)
+    typer.echo(
+        f"best val_psnr {result.best['val_psnr']:.2f} dB at epoch {result.best_epoch}; "
+        f"{result.images_per_second:.1f} patches/s; {result.seconds:.1f} s; saved {result.model_path}"
+    )
 
 
 @app.command("predict")
+@_user_errors()
 def predict_cmd(
     model: Annotated[Path, typer.Option("--model", help="A .keras file saved by `sweeper train`.")],
     input: Annotated[Path, typer.Option("--input", help="Folder of blurred images.")],
     output: Annotated[Path, typer.Option("--output", help="Folder for the restored images.")],
 ) -> None:
     """Deblur a folder of images and report milliseconds per image."""
-    with _user_errors():
-        from model.runtime import configure_runtime
+    from model.runtime import configure_runtime
 
-        configure_runtime(deterministic=False)
-        from model.train import predict
+    configure_runtime(deterministic=False)
+    from model.train import predict
 
-        result = predict(model, input, output)
-        typer.echo(
-            f"restored {len(result.outputs)} images into {output}: "
-            f"{result.ms_per_image:.1f} ms per image (first call {result.warmup_ms:.0f} ms, excluded)"
-        )
+    result = predict(model, input, output)
+    typer.echo(
+        f"restored {len(result.outputs)} images into {output}: "
+        f"{result.ms_per_image:.1f} ms per image (first call {result.warmup_ms:.0f} ms, excluded)"
+    )
 
 
-def _trial_table(spec: object, trials: list, done: set) -> None:
+def _trial_table(spec: SweepSpec, trials: Sequence[Trial], done: set[str]) -> None:
     """Print the planned trials (the --dry-run view): varying params and ledger status."""
     from rich.console import Console
     from rich.table import Table
@@ -166,12 +196,13 @@ def _trial_table(spec: object, trials: list, done: set) -> None:
 
 
 @app.command("run")
+@_user_errors()
 def run_cmd(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Search-space YAML, e.g. search_spaces/optim_loss.yaml.")],
-    results_dir: Annotated[Path, typer.Option("--results-dir", help="Where sweep folders go.")] = Path("results"),
+    results_dir: _ResultsDir = Path("results"),
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Overrides sweeper.dataset.dir.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a spec value: key.path=value (repeatable).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue a sweep: run only the trials its ledger lacks.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an existing sweep only (refused if --results-dir holds none); re-running without it resumes too.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the trial table; run nothing.")] = False,
     address: Annotated[Optional[str], typer.Option("--address", help="Join this Ray cluster (default: RAY_ADDRESS, else a local Ray on 127.0.0.1).")] = None,
     max_concurrent: Annotated[Optional[int], typer.Option("--max-concurrent", help="Trials at once (overrides the spec).")] = None,
@@ -180,91 +211,90 @@ def run_cmd(
     yes: Annotated[bool, typer.Option("--yes", help="Allow grids over 100,000 trials.")] = False,
 ) -> None:
     """Run every trial of a search space on Ray Tune; re-running resumes from the ledger."""
-    with _user_errors():
-        from sweeper.dispatch import RunOptions, plan, run
-        from sweeper.ledger import Ledger
-        from sweeper.space import trial_count
-        from sweeper.spec import load
+    from sweeper.dispatch import RunOptions, plan, run
+    from sweeper.ledger import Ledger
+    from sweeper.spec import load
 
-        spec = load(spec_path, tuple(set_ or ()), allow_huge=yes)
-        options = RunOptions(
-            results_dir=results_dir, data_dir=data_dir, resume=resume, dry_run=dry_run, address=address,
-            max_concurrent=max_concurrent, wandb_mode=wandb_mode, wandb_sweep=wandb_sweep,
-        )
-        if dry_run:
-            ledger = Ledger(results_dir / spec.name, create=False)
-            trials, _ = plan(spec, ledger)
-            if spec.method == "bayes":
-                count = trial_count(spec)
-                fewer = f" (all the space holds; run_cap is {spec.run_cap})" if count < spec.run_cap else ""
-                typer.echo(f"{spec.name}: bayes, {count} trials{fewer} proposed by Optuna TPE at run time")
-            else:
-                _trial_table(spec, trials, ledger.done_ids())
-            return
-        summary = run(spec, options)
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.status_counts.items())) or "none"
-        if summary.interrupted:
-            typer.echo(
-                f"sweeper: interrupted: {summary.planned - summary.remaining} of {summary.planned} trials in the "
-                f"ledger ({counts}); resume with `sweeper run {spec_path}`", err=True,
-            )
-            raise typer.Exit(130)
+    spec = load(spec_path, tuple(set_ or ()), allow_huge=yes)
+    options = RunOptions(
+        results_dir=results_dir, data_dir=data_dir, resume=resume, address=address,
+        max_concurrent=max_concurrent, wandb_mode=wandb_mode, wandb_sweep=wandb_sweep,
+    )
+    if dry_run:
+        done = Ledger(results_dir / spec.name, create=False).done_ids()
+        sweep = plan(spec, done)
+        if sweep.searched:
+            fewer = f" (all the space holds; run_cap is {spec.run_cap})" if sweep.planned < spec.run_cap else ""
+            typer.echo(f"{spec.name}: bayes, {sweep.planned} trials{fewer} proposed by Optuna TPE at run time")
+        else:
+            _trial_table(spec, sweep.trials, done)
+        return
+    summary = run(spec, options)
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.status_counts.items())) or "none"
+    if summary.interrupted:
         typer.echo(
-            f"{spec.name}: {summary.dispatched} trials run now, {summary.already_done} already in the ledger"
-            + (f", {summary.recovered} recovered from an interrupted run" if summary.recovered else "")
-            + f"; ledger: {counts}; results in {summary.sweep_dir}"
+            f"sweeper: interrupted: {summary.planned - summary.remaining} of {summary.planned} trials in the "
+            f"ledger ({counts}); resume with `sweeper run {spec_path}`", err=True,
         )
+        raise typer.Exit(130)
+    typer.echo(
+        f"{spec.name}: {summary.dispatched} trials run now, {summary.already_done} already in the ledger"
+        + (f", {summary.recovered} recovered from an interrupted run" if summary.recovered else "")
+        + f"; ledger: {counts}; results in {summary.sweep_dir}"
+    )
 
 
 @app.command("status")
+@_user_errors()
 def status_cmd(
-    sweep: Annotated[Optional[Path], typer.Argument(metavar="[SWEEP]", help="A sweep folder (default: the latest in results/).")] = None,
-    results_dir: Annotated[Path, typer.Option("--results-dir")] = Path("results"),
+    sweep: _Sweep = None,
+    results_dir: _ResultsDir = Path("results"),
 ) -> None:
     """Show a sweep's progress from its ledger (safe while the sweep is running)."""
-    with _user_errors():
-        from sweeper.status import sweep_status
+    from sweeper.status import sweep_status
 
-        typer.echo(sweep_status(sweep, results_dir))
-
-
-@app.command("report")
-def report_cmd(
-    sweep: Annotated[Optional[Path], typer.Argument(metavar="[SWEEP]", help="A sweep folder (default: the latest in results/).")] = None,
-    metric: Annotated[Optional[str], typer.Option("--metric", help="Rank by val_psnr, val_ssim or val_mae (default: the spec's metric).")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table | md | csv | html | json (printed; report files are always written).")] = "table",
-    results_dir: Annotated[Path, typer.Option("--results-dir")] = Path("results"),
-) -> None:
-    """Rank a sweep's configurations, check the write-up's claims and write report.md/html/json and plots."""
-    with _user_errors():
-        from model.errors import ConfigError
-        from sweeper.report import FORMATS, report
-
-        if fmt not in FORMATS:
-            raise ConfigError(f"--format: unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
-        result = report(sweep, results_dir, metric)
-        if fmt == "table":
-            from rich.console import Console
-
-            Console().print(result.rich_table())
-            typer.echo(f"report: {result.sweep_dir / 'report.html'} (and report.md, report.json, plots/)")
-        else:
-            typer.echo(result.render(fmt))
+    typer.echo(sweep_status(sweep, results_dir))
 
 
 @app.command("dashboard")
+@_user_errors()
 def dashboard_cmd(
-    sweep: Annotated[Optional[Path], typer.Argument(metavar="[SWEEP]", help="A sweep folder (default: the latest in results/).")] = None,
+    sweep: _Sweep = None,
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8080,
     host: Annotated[str, typer.Option("--host", help="Interface to bind (default: this machine only).")] = "127.0.0.1",
-    metric: Annotated[Optional[str], typer.Option("--metric", help="The study's objective (default: the spec's metric).")] = None,
-    results_dir: Annotated[Path, typer.Option("--results-dir")] = Path("results"),
+    metric: _Metric = None,
+    results_dir: _ResultsDir = Path("results"),
 ) -> None:
     """Serve the sweep in optuna-dashboard (history, parallel coordinates, importance), offline."""
-    with _user_errors():
-        from sweeper.dashboard import serve
+    from sweeper import dashboard
 
-        serve(sweep, results_dir, host=host, port=port, metric=metric)
+    url, name = dashboard.prepare(sweep, results_dir, port=port, metric=metric)
+    typer.echo(f"sweeper: dashboard for {name} ({url}) at http://{host}:{port}/ (Ctrl-C stops it)")
+    dashboard.serve(url, host=host, port=port)
+
+
+@app.command("report")
+@_user_errors()
+def report_cmd(
+    sweep: _Sweep = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | md | csv | html | json (printed; report files are always written).")] = "table",
+    metric: _Metric = None,
+    results_dir: _ResultsDir = Path("results"),
+) -> None:
+    """Rank a sweep's configurations, check the write-up's claims and write report.md/html/json and plots."""
+    from model.errors import ConfigError
+    from sweeper.report import FORMATS, render, report, rich_table
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format: unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+    result = report(sweep, results_dir, metric)
+    if fmt == "table":
+        from rich.console import Console
+
+        Console().print(rich_table(result))
+        typer.echo(f"report: {result.sweep_dir / 'report.html'} (and report.md, report.json, plots/)")
+    else:
+        typer.echo(render(result, fmt))
 
 
 def main() -> None:

@@ -11,146 +11,60 @@ and epoch rows of a trial it does not list are ignored. No Ray, no TensorFlow he
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import datetime as _dt
 import io
-import math
-import numbers
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from model.errors import UserError
-from model.params import PARAMETER_NAMES, TrainParams
+from sweeper.folder import TMP_PREFIX, write_atomic
+from sweeper.records import EPOCH_SCHEMA, STATUSES, TRIAL_SCHEMA, Column, EpochRow, TrialRow
 
 try:  # POSIX; elsewhere writers are not serialised (the driver is the only writer anyway)
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["Ledger", "LedgerError", "TRIAL_COLUMNS", "EPOCH_COLUMNS", "STATUSES", "CSV_NAMES", "read_csv_export"]
+__all__ = [
+    "Ledger", "LedgerError", "TRIAL_COLUMNS", "EPOCH_COLUMNS", "STATUSES", "CSV_NAMES", "read_csv_export",
+]
 
-STATUSES = ("ok", "error", "diverged")
-_TMP_PREFIX = ".tmp-"
 _LOCK_NAME = ".ledger.lock"
 CSV_NAMES = ("trials.csv", "epochs.csv")  # the committed form of a ledger
+TRIAL_COLUMNS: tuple[str, ...] = tuple(TRIAL_SCHEMA)
+EPOCH_COLUMNS: tuple[str, ...] = tuple(EPOCH_SCHEMA)
+
+_ARROW = {str: pa.string(), float: pa.float64(), int: pa.int64()}
 
 
-@dataclasses.dataclass(frozen=True)
-class _Column:
-    arrow: pa.DataType
-    pandas: str  # the dtype every frame the ledger returns has, empty or not
-    coerce: Callable[[Any], Any]
-
-
-def _as_str(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def _as_float(value: Any) -> float:
-    return math.nan if value is None else float(value)
-
-
-def _as_int(value: Any) -> int:
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    raise ValueError(f"expected a whole number, got {value!r}")
-
-
-def _missing_ok(coerce: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    # A parameter a row does not carry is unknown, not a default: keep it null.
-    def wrapped(value: Any) -> Any:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return None
-        return coerce(value)
-
-    return wrapped
-
-
-_STR = _Column(pa.string(), "str", _as_str)
-_FLOAT = _Column(pa.float64(), "float64", _as_float)
-_INT = _Column(pa.int64(), "int64", lambda v: 0 if v is None else _as_int(v))
-# params_* columns take their type from TrainParams (nullable ints, so a missing one is NA).
-_PARAM_COLUMNS = {
-    str: _Column(pa.string(), "str", _missing_ok(str)),
-    float: _Column(pa.float64(), "float64", _as_float),
-    int: _Column(pa.int64(), "Int64", _missing_ok(_as_int)),
-}
-_PARAM_TYPES = {f.name: type(f.default) for f in dataclasses.fields(TrainParams)}
-
-_TRIAL_SCHEMA: dict[str, _Column] = {
-    "trial_id": _STR,
-    **{f"params_{name}": _PARAM_COLUMNS[_PARAM_TYPES[name]] for name in PARAMETER_NAMES},
-    "status": _STR,
-    "val_psnr": _FLOAT,
-    "val_ssim": _FLOAT,
-    "val_mae": _FLOAT,
-    "best_epoch": _INT,
-    "epochs_run": _INT,
-    "seconds": _FLOAT,
-    "images_per_second": _FLOAT,
-    "accelerator": _STR,
-    "gpu_ids": _STR,
-    "node": _STR,
-    "attempts": _INT,
-    "error": _STR,
-    "finished_at": _STR,
-}
-_EPOCH_SCHEMA: dict[str, _Column] = {
-    "trial_id": _STR,
-    "epoch": _INT,
-    "train_loss": _FLOAT,
-    "val_psnr": _FLOAT,
-    "val_ssim": _FLOAT,
-    "val_mae": _FLOAT,
-}
-TRIAL_COLUMNS: tuple[str, ...] = tuple(_TRIAL_SCHEMA)
-EPOCH_COLUMNS: tuple[str, ...] = tuple(_EPOCH_SCHEMA)
+def _pandas_dtype(column: Column) -> str:
+    # The dtype every frame the ledger returns has, empty or not; nullable ints (a parameter a
+    # row lacks) are pandas' Int64.
+    if column.kind is int:
+        return "Int64" if column.nullable else "int64"
+    return "str" if column.kind is str else "float64"
 
 
 class LedgerError(UserError):
     """A ledger file cannot be read (truncated, corrupt or not a ledger)."""
 
 
-def _arrow_schema(columns: Mapping[str, _Column]) -> pa.Schema:
-    return pa.schema([(name, col.arrow) for name, col in columns.items()])
+def _arrow_schema(columns: Mapping[str, Column]) -> pa.Schema:
+    return pa.schema([(name, _ARROW[col.kind]) for name, col in columns.items()])
 
 
-def _coerce(row: Mapping[str, Any], columns: Mapping[str, _Column], what: str) -> dict[str, Any]:
-    unknown = sorted(set(row) - set(columns))
-    if unknown:
-        raise ValueError(f"{what}: unknown columns {unknown}; valid: {', '.join(columns)}")
-    out: dict[str, Any] = {}
-    for name, col in columns.items():
-        try:
-            out[name] = col.coerce(row.get(name))
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{what}: column {name}: {err}") from None
-    return out
-
-
-def _table(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, _Column]) -> pa.Table:
+def _table(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, Column]) -> pa.Table:
     return pa.Table.from_pylist(list(rows), schema=_arrow_schema(columns))
 
 
-def _to_pandas(table: pa.Table, columns: Mapping[str, _Column]) -> Any:
+def _to_pandas(table: pa.Table, columns: Mapping[str, Column]) -> Any:
     # One conversion for empty and full tables, so dtypes never depend on the row count.
     frame = table.to_pandas()
-    return frame.astype({name: col.pandas for name, col in columns.items()})
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # makes the rename itself durable
-    finally:
-        os.close(fd)
+    return frame.astype({name: _pandas_dtype(col) for name, col in columns.items()})
 
 
 def _signature(path: Path) -> tuple[int, int, int] | None:
@@ -185,7 +99,7 @@ class Ledger:
 
     # ------------------------------------------------------------------ reading
 
-    def _read_table(self, path: Path, columns: Mapping[str, _Column]) -> pa.Table:
+    def _read_table(self, path: Path, columns: Mapping[str, Column]) -> pa.Table:
         try:
             # One open, one read: pyarrow given a path may open it several times (footer,
             # then pages), and a replace in between would pair one file's footer with
@@ -237,7 +151,7 @@ class Ledger:
         """
         if self._export_only():
             return read_csv_export(self.sweep_dir)[0]
-        return _to_pandas(self._read_table(self.trials_path, _TRIAL_SCHEMA), _TRIAL_SCHEMA)
+        return _to_pandas(self._read_table(self.trials_path, TRIAL_SCHEMA), TRIAL_SCHEMA)
 
     def epochs(self) -> Any:
         """Per-epoch rows of the recorded trials (rows of unrecorded trials are left out).
@@ -249,21 +163,32 @@ class Ledger:
             return self._read_export()[1]
         # Trials first: every trial listed then had its epochs written before it, so the
         # epochs read next hold them all (the reverse order could miss a just-committed one).
-        done = self._read_table(self.trials_path, _TRIAL_SCHEMA)["trial_id"]
-        epochs = self._read_table(self.epochs_path, _EPOCH_SCHEMA)
-        return _to_pandas(epochs.filter(pc.is_in(epochs["trial_id"], value_set=done.combine_chunks())), _EPOCH_SCHEMA)
+        done = self._read_table(self.trials_path, TRIAL_SCHEMA)["trial_id"]
+        epochs = self._read_table(self.epochs_path, EPOCH_SCHEMA)
+        return _to_pandas(epochs.filter(pc.is_in(epochs["trial_id"], value_set=done.combine_chunks())), EPOCH_SCHEMA)
+
+    def snapshot(self) -> tuple[Any, Any]:
+        """Trials and the epochs of exactly those trials: one consistent view while a sweep
+        writes (epochs are read second and may hold a trial committed in between).
+
+        Raises:
+            LedgerError: a ledger file is unreadable.
+        """
+        trials = self.trials()
+        epochs = self.epochs()
+        return trials, epochs[epochs["trial_id"].isin(set(trials["trial_id"]))]
 
     def done_ids(self) -> set[str]:
         """Ids of every recorded trial, whatever its status."""
         if self._export_only():
             return set(self.trials()["trial_id"])
-        return set(self._read_table(self.trials_path, _TRIAL_SCHEMA)["trial_id"].to_pylist())
+        return set(self._read_table(self.trials_path, TRIAL_SCHEMA)["trial_id"].to_pylist())
 
     def status_counts(self) -> dict[str, int]:
         """Recorded trials per status, e.g. ``{"diverged": 1, "ok": 7}``."""
         if self._export_only():
             return {str(k): int(v) for k, v in sorted(self.trials()["status"].value_counts().items())}
-        status = self._read_table(self.trials_path, _TRIAL_SCHEMA)["status"]
+        status = self._read_table(self.trials_path, TRIAL_SCHEMA)["status"]
         counts = {str(s["values"]): int(s["counts"]) for s in pc.value_counts(status).to_pylist()}
         return dict(sorted(counts.items()))
 
@@ -288,56 +213,41 @@ class Ledger:
         seen = (_signature(self.trials_path), _signature(self.epochs_path))
         if self._trials is not None and seen == self._seen:
             return
-        self._trials = self._read_table(self.trials_path, _TRIAL_SCHEMA).combine_chunks()
-        self._epochs = self._read_table(self.epochs_path, _EPOCH_SCHEMA).combine_chunks()
+        self._trials = self._read_table(self.trials_path, TRIAL_SCHEMA).combine_chunks()
+        self._epochs = self._read_table(self.epochs_path, EPOCH_SCHEMA).combine_chunks()
         self._ids = set(self._trials["trial_id"].to_pylist())
         self._seen = seen
         # Under the lock no write is under way, so any temp file is left from a killed one.
-        for stale in self.sweep_dir.glob(f"{_TMP_PREFIX}*"):
+        for stale in self.sweep_dir.glob(f"{TMP_PREFIX}*"):
             stale.unlink(missing_ok=True)
 
     def _write(self, table: pa.Table, path: Path) -> None:
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, write_page_checksum=True)  # lets readers detect bit rot
-        tmp = path.with_name(f"{_TMP_PREFIX}{path.name}")
-        with open(tmp, "wb") as handle:
-            handle.write(sink.getvalue())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(self.sweep_dir)
+        write_atomic(path, sink.getvalue().to_pybytes(), durable=True)
 
-    def record(self, row: Mapping[str, Any], epochs: Sequence[Mapping[str, Any]] = ()) -> bool:
+    def record(self, row: TrialRow, epochs: Sequence[EpochRow] = ()) -> bool:
         """Append one finished trial and its epoch rows.
 
         Args:
-            row: Trial columns (see :data:`TRIAL_COLUMNS`); missing ones are NaN, 0 or "",
-                a missing ``finished_at`` is now (UTC).
-            epochs: Epoch rows (see :data:`EPOCH_COLUMNS`; ``trial_id`` may be left out).
-                A repeated epoch keeps its last row.
+            row: The trial.
+            epochs: Its epoch rows (an empty ``trial_id`` means the row's). A repeated epoch
+                keeps its last row.
 
         Returns:
             ``False`` (and writes nothing) when the trial id is already recorded: re-recording
             after a resume can never duplicate a trial.
 
         Raises:
-            ValueError: missing trial_id, unknown status, unknown columns or a bad value.
+            ValueError: an epoch row of another trial.
             LedgerError: an existing ledger file is unreadable (it is never overwritten).
         """
-        if not row.get("trial_id"):
-            raise ValueError("ledger row: trial_id is missing")
-        if row.get("status") not in STATUSES:
-            raise ValueError(f"ledger row: status {row.get('status')!r} is not one of {', '.join(STATUSES)}")
-        clean = _coerce(row, _TRIAL_SCHEMA, "ledger row")
-        tid = clean["trial_id"]
-        if not clean["finished_at"]:
-            clean["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        tid = row.trial_id
         by_epoch: dict[int, dict[str, Any]] = {}
         for e in epochs:
-            if e.get("trial_id", tid) != tid:
-                raise ValueError(f"epoch row: trial_id {e['trial_id']!r} is not the row's {tid!r}")
-            epoch_row = _coerce({**e, "trial_id": tid}, _EPOCH_SCHEMA, "epoch row")
-            by_epoch[epoch_row["epoch"]] = epoch_row
+            if e.trial_id not in ("", tid):
+                raise ValueError(f"epoch row: trial_id {e.trial_id!r} is not the row's {tid!r}")
+            by_epoch[e.epoch] = {**e.columns(), "trial_id": tid}
         with self._lock():
             self._refresh()
             assert self._trials is not None and self._epochs is not None
@@ -345,8 +255,8 @@ class Ledger:
                 return False
             # Stale rows of this trial (from a write cut short before its commit) are replaced.
             kept = self._epochs.filter(pc.not_equal(self._epochs["trial_id"], tid))
-            new_epochs = pa.concat_tables([kept, _table([by_epoch[k] for k in sorted(by_epoch)], _EPOCH_SCHEMA)])
-            new_trials = pa.concat_tables([self._trials, _table([clean], _TRIAL_SCHEMA)])
+            new_epochs = pa.concat_tables([kept, _table([by_epoch[k] for k in sorted(by_epoch)], EPOCH_SCHEMA)])
+            new_trials = pa.concat_tables([self._trials, _table([row.columns()], TRIAL_SCHEMA)])
             self._write(new_epochs, self.epochs_path)
             self._write(new_trials, self.trials_path)  # the commit point
             self._epochs, self._trials = new_epochs.combine_chunks(), new_trials.combine_chunks()
@@ -372,8 +282,8 @@ class Ledger:
         with self._lock():
             if self.trials_path.exists():  # another writer got there first
                 return 0
-            for frame, columns, path in ((epochs, _EPOCH_SCHEMA, self.epochs_path),
-                                         (trials, _TRIAL_SCHEMA, self.trials_path)):  # trials last: the commit
+            for frame, columns, path in ((epochs, EPOCH_SCHEMA, self.epochs_path),
+                                         (trials, TRIAL_SCHEMA, self.trials_path)):  # trials last: the commit
                 self._write(pa.Table.from_pandas(frame, schema=_arrow_schema(columns), preserve_index=False)
                             .replace_schema_metadata(None), path)
         return len(trials)
@@ -391,9 +301,7 @@ class Ledger:
         target = Path(directory) if directory is not None else self.sweep_dir
         trials_csv, epochs_csv = target / CSV_NAMES[0], target / CSV_NAMES[1]
         for frame, path in ((self.epochs(), epochs_csv), (self.trials(), trials_csv)):
-            tmp = path.with_name(f"{_TMP_PREFIX}{path.name}")
-            frame.to_csv(tmp, index=False)
-            os.replace(tmp, path)  # a reader never sees half a file
+            write_atomic(path, frame.to_csv(index=False))  # a reader never sees half a file
         return trials_csv, epochs_csv
 
 
@@ -408,7 +316,7 @@ def read_csv_export(directory: str | Path) -> tuple[Any, Any]:
     import pandas as pd
 
     frames = []
-    for name, columns in zip(CSV_NAMES, (_TRIAL_SCHEMA, _EPOCH_SCHEMA)):
+    for name, columns in zip(CSV_NAMES, (TRIAL_SCHEMA, EPOCH_SCHEMA)):
         path = Path(directory) / name
         if not path.is_file() and name == CSV_NAMES[1]:
             frames.append(_to_pandas(_table([], columns), columns))
@@ -416,14 +324,14 @@ def read_csv_export(directory: str | Path) -> tuple[Any, Any]:
         try:
             # CSV writes "" and a null alike: a blank is "" in text columns (error, node) but
             # a missing value in parameter and number columns, as in the ledger.
-            blank_is_text = [c for c, col in columns.items() if col is _STR]
-            frame = pd.read_csv(path, dtype={c: "str" for c, col in columns.items() if col.pandas == "str"},
+            blank_is_text = [c for c, col in columns.items() if col.kind is str and not col.nullable]
+            frame = pd.read_csv(path, dtype={c: "str" for c, col in columns.items() if col.kind is str},
                                 keep_default_na=False,
                                 na_values={c: [""] for c in columns if c not in blank_is_text})
             missing = [c for c in columns if c not in frame.columns]
             if missing:
                 raise ValueError(f"missing columns {', '.join(missing)}")
-            frames.append(frame[list(columns)].astype({c: col.pandas for c, col in columns.items()}))
+            frames.append(frame[list(columns)].astype({c: _pandas_dtype(col) for c, col in columns.items()}))
         except FileNotFoundError:
             raise LedgerError(f"{path}: no such ledger export") from None
         except (ValueError, TypeError, pd.errors.ParserError) as err:

@@ -12,13 +12,13 @@ import hashlib
 import itertools
 import json
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from model.params import TrainParams
+from model.params import PARAMETER_NAMES, TrainParams
+from sweeper.records import param_column, plain
 
-__all__ = ["Trial", "trial_id", "expand", "pending", "full_params", "finite_ids", "trial_count"]
+__all__ = ["Trial", "trial_id", "config_trial", "expand", "pending", "full_params", "finite_ids", "trial_count", "searched_params"]
 
 _DEFAULTS = TrainParams()
 _TYPES = {f.name: type(getattr(_DEFAULTS, f.name)) for f in dataclasses.fields(TrainParams)}
@@ -35,23 +35,9 @@ class Trial:
     params: dict[str, Any]
 
 
-def _plain(value: Any) -> Any:
-    # numpy scalars (from Ray, Optuna or our own rng) must hash like the Python numbers
-    # they equal; json would otherwise fall back to repr(), which differs across numpy versions.
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
-    return value
-
-
 def _normalise(name: str, value: Any) -> Any:
     # 1 and 1.0 are one learning rate; 2.0 and 2 one epoch count: hash by the field's type.
-    value = _plain(value)
+    value = plain(value)
     kind = _TYPES.get(name)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -83,6 +69,13 @@ def trial_id(params: Mapping[str, Any]) -> str:
     """
     canonical = json.dumps(full_params(params), sort_keys=True, separators=(",", ":"), default=repr)
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def config_trial(config: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """A Tune trial's parameters and trial id, from its config (a grid's carries the id; a
+    bayes suggestion only its parameters, so the id is derived from them)."""
+    params = {k: config[k] for k in PARAMETER_NAMES if k in config}
+    return params, str(config.get("trial_id") or (trial_id(params) if params else ""))
 
 
 def _trial(values: Mapping[str, Any]) -> Trial:
@@ -184,6 +177,19 @@ def trial_count(spec: Any) -> int:
         return len(expand(spec))
     space = finite_ids(spec)
     return spec.run_cap if space is None else min(spec.run_cap, len(space))
+
+
+def searched_params(spec: Any = None, trials: Any = None) -> list[str]:
+    """The parameters a sweep varies, sorted: those the spec searches (a ``values`` list of
+    two or more, or a distribution); without a spec, those with more than one value in the
+    ledger's ``trials`` frame."""
+    if spec is not None:
+        return sorted(
+            p.name for p in spec.parameters
+            if p.kind == "distribution" or (p.kind == "values" and len(p.values or ()) > 1)
+        )
+    return [name for name in PARAMETER_NAMES
+            if param_column(name) in trials.columns and trials[param_column(name)].nunique(dropna=False) > 1]
 
 
 def pending(trials: Iterable[Trial], done_ids: set[str] | frozenset[str]) -> list[Trial]:

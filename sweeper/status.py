@@ -7,63 +7,30 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from model.errors import UserError
+from model.metrics import metric_goal, metric_unit
+from sweeper.folder import find_sweep, read_spec
+from sweeper.ledger import Ledger
+from sweeper.records import params_of
+from sweeper.space import searched_params, trial_count
+from sweeper.spec import SweepSpec
 
-if TYPE_CHECKING:
-    from sweeper.spec import SweepSpec
+__all__ = ["planned_trials", "sweep_status"]
 
-__all__ = ["find_sweep", "sweep_status", "planned_trials", "sweep_spec"]
-
-
-def find_sweep(sweep: Path | None, results_dir: Path) -> Path:
-    """The sweep folder named, or the most recently updated one under ``results_dir``."""
-    if sweep is not None:
-        if not sweep.is_dir():
-            raise UserError(f"{sweep}: no such sweep folder")
-        return sweep
-    markers = ("spec.yaml", "trials.parquet", "trials.csv")
-    candidates = [d for d in results_dir.glob("*") if any((d / m).is_file() for m in markers)]
-    if not candidates:
-        raise UserError(f"{results_dir}: no sweeps yet; start one with `sweeper run search_spaces/optim_loss.yaml`")
-    return max(candidates, key=lambda d: max(p.stat().st_mtime for p in d.iterdir()))
-
-
-def sweep_spec(sweep_dir: Path) -> "SweepSpec | None":
-    """The spec a sweep ran with, read from its resolved ``spec.yaml`` (``None`` if absent or unreadable)."""
-    import yaml
-
-    from sweeper.spec import SpecError, loads
-
-    path = sweep_dir / "spec.yaml"
-    if not path.is_file():
-        return None
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-        doc.pop("resolved", None)  # provenance (versions, git), not part of the spec
-        return loads(yaml.safe_dump(doc), source=str(path))
-    except (SpecError, yaml.YAMLError, AttributeError, OSError):
-        return None
-
-
-def planned_trials(sweep_dir: Path) -> int | None:
-    """How many trials the sweep's resolved ``spec.yaml`` plans (``None`` if unknown)."""
-    from sweeper.space import trial_count
-
-    spec = sweep_spec(sweep_dir)
+def planned_trials(spec: SweepSpec | None) -> int | None:
+    """How many trials the sweep's spec plans (``None`` without a spec)."""
     return None if spec is None else trial_count(spec)
 
 
 def sweep_status(sweep: Path | None, results_dir: Path) -> str:
-    """A few lines: trials recorded by status out of those planned, and the best so far."""
-    from sweeper.ledger import Ledger
-
+    """A few lines: trials recorded by status out of those planned, and the best so far by
+    the spec's metric and goal (``val_psnr``, higher is better, without a spec)."""
     sweep_dir = find_sweep(sweep, results_dir)
+    spec = read_spec(sweep_dir)
     ledger = Ledger(sweep_dir, create=False)
     trials = ledger.trials()
     counts = ledger.status_counts()
-    planned = planned_trials(sweep_dir)
+    planned = planned_trials(spec)
     done = len(trials)
     lines = [
         f"{sweep_dir.name}: {done}" + (f"/{planned}" if planned else "") + " trials recorded"
@@ -71,15 +38,15 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     ]
     if planned:
         lines.append(f"remaining: {max(0, planned - done)}")
-    ok = trials[trials["status"] == "ok"] if done else trials
+    metric = spec.metric if spec is not None else "val_psnr"
+    goal = spec.goal if spec is not None else metric_goal(metric)
+    ok = trials[(trials["status"] == "ok") & trials[metric].notna()]
     if len(ok):
-        best = ok.loc[ok["val_psnr"].idxmax()]
-        params = ", ".join(
-            f"{c.removeprefix('params_')}={best[c]}" for c in ok.columns
-            if c.startswith("params_") and ok[c].nunique(dropna=False) > 1
-        )
-        psnr = best["val_psnr"]
-        lines.append(f"best val_psnr {psnr:.3f} dB" if math.isfinite(psnr) else "best val_psnr -")
+        best = ok.loc[ok[metric].idxmax() if goal == "maximize" else ok[metric].idxmin()]
+        varied = searched_params(spec, trials)
+        params = ", ".join(f"{k}={v}" for k, v in params_of(best.to_dict()).items() if k in varied)
+        value = best[metric]
+        lines.append(f"best {metric} {value:.3f}{metric_unit(metric)}" if math.isfinite(value) else f"best {metric} -")
         if params:
             lines[-1] += f" ({params})"
     return "\n".join(lines)

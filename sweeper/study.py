@@ -15,48 +15,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from model.errors import UserError
+from model.metrics import VAL_METRICS, metric_goal
+from sweeper.folder import read_spec
+from sweeper.ledger import Ledger
+from sweeper.records import param_column, plain
+from sweeper.space import searched_params
+from sweeper.spec import SweepSpec
 
 if TYPE_CHECKING:
     import optuna
     import pandas as pd
 
-    from sweeper.spec import SweepSpec
-
-__all__ = ["ledger_study", "mirror_to_optuna", "searched_params", "goal_of", "STUDY_FILE"]
+__all__ = ["ledger_study", "mirror_to_optuna", "goal_of", "STUDY_FILE"]
 
 STUDY_FILE = "optuna.db"
 _TRIAL_ID_ATTR = "sweeper_trial_id"
 
 
-def searched_params(trials: "pd.DataFrame", spec: "SweepSpec | None" = None) -> list[str]:
-    """Parameter names the sweep varies, sorted: those the spec searches (a ``values`` list of
-    two or more, or a distribution), else those with more than one value in the ledger."""
-    if spec is not None:
-        return sorted(
-            p.name for p in spec.parameters
-            if p.kind == "distribution" or (p.kind == "values" and len(p.values or ()) > 1)
-        )
-    return sorted(
-        c.removeprefix("params_") for c in trials.columns
-        if c.startswith("params_") and trials[c].nunique(dropna=False) > 1
-    )
-
-
-def _plain(value: Any) -> Any:
-    """A numpy/pandas scalar as the Python value Optuna stores (``None`` for NA)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    try:
-        import pandas as pd
-
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return value.item() if hasattr(value, "item") else value
-
-
-def _distributions(trials: "pd.DataFrame", names: list[str], spec: "SweepSpec | None") -> dict[str, Any]:
+def _distributions(trials: "pd.DataFrame", names: list[str], spec: SweepSpec | None) -> dict[str, Any]:
     import optuna.distributions as od
 
     out: dict[str, Any] = {}
@@ -71,7 +47,7 @@ def _distributions(trials: "pd.DataFrame", names: list[str], spec: "SweepSpec | 
             continue
         choices = list(param.values) if param is not None and param.values else []
         # Values recorded but not in the spec (a spec edited between runs) are still shown.
-        seen = [_plain(v) for v in trials.get(f"params_{name}", [])]
+        seen = [plain(v) for v in trials.get(param_column(name), [])]
         for value in seen:
             if value is not None and value not in choices:
                 choices.append(value)
@@ -87,7 +63,7 @@ def ledger_study(
     metric: str,
     goal: str,
     study_name: str,
-    spec: "SweepSpec | None" = None,
+    spec: SweepSpec | None = None,
     storage: Any = None,
 ) -> "optuna.Study":
     """The ledger's trials as an Optuna study, adding only the rows the study lacks.
@@ -110,24 +86,24 @@ def ledger_study(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=study_name, storage=storage, direction=goal, load_if_exists=True)
     known = {t.user_attrs.get(_TRIAL_ID_ATTR) for t in study.get_trials(deepcopy=False)}
-    names = searched_params(trials, spec)
+    names = searched_params(spec, trials)
     dists = _distributions(trials, names, spec)
     curves: dict[str, dict[int, float]] = {}
     for row in epochs.itertuples(index=False):
-        value = _plain(getattr(row, metric, None))
+        value = plain(getattr(row, metric, None))
         if value is not None and math.isfinite(value):
             curves.setdefault(row.trial_id, {})[int(row.epoch)] = float(value)
     new = []
     for row in trials.to_dict("records"):
         if row["trial_id"] in known:
             continue
-        params = {n: _plain(row.get(f"params_{n}")) for n in dists}
+        params = {n: plain(row.get(param_column(n))) for n in dists}
         params = {n: v for n, v in params.items() if v is not None}
-        value = _plain(row.get(metric))
+        value = plain(row.get(metric))
         ok = row["status"] == "ok" and value is not None and math.isfinite(value)
         attrs = {
             _TRIAL_ID_ATTR: row["trial_id"], "status": row["status"],
-            **{k: _plain(row.get(k)) for k in ("val_psnr", "val_ssim", "val_mae", "seconds")},
+            **{k: plain(row.get(k)) for k in (*VAL_METRICS, "seconds")},
         }
         if row.get("error"):
             attrs["error"] = str(row["error"])[:500]
@@ -163,12 +139,9 @@ def mirror_to_optuna(sweep_dir: str | Path, metric: str | None = None) -> tuple[
     """
     import optuna
 
-    from sweeper.report import load_ledger
-    from sweeper.status import sweep_spec
-
     folder = Path(sweep_dir)
-    spec = sweep_spec(folder)
-    trials, epochs = load_ledger(folder)
+    spec = read_spec(folder)
+    trials, epochs = Ledger(folder, create=False).snapshot()
     if trials.empty:
         raise UserError(f"{folder}: no trials recorded yet; nothing to show")
     name = spec.name if spec is not None else folder.name
@@ -182,8 +155,6 @@ def mirror_to_optuna(sweep_dir: str | Path, metric: str | None = None) -> tuple[
     return url, name
 
 
-def goal_of(metric: str, spec: "SweepSpec | None" = None) -> str:
+def goal_of(metric: str, spec: SweepSpec | None = None) -> str:
     """The spec's goal when ``metric`` is its metric, else the metric's natural direction."""
-    from model.metrics import metric_goal
-
     return spec.goal if spec is not None and spec.metric == metric else metric_goal(metric)

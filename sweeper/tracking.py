@@ -26,6 +26,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
 from model.errors import ConfigError, suggest
+from model.images import side_by_side
+from model.metrics import VAL_METRICS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,7 +40,7 @@ MODES = ("online", "offline", "disabled")
 # wandb's own legacy spellings of WANDB_MODE, accepted so an existing environment keeps working.
 _MODE_ALIASES = {"dryrun": "offline", "run": "online"}
 _DEFAULT_PROJECT = "sweeper"
-_EPOCH_METRICS = ("train_loss", "val_psnr", "val_ssim", "val_mae")
+_EPOCH_METRICS = ("train_loss", *VAL_METRICS)
 _OK_STATUSES = ("ok", "diverged")  # a diverged trial is a result, not a crash
 _MAX_RUN_ID = 64
 # Starting wandb-core took 48 s once on a loaded 2-core CI machine; wandb's own default is 90 s.
@@ -202,28 +204,6 @@ def _summary_value(value: Any) -> Any:
     return value
 
 
-def _to_uint8(image: "np.ndarray") -> "np.ndarray":
-    import numpy as np
-
-    array = np.asarray(image)
-    if array.dtype == np.uint8:
-        return array
-    if np.issubdtype(array.dtype, np.floating):
-        array = np.clip(np.nan_to_num(array), 0.0, 1.0) * 255.0 + 0.5
-    return np.clip(array, 0, 255).astype(np.uint8)
-
-
-def _strip(triplet: Sequence["np.ndarray"]) -> "np.ndarray":
-    """Blurred | restored | sharp side by side, as one uint8 RGB image."""
-    import numpy as np
-
-    panels = [_to_uint8(p) for p in triplet]
-    panels = [np.repeat(p[..., None], 3, axis=-1) if p.ndim == 2 else p for p in panels]
-    height = max(p.shape[0] for p in panels)
-    panels = [np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0))) for p in panels]
-    return np.concatenate(panels, axis=1)
-
-
 class TrialTracker:
     """One W&B run for one trial; every W&B call is guarded so tracking never fails a trial.
 
@@ -317,7 +297,7 @@ class TrialTracker:
             import wandb
 
             images = [
-                wandb.Image(_strip(t), caption=f"{caption_prefix}sample {i}: blurred | restored | sharp")
+                wandb.Image(side_by_side(t), caption=f"{caption_prefix}sample {i}: blurred | restored | sharp")
                 for i, t in enumerate(triplets)
             ]
             # At the last epoch's step: stepping back is refused, stepping on adds a blank row.

@@ -11,12 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["TrialContext", "run_trial", "REPORT_KEYS"]
+from model.errors import ConfigError
+from model.images import side_by_side
+from model.runtime import configure_runtime
+from sweeper.records import Placement, TrialReport
+from sweeper.space import config_trial
+from sweeper.tracking import TrialTracker
+
+__all__ = ["TrialContext", "run_trial"]
 
 _log = logging.getLogger(__name__)
-
-# Keys every report carries besides the epoch metrics; the driver's ledger callback reads them.
-REPORT_KEYS = ("status", "error", "accelerator", "gpu_ids", "node", "seconds")
 
 
 @dataclass(frozen=True)
@@ -36,14 +40,14 @@ class TrialContext:
     vgg_weights: str | None = "auto"
 
 
-def _placement() -> dict[str, str]:
-    """Where this trial runs: accelerator, GPU ids Ray assigned, node."""
+def _placement(accelerator_type: str | None) -> Placement:
+    """Where this trial runs: the GPU type it was pinned to (or ``cpu``), the GPU ids Ray
+    assigned, the node."""
     import ray
 
     gpu_ids = [str(g) for g in ray.get_gpu_ids()]
-    ctx = ray.get_runtime_context()
-    node = ctx.get_node_id() or ""
-    return {"gpu_ids": ",".join(gpu_ids), "node": node}
+    return Placement(accelerator=(accelerator_type or "GPU") if gpu_ids else "cpu", gpu_ids=",".join(gpu_ids),
+                     node=ray.get_runtime_context().get_node_id() or "")
 
 
 def _save_strip(triplets: Any, path: Path) -> None:
@@ -51,7 +55,7 @@ def _save_strip(triplets: Any, path: Path) -> None:
     import numpy as np
     from PIL import Image
 
-    rows = [np.concatenate(list(t), axis=1) for t in triplets]
+    rows = [side_by_side(t) for t in triplets]
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,28 +75,21 @@ def run_trial(config: Mapping[str, Any], context: TrialContext) -> None:
     from ray import tune
 
     from model.data import DatasetRef
-    from model.errors import ConfigError
-    from model.params import PARAMETER_NAMES
-    from model.runtime import configure_runtime
-    from sweeper.space import trial_id
-    from sweeper.tracking import TrialTracker
 
     # Exactly the CPUs Ray granted; fixed for the worker process's lifetime (actors are reused
     # only between trials that ask for the same resources).
     configure_runtime(cpus=max(1, int(context.cpus)))
     from model.train import train
 
-    params = {k: config[k] for k in PARAMETER_NAMES if k in config}
-    tid = str(config.get("trial_id") or trial_id(params))
-    where = _placement()
-    where["accelerator"] = (context.accelerator_type or "GPU") if where["gpu_ids"] else "cpu"
+    params, tid = config_trial(config)
+    where = _placement(context.accelerator_type)
     sweep_dir = Path(context.sweep_dir)
     tracker = TrialTracker(context.sweep, tid, params, sweep_dir / "wandb", context.wandb_mode, context.sweep_id)
     tracker.start()
 
     def on_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
         tracker.log_epoch(epoch, metrics)
-        tune.report({**metrics, **where, "trial_id": tid, "status": "ok", "error": ""})
+        tune.report(TrialReport.from_result({**metrics, **where.to_dict(), "trial_id": tid, "status": "ok"}).to_dict())
 
     try:
         result = train(
@@ -128,13 +125,8 @@ def run_trial(config: Mapping[str, Any], context: TrialContext) -> None:
         _final_report(where, tid, "diverged", result.error or "", epoch=result.epochs_run + 1)
 
 
-def _final_report(where: Mapping[str, str], tid: str, status: str, error: str, *, epoch: int) -> None:
-    """A trial's last report when it ends without a scored epoch (diverged, or a config error).
-
-    Metrics are NaN so Ray's metric check passes and no scheduler mistakes it for a score.
-    """
+def _final_report(where: Placement, tid: str, status: str, error: str, *, epoch: int) -> None:
+    """A trial's last report when it ends without a scored epoch (diverged, or a config error)."""
     from ray import tune
 
-    nan = float("nan")
-    tune.report({**where, "trial_id": tid, "status": status, "error": error,
-                 "epoch": epoch, "val_psnr": nan, "val_ssim": nan, "val_mae": nan})
+    tune.report(TrialReport(trial_id=tid, epoch=epoch, status=status, error=error, placement=where).to_dict())

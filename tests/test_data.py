@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import model.data as data
-from model.data import DatasetRef, Split, eval_arrays, list_pairs, load_split, read_image, train_pipeline
+import model.images as images
+from model.data import DatasetRef, Split, eval_arrays, list_pairs, load_split, train_pipeline
 from model.errors import ConfigError, DataError
+from model.images import read_image
 from model.synth import synthesize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,7 +184,7 @@ def test_text_with_png_suffix(tmp_path: Path) -> None:
 
 def test_too_many_pixels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _save(tmp_path / "big.png", np.zeros((20, 30, 3), np.uint8))
-    monkeypatch.setattr(data, "MAX_PIXELS", 100)
+    monkeypatch.setattr(images, "MAX_PIXELS", 100)
     message = _data_error(read_image, path)
     assert str(path) in message and "30x20" in message and "100" in message
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import signal
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeper.dispatch import RunOptions, pin_resources, run
+from sweeper.dispatch import RunOptions, console, pin_resources, plan, run, search
 from sweeper.spec import Resources, loads
 from tests.conftest import ROOT
 
@@ -190,7 +191,7 @@ def test_rerunning_the_same_spec_runs_nothing_again(small_sweep, tmp_path) -> No
     assert len(Ledger(sweep_dir).trials()) == 4
 
 
-def test_a_sweep_shipped_as_a_csv_export_resumes_without_rerunning(small_sweep, tmp_path, capsys) -> None:
+def test_a_sweep_shipped_as_a_csv_export_resumes_without_rerunning(small_sweep, tmp_path, caplog) -> None:
     """results/<sweep>/ in the repository holds only trials.csv / epochs.csv."""
     from sweeper.ledger import Ledger
 
@@ -198,10 +199,11 @@ def test_a_sweep_shipped_as_a_csv_export_resumes_without_rerunning(small_sweep, 
     shipped = tmp_path / "small"
     shipped.mkdir()
     Ledger(sweep_dir).export_csv(shipped)
-    again = run(spec, RunOptions(results_dir=tmp_path, wandb_mode="offline", progress=False))
+    with caplog.at_level(logging.INFO, logger="sweeper"):
+        again = run(spec, RunOptions(results_dir=tmp_path, wandb_mode="offline", progress=False))
     assert again.dispatched == 0 and again.already_done == 4 and again.remaining == 0
     assert sorted(Ledger(shipped).done_ids()) == sorted(Ledger(sweep_dir).done_ids())
-    assert f"4 trials taken into the ledger from {shipped / 'trials.csv'}" in capsys.readouterr().err
+    assert f"4 trials taken into the ledger from {shipped / 'trials.csv'}" in caplog.messages
 
 
 def test_bayes_runs_optuna_tpe_into_an_rdb_study(t4_ray, tiny_data, tmp_path) -> None:
@@ -231,11 +233,12 @@ def test_tpe_never_trains_a_trial_twice_and_stops_when_the_space_is_spent(
     def instant_trial(config, context):  # defined here: Ray pickles it by value for the workers
         from ray import tune
 
-        from sweeper.dispatch import _config_trial
+        from sweeper.records import TrialReport
+        from sweeper.space import config_trial
 
-        tune.report({"epoch": 1, "train_loss": 0.1, "val_psnr": 20.0 + 1000 * config["learning_rate"] + config["rho"],
-                     "val_ssim": 0.5, "val_mae": 0.05, "trial_id": _config_trial(config)[1], "status": "ok",
-                     "error": ""})
+        psnr = 20.0 + 1000 * config["learning_rate"] + config["rho"]
+        tune.report(TrialReport(trial_id=config_trial(config)[1], epoch=1, train_loss=0.1,
+                                metrics={"val_psnr": psnr, "val_ssim": 0.5, "val_mae": 0.05}).to_dict())
 
     monkeypatch.setattr(trainable, "run_trial", instant_trial)
     text = spec_text("tpe_small", tiny_data, """
@@ -259,13 +262,12 @@ def test_tpe_never_trains_a_trial_twice_and_stops_when_the_space_is_spent(
     assert again.dispatched == 0 and again.already_done == 6
 
 
-def test_watchdog_warns_once_per_stall_and_not_while_results_arrive(tmp_path, monkeypatch, capsys) -> None:
+def test_watchdog_warns_once_per_stall_and_not_while_results_arrive(tmp_path, monkeypatch, caplog) -> None:
     """Real files, a real thread: quiet while a result.json keeps changing, one warning per stall."""
-    from sweeper import dispatch
-
-    monkeypatch.setattr(dispatch, "_STALL_S", 1.0)
-    monkeypatch.setattr(dispatch, "_STALL_FACTOR", 1.0)
-    monkeypatch.setattr(dispatch, "_WATCH_POLL_S", 0.05)
+    monkeypatch.setattr(console, "STALL_S", 1.0)
+    monkeypatch.setattr(console, "STALL_FACTOR", 1.0)
+    monkeypatch.setattr(console, "WATCH_POLL_S", 0.05)
+    caplog.set_level(logging.WARNING, logger="sweeper")
     result = tmp_path / "run-001" / "trial_a" / "result.json"
     result.parent.mkdir(parents=True)
 
@@ -275,9 +277,9 @@ def test_watchdog_warns_once_per_stall_and_not_while_results_arrive(tmp_path, mo
             result.write_text(f"{time.time()}\n")
             time.sleep(0.05)
 
-    with dispatch._watchdog(tmp_path / "run-001") as watch:
+    with console.watchdog(tmp_path / "run-001") as watch:
         report_for(1.5)
-        assert watch.warnings == 0, capsys.readouterr().err
+        assert watch.warnings == 0, caplog.messages
         time.sleep(2.0)  # a stall
         assert watch.warnings == 1
         report_for(0.5)
@@ -285,62 +287,66 @@ def test_watchdog_warns_once_per_stall_and_not_while_results_arrive(tmp_path, mo
         # a second warning needs a longer one: a hang, which lasts for ever, always gets one.
         time.sleep(3.5)
     assert watch.warnings == 2 and not watch.is_alive()
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 2 and all(line.startswith("sweeper: warning: no trial has reported for ") for line in err)
-    assert "Ray may be stuck. Ctrl-C and run the same command again" in err[0]
+    warned = [r for r in caplog.records if r.name.startswith("sweeper")]
+    assert len(warned) == 2 and all(r.levelno == logging.WARNING for r in warned)
+    assert all(r.getMessage().startswith("no trial has reported for ") for r in warned)
+    assert "Ray may be stuck. Ctrl-C and run the same command again" in warned[0].getMessage()
 
 
-def test_a_stalled_sweep_is_reported_on_stderr_and_still_finishes(t4_ray, tiny_data, tmp_path, monkeypatch, capsys) -> None:
-    from sweeper import dispatch, trainable
+def test_a_stalled_sweep_is_reported_and_still_finishes(t4_ray, tiny_data, tmp_path, monkeypatch, caplog) -> None:
+    from sweeper import trainable
 
     def slow_trial(config, context):  # defined here: Ray pickles it by value for the workers
         import time
 
         from ray import tune
 
+        from sweeper.records import TrialReport
+
         time.sleep(4)  # silent, as a stuck trial is
-        tune.report({"epoch": 1, "train_loss": 0.1, "val_psnr": 21.0, "val_ssim": 0.5, "val_mae": 0.05,
-                     "trial_id": config["trial_id"], "status": "ok", "error": ""})
+        tune.report(TrialReport(trial_id=config["trial_id"], epoch=1, train_loss=0.1,
+                                metrics={"val_psnr": 21.0, "val_ssim": 0.5, "val_mae": 0.05}).to_dict())
 
     monkeypatch.setattr(trainable, "run_trial", slow_trial)
-    monkeypatch.setattr(dispatch, "_STALL_S", 1.0)
-    monkeypatch.setattr(dispatch, "_WATCH_POLL_S", 0.2)
+    monkeypatch.setattr(console, "STALL_S", 1.0)
+    monkeypatch.setattr(console, "WATCH_POLL_S", 0.2)
+    caplog.set_level(logging.WARNING, logger="sweeper")
     spec = loads(spec_text("stall", tiny_data, "  learning_rate: {value: 0.001}\n").replace(
         "epochs: {value: 2}", "epochs: {value: 1}"))
     summary = run(spec, RunOptions(results_dir=tmp_path, wandb_mode="disabled", progress=False))
     assert summary.status_counts == {"ok": 1}
-    err = capsys.readouterr().err
-    assert "sweeper: warning: no trial has reported for " in err and str(tmp_path / "stall" / "ray" / "run-001") in err
+    err = "\n".join(caplog.messages)
+    assert "no trial has reported for " in err and str(tmp_path / "stall" / "ray" / "run-001") in err
 
 
 def test_distinct_search_tells_repeats_to_optuna_as_pruned(tiny_data, tmp_path) -> None:
     """The searcher wrapper on a real OptunaSearch and study, driven as Tune drives it."""
     import optuna
 
-    from sweeper.dispatch import _config_trial, _param_space, _search_and_scheduler
-    from sweeper.space import finite_ids
+    from sweeper.space import config_trial, finite_ids
 
     spec = loads(spec_text("tpe_unit", tiny_data, """
   learning_rate: {values: [0.0001, 0.001]}
   rho: {values: [0.8, 0.9]}
 """).replace("method: grid", "method: bayes\nrun_cap: 4"))
     space = sorted(finite_ids(spec))
-    search, _ = _search_and_scheduler(spec, tmp_path, done=[space[0]])  # one trial already recorded
-    assert search.set_search_properties(None, None, _param_space(spec, []))
+    sweep = plan(spec, ())
+    searcher, _ = search.search_and_scheduler(spec, sweep, tmp_path, done=[space[0]])  # one trial already recorded
+    assert searcher.set_search_properties(None, None, search.param_space(spec, sweep, []))
     proposed = []
     for n in range(4):
-        config = search.suggest(f"t{n}")
+        config = searcher.suggest(f"t{n}")
         if not isinstance(config, dict):
             break
         fixed = {"epochs": 2, "steps_per_epoch": 2, "batch_size": 2, "patch_size": 16}  # spec_text's values
-        proposed.append(_config_trial({**fixed, **config})[1])
-        search.on_trial_complete(f"t{n}", result={"val_psnr": 20.0 + n})
+        proposed.append(config_trial({**fixed, **config})[1])
+        searcher.on_trial_complete(f"t{n}", result={"val_psnr": 20.0 + n})
     assert config == "FINISHED"  # the three new points, then nothing left to propose
     assert sorted(proposed) == space[1:]
     study = optuna.load_study(study_name="tpe_unit", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     states = [t.state for t in study.trials]
     assert states.count(optuna.trial.TrialState.COMPLETE) == 3
-    assert states.count(optuna.trial.TrialState.PRUNED) == search.repeats == len(states) - 3
+    assert states.count(optuna.trial.TrialState.PRUNED) == searcher.repeats == len(states) - 3
 
 
 def test_random_runs_its_pre_drawn_trials_and_resumes_to_nothing(t4_ray, tiny_data, tmp_path) -> None:
@@ -364,18 +370,20 @@ def test_a_long_grid_runs_as_consecutive_tuners_each_trial_once(t4_ray, tiny_dat
     What is under test is the dispatch (real Ray, real Tune, real ledger), not training: the
     trainable reports one epoch straight away, so three Tuners do not pay for TensorFlow.
     """
-    from sweeper import dispatch, trainable
+    from sweeper import trainable
     from sweeper.ledger import Ledger
     from sweeper.space import expand
 
     def instant_trial(config, context):
         from ray import tune
 
-        tune.report({"epoch": 1, "train_loss": 0.1, "val_psnr": 20.0 + 1000 * config["learning_rate"],
-                     "val_ssim": 0.5, "val_mae": 0.05, "trial_id": config["trial_id"], "status": "ok", "error": ""})
+        from sweeper.records import TrialReport
+
+        tune.report(TrialReport(trial_id=config["trial_id"], epoch=1, train_loss=0.1, metrics={
+            "val_psnr": 20.0 + 1000 * config["learning_rate"], "val_ssim": 0.5, "val_mae": 0.05}).to_dict())
 
     monkeypatch.setattr(trainable, "run_trial", instant_trial)
-    monkeypatch.setattr(dispatch, "_TRIALS_PER_TUNER", 2)
+    monkeypatch.setattr(search, "TRIALS_PER_TUNER", 2)
     spec = loads(spec_text("batched", tiny_data, """
   learning_rate: {values: [0.0001, 0.0002, 0.0003, 0.0004, 0.0005]}
 """).replace("epochs: {value: 2}", "epochs: {value: 1}"))
@@ -393,29 +401,27 @@ def test_a_long_grid_runs_as_consecutive_tuners_each_trial_once(t4_ray, tiny_dat
 
 
 def test_bayes_and_asha_sweeps_stay_in_one_tuner(monkeypatch) -> None:
-    from sweeper import dispatch
     from sweeper.spec import load
 
-    monkeypatch.setattr(dispatch, "_TRIALS_PER_TUNER", 2)
+    monkeypatch.setattr(search, "TRIALS_PER_TUNER", 2)
     grid = load(ROOT / "search_spaces" / "lr_rho.yaml")
-    todo = dispatch.plan(grid, dispatch.Ledger(Path("/nonexistent"), create=False))[1]
-    assert [len(b) for b in dispatch._batches(grid, todo)] == [2] * 20
+    sweep = plan(grid, set())
+    todo = sweep.todo
+    assert [len(b) for b in search.batches(grid, sweep)] == [2] * 20
     asha = load(ROOT / "search_spaces" / "lr_rho.yaml", ("early_terminate={type: hyperband, min_iter: 1}",))
-    assert [len(b) for b in dispatch._batches(asha, todo)] == [40]
+    assert [len(b) for b in search.batches(asha, plan(asha, set()))] == [40]
     # ASHA meets the trials in a parameter-blind order (by id), not the grid's sorted one.
-    (asha_batch,) = dispatch._batches(asha, todo)
+    (asha_batch,) = search.batches(asha, plan(asha, set()))
     assert [t.id for t in asha_batch] == sorted(t.id for t in todo) != [t.id for t in todo]
     bayes = load(ROOT / "search_spaces" / "lr_rho_bayes.yaml")
-    assert [len(b) for b in dispatch._batches(bayes, [])] == [0]
+    assert [len(b) for b in search.batches(bayes, plan(bayes, set()))] == [0]
 
 
 def test_ctrl_c_outside_a_tuner_sets_the_stop_flag_and_does_not_kill_the_driver() -> None:
     """Between two Tuners Ray's SIGUSR1 handler is not installed; the driver must survive."""
-    from sweeper import dispatch
-
-    stop = dispatch._StopFlag()
+    stop = console.StopFlag()
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGUSR1)
-    with dispatch._graceful_ctrl_c(stop):
+    with console.graceful_ctrl_c(stop):
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.2)  # signal handlers run between bytecodes of the main thread
         assert stop.is_set()
@@ -542,7 +548,7 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_loses_nothing(tiny_data, tm
     assert set(trials["status"]) == {"ok"}
 
 
-def test_a_corrupt_ledger_is_set_aside_and_rebuilt_from_ray_or_rerun(t4_ray, tiny_data, tmp_path, capsys) -> None:
+def test_a_corrupt_ledger_is_set_aside_and_rebuilt_from_ray_or_rerun(t4_ray, tiny_data, tmp_path, caplog) -> None:
     import shutil
 
     from sweeper.ledger import Ledger, LedgerError
@@ -560,9 +566,10 @@ def test_a_corrupt_ledger_is_set_aside_and_rebuilt_from_ray_or_rerun(t4_ray, tin
     with pytest.raises(LedgerError, match="sets it aside"):
         Ledger(sweep_dir).trials()
 
-    again = run(spec, options)  # every trial finished in ray/: recovered, none re-run
+    with caplog.at_level(logging.WARNING, logger="sweeper"):
+        again = run(spec, options)  # every trial finished in ray/: recovered, none re-run
     assert (again.recovered, again.dispatched) == (2, 0)
-    assert "unreadable, moved to trials.parquet.unreadable-" in capsys.readouterr().err
+    assert any("unreadable, moved to trials.parquet.unreadable-" in m for m in caplog.messages)
     assert len(list(sweep_dir.glob("trials.parquet.unreadable-*"))) == 1  # kept, never deleted
     after = Ledger(sweep_dir).trials().set_index("trial_id")
     assert sorted(after.index) == sorted(before.index)
@@ -670,8 +677,8 @@ def test_a_trial_out_of_memory_is_recorded_with_its_message_and_others_finish(cl
 def test_the_local_ray_the_sweeper_starts_listens_on_loopback_only() -> None:
     code = """
 import json, psutil
-from sweeper.dispatch import _connect
-_connect(None)
+from sweeper.dispatch import connect
+connect(None)
 me = psutil.Process()
 ips = sorted({c.laddr.ip for p in [me, *me.children(recursive=True)]
               for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN})
@@ -707,16 +714,16 @@ def test_hyperband_maps_to_asha_and_bayes_to_optuna_tpe(tmp_path) -> None:
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from sweeper.dispatch import _reuse_actors, _search_and_scheduler
     from sweeper.spec import load
 
     spec = load(ROOT / "search_spaces" / "lr_rho_bayes.yaml", ("epochs=4",))
-    search, scheduler = _search_and_scheduler(spec, tmp_path)
-    assert isinstance(scheduler, ASHAScheduler) and isinstance(search.inner, OptunaSearch)
+    searcher, scheduler = search.search_and_scheduler(spec, plan(spec, ()), tmp_path)
+    assert isinstance(scheduler, ASHAScheduler) and isinstance(searcher.inner, OptunaSearch)
     assert scheduler._time_attr == "epoch" and scheduler._max_t == 4
     assert scheduler._reduction_factor == spec.early_terminate.eta
     assert min(milestone for milestone, _ in scheduler._brackets[0]._rungs) == spec.early_terminate.min_iter
-    grid, none = _search_and_scheduler(load(ROOT / "search_spaces" / "lr_rho.yaml"), tmp_path)
+    grid_spec = load(ROOT / "search_spaces" / "lr_rho.yaml")
+    grid, none = search.search_and_scheduler(grid_spec, plan(grid_spec, ()), tmp_path)
     assert grid is None and none is None
     # Worker processes are reused between trials except where a scheduler stops trials early.
-    assert _reuse_actors(none) is True and _reuse_actors(scheduler) is False
+    assert search.reuse_actors(none) is True and search.reuse_actors(scheduler) is False

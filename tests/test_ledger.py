@@ -19,17 +19,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sweeper.ledger import EPOCH_COLUMNS, TRIAL_COLUMNS, Ledger, LedgerError, read_csv_export
+from sweeper.records import EpochRow, TrialRow
 from tests.conftest import ROOT
 
 
-def row(tid: str, status: str = "ok", psnr: float = 25.0, **extra: object) -> dict:
-    return {"trial_id": tid, "status": status, "val_psnr": psnr, "params_optimizer": "adam",
-            "params_learning_rate": 0.001, "params_batch_size": 8, **extra}
+def row(tid: str, status: str = "ok", psnr: float = 25.0, **extra: object) -> TrialRow:
+    return TrialRow.from_columns({"trial_id": tid, "status": status, "val_psnr": psnr, "params_optimizer": "adam",
+                                  "params_learning_rate": 0.001, "params_batch_size": 8, **extra})
 
 
-def epochs(tid: str, n: int = 2) -> list[dict]:
-    return [{"trial_id": tid, "epoch": e, "train_loss": 0.1 / e, "val_psnr": 20.0 + e, "val_ssim": 0.5,
-             "val_mae": 0.05} for e in range(1, n + 1)]
+def epochs(tid: str, n: int = 2) -> list[EpochRow]:
+    return [EpochRow.from_columns({"trial_id": tid, "epoch": e, "train_loss": 0.1 / e, "val_psnr": 20.0 + e,
+                                   "val_ssim": 0.5, "val_mae": 0.05}) for e in range(1, n + 1)]
 
 
 def test_record_and_read_back(tmp_path: Path) -> None:
@@ -72,13 +73,13 @@ def test_dtypes_are_fixed_empty_or_not(tmp_path: Path) -> None:
 def test_bad_rows_are_refused(tmp_path: Path, bad: dict, message: str) -> None:
     ledger = Ledger(tmp_path)
     with pytest.raises(ValueError, match=re.escape(message)):
-        ledger.record(bad)
+        ledger.record(TrialRow.from_columns(bad))
     assert not ledger.trials_path.exists()
 
 
 def test_bad_epoch_rows_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown columns \\['lr'\\]"):
-        Ledger(tmp_path).record(row("a"), [{"epoch": 1, "lr": 0.1}])
+        Ledger(tmp_path).record(row("a"), [EpochRow.from_columns({"epoch": 1, "lr": 0.1})])
     with pytest.raises(ValueError, match="trial_id 'b' is not the row's 'a'"):
         Ledger(tmp_path).record(row("a"), epochs("b"))
 
@@ -94,7 +95,7 @@ def test_recording_a_trial_twice_writes_nothing(tmp_path: Path) -> None:
 
 def test_epochs_dedupe_by_epoch_keeping_the_newest(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path)
-    retried = epochs("a", 2) + [{"epoch": 1, "train_loss": 9.0, "val_psnr": 30.0}]  # epoch 1 re-reported
+    retried = epochs("a", 2) + [EpochRow(epoch=1, train_loss=9.0, metrics={"val_psnr": 30.0})]  # epoch 1 re-reported
     ledger.record(row("a"), retried)
     got = ledger.epochs()
     assert list(got["epoch"]) == [1, 2] and got.loc[0, "train_loss"] == 9.0
@@ -220,14 +221,15 @@ _WRITER = """
 import sys
 from pathlib import Path
 from sweeper.ledger import Ledger
+from sweeper.records import EpochRow, TrialRow
 ledger = Ledger(sys.argv[1])
 prefix = sys.argv[3] if len(sys.argv) > 3 else ""
 stop = Path(sys.argv[4]) if len(sys.argv) > 4 else None
 for i in range(int(sys.argv[2])):
     if stop is not None and stop.exists():
         break
-    ledger.record({"trial_id": f"t{prefix}{i:04d}", "status": "ok", "val_psnr": float(i), "params_seed": i},
-                  [{"epoch": 1, "train_loss": 0.1, "val_psnr": float(i), "val_ssim": 0.5, "val_mae": 0.1}])
+    ledger.record(TrialRow(f"t{prefix}{i:04d}", "ok", params={"seed": i}, metrics={"val_psnr": float(i)}),
+                  [EpochRow(1, train_loss=0.1, metrics={"val_psnr": float(i), "val_ssim": 0.5, "val_mae": 0.1})])
     print(i, flush=True)
 """
 
@@ -274,7 +276,7 @@ def test_kill_9_mid_writes_leaves_a_readable_prefix(tmp_path: Path) -> None:
         ids = _assert_whole_prefix(ledger.trials(), ledger.epochs())
         assert set(ledger.epochs()["trial_id"]) == set(ids)
     assert len(ids) > 5
-    assert ledger.record({"trial_id": "after", "status": "ok"}) is True  # and it can go on
+    assert ledger.record(TrialRow("after", "ok")) is True  # and it can go on
 
 
 def test_two_writer_processes_keep_every_row(tmp_path: Path) -> None:

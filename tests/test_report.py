@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from sweeper.cli import app
 from sweeper.ledger import Ledger
-from sweeper.report import OUTCOMES, build_report, difference_interval, mean_interval, report
+from sweeper.records import EpochRow, TrialRow
+from sweeper.report import OUTCOMES, build_report, difference_interval, mean_interval, render, report
 from sweeper.spec import from_dict
 from tests.conftest import ROOT, run_cli_light
 
@@ -52,15 +53,13 @@ def make_sweep(folder: Path, grid: dict[str, list], values: dict[tuple, list[flo
         for seed, psnr in enumerate(psnrs):
             st = (status or {}).get(config, ["ok"] * len(psnrs))[seed]
             tid = "-".join(map(str, config)) + f"-s{seed}"
-            params = {f"params_{k}": v for k, v in zip(names, config)}
             ok = st == "ok"
             ledger.record(
-                {"trial_id": tid, "status": st, **params, "params_seed": seed,
-                 **{f"params_{k}": v for k, v in (fixed or {}).items()},
-                 "val_psnr": psnr if ok else math.nan, "val_ssim": psnr / 40 if ok else math.nan,
-                 "val_mae": 1 / psnr if ok else math.nan, "seconds": 10.0 + seed, "epochs_run": 2,
-                 "error": "" if ok else f"{st}: boom in trial {tid}"},
-                [{"epoch": e, "train_loss": 0.1, "val_psnr": psnr - 2 + e, "val_ssim": 0.5, "val_mae": 0.05}
+                TrialRow(tid, st, params={**dict(zip(names, config)), "seed": seed, **(fixed or {})},
+                         metrics={"val_psnr": psnr if ok else math.nan, "val_ssim": psnr / 40 if ok else math.nan,
+                                  "val_mae": 1 / psnr if ok else math.nan},
+                         seconds=10.0 + seed, epochs_run=2, error="" if ok else f"{st}: boom in trial {tid}"),
+                [EpochRow(e, train_loss=0.1, metrics={"val_psnr": psnr - 2 + e, "val_ssim": 0.5, "val_mae": 0.05})
                  for e in (1, 2)] if ok else [],
             )
     return folder
@@ -200,7 +199,7 @@ def test_a_partial_sweep_reports_what_is_done_and_says_so(tmp_path: Path) -> Non
     result = report(sweep)
     assert result.partial and (result.recorded, result.planned) == (4, 12)
     assert "PARTIAL: 8 trials not recorded yet" in result.headline()
-    assert "PARTIAL" in (sweep / "report.md").read_text() and json.loads(result.render("json"))["partial"] is True
+    assert "PARTIAL" in (sweep / "report.md").read_text() and json.loads(render(result, "json"))["partial"] is True
 
 
 def test_an_empty_sweep_is_a_one_line_error(tmp_path: Path) -> None:
@@ -247,7 +246,7 @@ def test_html_is_self_contained_with_embedded_pngs(tmp_path: Path) -> None:
 
 def test_json_has_the_documented_shape(tmp_path: Path) -> None:
     sweep = make_sweep(tmp_path / "s", OPT_LOSS, opt_loss([30.0, 30.2], [25.0, 25.1]))
-    doc = json.loads(report(sweep).render("json"))
+    doc = json.loads(render(report(sweep), "json"))
     assert {"ranking", "verdict", "failures", "importance", "partial", "metric", "goal"} <= set(doc)
     top = doc["ranking"][0]
     assert set(top) >= {"rank", "params", "n", "val_psnr", "val_ssim", "val_mae", "seconds", "statuses", "trial_ids"}
@@ -261,7 +260,7 @@ def test_json_has_the_documented_shape(tmp_path: Path) -> None:
 
 def test_csv_format_is_the_ranking(tmp_path: Path) -> None:
     sweep = make_sweep(tmp_path / "s", OPT_LOSS, opt_loss([30.0, 30.2], [25.0, 25.1]))
-    lines = report(sweep).render("csv").splitlines()
+    lines = render(report(sweep), "csv").splitlines()
     assert lines[0].startswith("rank,loss,optimizer,n,val_psnr_mean,val_psnr_low,val_psnr_high")
     assert lines[1].startswith("1,mae,rmsprop,2,30.1,") and len(lines) == 7
 
@@ -359,11 +358,11 @@ def test_the_blurred_input_baseline_is_scored_like_a_trial_and_cached(tmp_path: 
     assert result.baseline["val_psnr"] == pytest.approx(np.mean(expected), abs=1e-3)
     gain = 30.1 - result.baseline["val_psnr"]
     assert f"is {gain:+.3f} dB from it in val_psnr" in (sweep / "report.md").read_text()
-    assert json.loads(result.render("json"))["baseline"] == result.baseline
+    assert json.loads(render(result, "json"))["baseline"] == result.baseline
     cached = json.loads((sweep / "baseline.json").read_text())
     moved = make_sweep(tmp_path / "t", OPT_LOSS, {}, record=False)  # the same cache, no data at all
     (moved / "baseline.json").write_text(json.dumps(cached))
-    Ledger(moved).record({"trial_id": "a", "status": "ok", "val_psnr": 30.0, "params_seed": 0})
+    Ledger(moved).record(TrialRow("a", "ok", params={"seed": 0}, metrics={"val_psnr": 30.0}))
     assert build_report(moved, plots=False).baseline == cached
 
 

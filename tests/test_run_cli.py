@@ -74,6 +74,28 @@ def test_bad_wandb_mode_and_max_concurrent_are_refused(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--wandb-mode" in result.stderr
 
 
+def test_resume_refuses_a_results_folder_that_holds_no_such_sweep(tmp_path: Path) -> None:
+    """A mistyped --results-dir with --resume must not start the sweep from scratch."""
+    result = runner.invoke(app, ["run", str(SPEC), "--resume", "--results-dir", str(tmp_path / "typo")])
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"sweeper: error: --resume: {(tmp_path / 'typo' / 'optim_loss').resolve()} holds no sweep to resume; "
+        "check --results-dir, or leave out --resume to start it"]
+    assert not (tmp_path / "typo").exists()
+
+
+def test_status_ranks_by_the_specs_metric_and_goal(tmp_path: Path) -> None:
+    from tests.test_report import OPT_LOSS, make_sweep, opt_loss
+
+    # val_mae, minimized: the best trial is the one with the lowest MAE (make_sweep's MAE is 1/PSNR,
+    # so the highest PSNR), not simply the highest val_psnr column of any trial.
+    sweep = make_sweep(tmp_path / "mae", OPT_LOSS, opt_loss([30.0, 31.0], [25.0, 26.0]), metric="val_mae",
+                       goal="minimize")
+    result = runner.invoke(app, ["status", str(sweep)])
+    assert result.exit_code == 0, result.output
+    assert "best val_mae 0.032 (loss=mae, optimizer=rmsprop, seed=1)" in result.stdout
+
+
 def test_status_without_sweeps_says_how_to_start_one(tmp_path: Path) -> None:
     result = runner.invoke(app, ["status", "--results-dir", str(tmp_path)])
     assert result.exit_code == 1 and "sweeper run search_spaces/optim_loss.yaml" in result.stderr

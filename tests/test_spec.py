@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import logging
 import pickle
 import subprocess
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import sweeper.spec
 from model.errors import ConfigError
-from sweeper import spec as spec_module
 from sweeper.spec import (
     MAX_GRID,
     PARAMETER_NAMES,
@@ -28,6 +30,7 @@ from sweeper.spec import (
     from_dict,
     load,
     loads,
+    wandb_schema,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -443,10 +446,38 @@ def test_bad_overrides(item: str, expected: str) -> None:
 
 
 def test_wandb_schema_violations_become_problems(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(spec_module, "_wandb_checker", lambda: (lambda doc: ["boom", "boom"]))
+    monkeypatch.setattr(wandb_schema, "wandb_checker", lambda: (lambda doc: ["boom", "boom"]))
     assert problems_of(BASE) == ("(W&B sweep schema): boom",)
-    monkeypatch.setattr(spec_module, "_wandb_checker", lambda: None)  # sweeps not installed
+    monkeypatch.setattr(wandb_schema, "wandb_checker", lambda: None)  # sweeps not installed
     assert loads(BASE).name == "t"
+
+
+def test_missing_sweeps_is_skipped_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "sweeps", None)  # makes `from sweeps import ...` raise ImportError
+    wandb_schema.wandb_checker.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger=wandb_schema.__name__):
+            assert loads(BASE).name == "t"
+            assert loads(BASE.replace("name: t", "name: u")).name == "u"
+    finally:
+        wandb_schema.wandb_checker.cache_clear()  # later tests import the real sweeps again
+    warned = [r for r in caplog.records if r.name == wandb_schema.__name__]
+    assert len(warned) == 1, warned
+    assert warned[0].levelno == logging.WARNING
+    message = warned[0].getMessage()
+    assert "W&B sweep schema check skipped" in message and "'sweeps' package is not installed" in message
+    assert "pip install --no-deps 'sweeps>=0.2,<0.4' jsonschema jsonref pydantic" in message
+
+
+def test_docstring_example_loads() -> None:
+    doc = sweeper.spec.__doc__
+    assert doc is not None
+    example = doc.split("::\n\n", 1)[1].split("\n\n", 1)[0]  # the indented block after "::"
+    spec = loads(textwrap.dedent(example))
+    assert spec.name == "lr_search" and spec.early_terminate is not None
+    assert wandb_violations(spec.wandb_config()) == []
 
 
 def test_import_spec_does_not_import_tensorflow_keras_ray() -> None:

@@ -99,7 +99,7 @@ def test_saved_best_model_predicts_a_folder(tiny_data: object, tmp_path: Path) -
     names = sorted(p.name for p in blur_dir.iterdir())
     assert sorted(p.name for p in out.outputs) == names
     assert out.ms_per_image > 0
-    from model.data import read_image
+    from model.images import read_image
 
     assert read_image(out.outputs[0]).shape == read_image(blur_dir / names[0]).shape
 

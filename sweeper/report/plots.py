@@ -1,19 +1,31 @@
-"""The report's figures (PNG), drawn with matplotlib's object API (no pyplot state, no display)."""
+"""The report's figures (PNG), drawn with matplotlib's object API (no pyplot state, no display).
+
+Each figure is written whole (:func:`~sweeper.folder.write_atomic`), so a browser refreshing
+the report while it is redrawn never shows half a PNG.
+"""
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
+
+from sweeper.folder import write_atomic
+from sweeper.records import param_column
+from sweeper.report.display import show
+from sweeper.report.ranking import ConfigResult
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-    from sweeper.report import ConfigResult
+__all__ = ["curves", "draw_all", "heatmap", "importance", "parallel", "samples"]
 
 # The heatmaps the write-up's two questions ask for; other sweeps get their first two parameters.
 _PAIRS = (("optimizer", "loss"), ("learning_rate", "rho"))
+# A sample strip is labelled with the parameters of those two questions.
+_SAMPLE_PARAMS = tuple(name for pair in _PAIRS for name in pair)
 _TOP_CURVES = 5
 _DPI = 110
 
@@ -25,19 +37,19 @@ def _figure(width: float, height: float) -> "Figure":
 
 
 def _save(fig: "Figure", path: Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    fig.savefig(tmp, format="png")
-    tmp.replace(path)
-    return path
-
-
-def _label(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return write_atomic(path, buffer.getvalue())
 
 
 def _cmap(goal: str) -> str:
     return "viridis" if goal == "maximize" else "viridis_r"  # brighter is always better
+
+
+def _levels(column: "pd.Series") -> list[Any]:
+    # Sorted by type first, so a column mixing ints and strings (an edited spec) still sorts.
+    return sorted(column.dropna().unique(), key=lambda v: (str(type(v)), v))
 
 
 def heatmap(trials: "pd.DataFrame", rows: str, cols: str, metric: str, goal: str, path: Path) -> Path | None:
@@ -46,9 +58,9 @@ def heatmap(trials: "pd.DataFrame", rows: str, cols: str, metric: str, goal: str
     if ok.empty:
         return None
     # Every level any trial reached, so a configuration whose trials all failed shows as a gap.
-    levels = {k: sorted(trials[f"params_{k}"].dropna().unique(), key=lambda v: (str(type(v)), v)) for k in (rows, cols)}
+    levels = {k: _levels(trials[param_column(k)]) for k in (rows, cols)}
     table, counts = (
-        ok.pivot_table(index=f"params_{rows}", columns=f"params_{cols}", values=metric, aggfunc=how)
+        ok.pivot_table(index=param_column(rows), columns=param_column(cols), values=metric, aggfunc=how)
         .reindex(index=levels[rows], columns=levels[cols])
         for how in ("mean", "count")
     )
@@ -56,8 +68,8 @@ def heatmap(trials: "pd.DataFrame", rows: str, cols: str, metric: str, goal: str
     ax = fig.add_subplot()
     image = ax.imshow(table.to_numpy(dtype=float), cmap=_cmap(goal), aspect="auto")
     fig.colorbar(image, ax=ax, label=metric)
-    ax.set_xticks(range(table.shape[1]), [_label(v) for v in table.columns])
-    ax.set_yticks(range(table.shape[0]), [_label(v) for v in table.index])
+    ax.set_xticks(range(table.shape[1]), [show(v) for v in table.columns])
+    ax.set_yticks(range(table.shape[0]), [show(v) for v in table.index])
     ax.set_xlabel(cols)
     ax.set_ylabel(rows)
     values = table.to_numpy(dtype=float)
@@ -78,7 +90,7 @@ def heatmap(trials: "pd.DataFrame", rows: str, cols: str, metric: str, goal: str
     return _save(fig, path)
 
 
-def curves(epochs: "pd.DataFrame", ranking: Sequence["ConfigResult"], metric: str, path: Path,
+def curves(epochs: "pd.DataFrame", ranking: Sequence[ConfigResult], metric: str, path: Path,
            baseline: float | None = None) -> Path | None:
     """Per-epoch ``metric`` of every trial of the top configurations (and the blurred input's)."""
     from matplotlib.ticker import MaxNLocator
@@ -127,8 +139,7 @@ def samples(sweep_dir: Path, trials: "pd.DataFrame", metric: str, goal: str, pat
     for r, (which, row, image) in enumerate(picks):
         side = image.shape[1] // 3  # the strip is blurred|restored|sharp, square images, one row each
         first = image[: min(side, image.shape[0])]
-        params = ", ".join(f"{c.removeprefix('params_')}={_label(row[c])}" for c in ("params_optimizer", "params_loss",
-                                                                                   "params_learning_rate", "params_rho"))
+        params = "\n".join(f"{name}={show(row[param_column(name)])}" for name in _SAMPLE_PARAMS)
         for c, title in enumerate(("blurred", "restored", "sharp")):
             ax = fig.add_subplot(len(picks), 3, 3 * r + c + 1)
             ax.imshow(first[:, c * side:(c + 1) * side])
@@ -136,7 +147,7 @@ def samples(sweep_dir: Path, trials: "pd.DataFrame", metric: str, goal: str, pat
             ax.set_yticks([])
             ax.set_title(title if c != 1 else f"{which}: {row[metric]:.2f} {metric}", fontsize=8)
             if c == 0:
-                ax.set_ylabel(params.replace(", ", "\n"), fontsize=6)
+                ax.set_ylabel(params, fontsize=6)
     return _save(fig, path)
 
 
@@ -144,21 +155,22 @@ def parallel(trials: "pd.DataFrame", keys: Sequence[str], metric: str, goal: str
     """Parallel coordinates: one line per ok trial through each searched parameter, coloured by ``metric``."""
     import numpy as np
     from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
     ok = trials[(trials["status"] == "ok") & trials[metric].notna()]
-    axes = [k for k in (*keys, "seed") if f"params_{k}" in ok.columns and ok[f"params_{k}"].notna().any()]
+    axes = [k for k in (*keys, "seed") if param_column(k) in ok.columns and ok[param_column(k)].notna().any()]
     if ok.empty or not axes:
         return None
     positions: list[np.ndarray] = []
     ticks: list[tuple[list[float], list[str]]] = []
     for k in axes:
-        column = ok[f"params_{k}"]
-        levels = sorted(column.dropna().unique(), key=lambda v: (str(type(v)), v))
+        column = ok[param_column(k)]
+        levels = _levels(column)
         spread = max(len(levels) - 1, 1)
         where = {v: i / spread for i, v in enumerate(levels)}
         positions.append(column.map(where).to_numpy(dtype=float))
-        ticks.append(([where[v] for v in levels], [_label(v) for v in levels]))
+        ticks.append(([where[v] for v in levels], [show(v) for v in levels]))
     values = ok[metric].to_numpy(dtype=float)
     low, high = float(values.min()), float(values.max())
     positions.append((values - low) / (high - low) if high > low else np.full(len(values), 0.5))
@@ -180,8 +192,6 @@ def parallel(trials: "pd.DataFrame", keys: Sequence[str], metric: str, goal: str
     ax.set_xticks(xs, [*axes, metric])
     ax.set_yticks([])
     ax.set_title(f"Parallel coordinates: every ok trial, coloured by {metric}")
-    from matplotlib.cm import ScalarMappable
-
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=metric)
     return _save(fig, path)
 
@@ -203,14 +213,26 @@ def draw_all(
     sweep_dir: Path,
     trials: "pd.DataFrame",
     epochs: "pd.DataFrame",
-    ranking: Sequence["ConfigResult"],
+    ranking: Sequence[ConfigResult],
     keys: Sequence[str],
     metric: str,
     goal: str,
     scores: dict[str, float],
     baseline: float | None = None,
 ) -> dict[str, Path]:
-    """Every figure that applies to this sweep, as ``{title: png}`` under ``<sweep>/plots/``."""
+    """Every figure that applies to this sweep, as ``{title: png}`` under ``<sweep>/plots/``.
+
+    Args:
+        sweep_dir: The sweep folder (its ``samples/`` strips feed the samples figure).
+        trials: The ledger's trials.
+        epochs: The ledger's epochs (the learning curves).
+        ranking: The configurations, best first.
+        keys: The parameters that define a configuration.
+        metric: The report metric.
+        goal: ``maximize`` or ``minimize``.
+        scores: Parameter importances (no figure when empty).
+        baseline: The blurred input's ``metric``, drawn as a line on the learning curves.
+    """
     out = sweep_dir / "plots"
     pairs = [p for p in _PAIRS if p[0] in keys and p[1] in keys]
     if not pairs and len(keys) >= 2:

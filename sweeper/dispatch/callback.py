@@ -1,0 +1,83 @@
+"""The driver-side Tune callback that writes each finished trial into the ledger.
+
+One writer (the driver) on any cluster: workers on other nodes cannot reach the driver's
+disk. Imports Ray at module level (it subclasses Ray's ``Callback``); the driver imports it
+only once Ray is needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from sweeper.dispatch.console import Progress, StopFlag
+from sweeper.dispatch.results import ran_to_the_end, record_from_results
+from sweeper.ledger import Ledger
+from sweeper.space import config_trial
+from sweeper.spec import SweepSpec
+
+__all__ = ["LedgerCallback", "error_message"]
+
+
+class LedgerCallback(Callback):
+    """Collect each trial's results; record it in the ledger when it ends (well or not).
+
+    A trial cut short by Ctrl-C is left out (it runs again on resume), never recorded as a
+    result.
+    """
+
+    def __init__(self, spec: SweepSpec, ledger: Ledger, progress: Progress, stop: StopFlag) -> None:
+        self.spec, self.ledger, self.progress, self.stop = spec, ledger, progress, stop
+        self.results: dict[str, list[dict[str, Any]]] = {}
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.progress.update(trials)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self.results.setdefault(trial.trial_id, []).append(dict(result))
+        self.progress.update(trials)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trials, trial, None)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trials, trial, error_message(trial))
+
+    def _finish(self, trials: list, trial: Any, error: str | None) -> None:
+        params, tid = config_trial(trial.config)
+        results = self.results.pop(trial.trial_id, [])
+        # Ray still marks the finishing trial RUNNING while its callbacks run.
+        others = [t for t in trials if t is not trial]
+        if self.stop.is_set() and (error is not None or not ran_to_the_end(params, results)):
+            # Cut short by Ctrl-C (stopped, or its worker hit by the same SIGINT): not a result.
+            self.progress.update(others)
+            return
+        row, epochs = record_from_results(
+            tid, params, results, goal=self.spec.goal, metric=self.spec.metric, error=error,
+            # every failure was an attempt; a trial that ends well adds its final one
+            attempts=int(trial.num_failures) + (0 if error else 1),
+        )
+        self.ledger.record(row, epochs)
+        self.progress.finished(row)
+        self.progress.update(others)
+
+
+def error_message(trial: Any) -> str:
+    """The last line of the trial's error trace: the exception type and message.
+
+    The driver-local copy (``trial.error_file``) is written before the callback runs; the
+    copy in the storage path may not be synced yet, so it is only the fallback.
+    """
+    text = ""
+    try:
+        local = trial.error_file
+        if local and Path(local).is_file():
+            text = Path(local).read_text(errors="replace")
+        if not text.strip():
+            text = trial.get_error() or ""
+    except Exception:  # storage on a remote filesystem may be unreachable
+        pass
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[-1] if lines else "trial failed (no error message recorded)"

@@ -1,0 +1,191 @@
+"""What a running sweep shows and how it stops: the progress bar, the stall watchdog and a
+graceful Ctrl-C. Messages go to the ``sweeper`` loggers (the CLI prints them); no Ray import."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from sweeper.records import STATUSES, TrialRow
+from sweeper.spec import SweepSpec
+
+__all__ = ["Progress", "StopFlag", "Watchdog", "graceful_ctrl_c", "watchdog", "STALL_S", "STALL_FACTOR", "WATCH_POLL_S"]
+
+_log = logging.getLogger(__name__)
+
+# A sweep stuck inside Ray Tune (a worker dead unreported, ray-project/ray#28197) prints
+# nothing and never ends. The watchdog warns when no trial has written a result for this many
+# seconds, or 10x the longest gap seen so far in this run if longer (slow epochs are not a
+# stall). A warned-about gap counts too, in case it was a slow epoch: a hang lasts for ever,
+# so it is reported however long the gaps before it were.
+STALL_S = 900.0
+STALL_FACTOR = 10.0
+WATCH_POLL_S = 10.0
+
+
+class Progress:
+    """Trials done / running / failed and the best so far, as a rich progress bar."""
+
+    def __init__(self, total: int, spec: SweepSpec, enabled: bool) -> None:
+        self.spec, self.total, self.enabled = spec, total, enabled
+        self.counts = dict.fromkeys(STATUSES, 0)
+        self.best: float | None = None
+        self._bar: Any = None
+
+    def __enter__(self) -> "Progress":
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as Bar
+
+            self._bar = Bar(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), transient=False,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(self.spec.name, total=self.total, detail="")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tuner pickles its callbacks into the experiment state; a live terminal bar holds
+        # locks and means nothing in another process, so it is left out.
+        return {**self.__dict__, "_bar": None}
+
+    def finished(self, row: TrialRow) -> None:
+        """Count a trial the ledger has just recorded."""
+        self.counts[row.status] += 1
+        value = row.metrics.get(self.spec.metric, math.nan)
+        if row.status == "ok" and math.isfinite(value):
+            better = self.best is None or (value > self.best if self.spec.goal == "maximize" else value < self.best)
+            self.best = value if better else self.best
+
+    def update(self, trials: Iterable[Any]) -> None:
+        """Redraw with Tune's trials (those ``RUNNING`` are counted as running)."""
+        if self._bar is None:
+            return
+        running = sum(1 for t in trials if getattr(t, "status", "") == "RUNNING")
+        done = sum(self.counts.values())
+        best = f"best {self.spec.metric} {self.best:.3f}" if self.best is not None else "best -"
+        counts = self.counts
+        detail = (f"running {running}  ok {counts['ok']}  failed {counts['error']}  diverged {counts['diverged']}"
+                  f"  {best}")
+        self._bar.update(self._task, completed=done, detail=detail)
+
+
+class Watchdog(threading.Thread):
+    """Watches a Tune run's ``result.json`` files from a thread of its own (a Tune callback
+    would not fire: the hang seen was inside one step of Tune's loop); one warning per stall."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(name="sweeper-watchdog", daemon=True)
+        self.run_dir, self._done = run_dir, threading.Event()
+        self.warnings = 0
+
+    def _newest(self, default: float) -> float:
+        stamps = []
+        for path in self.run_dir.glob("*/result.json"):
+            with contextlib.suppress(OSError):  # a trial folder may be renamed or removed meanwhile
+                stamps.append(path.stat().st_mtime)
+        return max(stamps, default=default)
+
+    def run(self) -> None:
+        last = time.time()
+        longest, warned = 0.0, False
+        while not self._done.wait(WATCH_POLL_S):
+            newest = self._newest(last)
+            if newest > last:
+                longest, last, warned = max(longest, newest - last), newest, False
+                continue
+            idle = time.time() - last
+            if not warned and idle > max(STALL_S, STALL_FACTOR * longest):
+                warned = True
+                self.warnings += 1
+                _log.warning("no trial has reported for %.0f s (%s); Ray may be stuck. Ctrl-C and run the same "
+                             "command again: finished trials are in the ledger and only the rest run",
+                             idle, self.run_dir)
+
+    def stop(self) -> None:
+        """End the thread and wait for it."""
+        self._done.set()
+        self.join()
+
+
+@contextlib.contextmanager
+def watchdog(run_dir: Path) -> Iterator[Watchdog]:
+    """A :class:`Watchdog` on ``run_dir`` for the duration of the block."""
+    watch = Watchdog(run_dir)
+    watch.start()
+    try:
+        yield watch
+    finally:
+        watch.stop()
+
+
+class StopFlag:
+    """Set on Ctrl-C. A plain object, not a threading.Event: Ray pickles the callbacks."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
+class _DropRestoreHint(logging.Filter):
+    """Ray's "Resume experiment with: Tuner.restore(...)" is not how a sweep resumes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tuner.restore" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def graceful_ctrl_c(stop: StopFlag) -> Iterator[None]:
+    """First Ctrl-C: Ray Tune's graceful stop (finished trials are recorded, running ones are
+    not); a second one stops at once. Outside the main thread, Ray's default applies."""
+    tune_logger = logging.getLogger("ray.tune.tune")
+    hint_filter = _DropRestoreHint()
+    tune_logger.addFilter(hint_filter)
+    if threading.current_thread() is not threading.main_thread():
+        try:
+            yield
+        finally:
+            tune_logger.removeFilter(hint_filter)
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        _log.warning("stopping after Ctrl-C: running trials are dropped (they re-run on resume), finished ones "
+                     "are in the ledger; Ctrl-C again stops at once")
+        os.kill(os.getpid(), signal.SIGUSR1)  # Ray Tune's own graceful stop signal
+
+    previous_env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # our handler, not Tune's, owns SIGINT
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    # Tune installs its SIGUSR1 handler only inside fit(); before the first fit (or between
+    # two Tuners) SIGUSR1's default action would kill the driver. The stop flag does the job there.
+    previous_usr1 = signal.signal(signal.SIGUSR1, lambda signum, frame: None)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGUSR1, previous_usr1)
+        tune_logger.removeFilter(hint_filter)
+        if previous_env is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = previous_env

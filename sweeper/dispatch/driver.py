@@ -1,0 +1,193 @@
+"""``sweeper run``: run (or resume) a sweep on Ray Tune, every trial the ledger lacks.
+
+The order of a run: set aside an unreadable ledger, take in a committed CSV export, plan the
+trials, recover those an interrupted run finished, make the dataset, join Ray, pin resources,
+write the provenance, then one Tuner per batch with the ledger callback, the progress bar,
+the stall watchdog and a graceful Ctrl-C. ``Tuner.restore`` is not used: Ray snapshots its
+experiment state every few seconds, so after a ``kill -9`` it would re-run trials that
+finished after the last snapshot, and it cannot skip trials the ledger already holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from model.errors import ConfigError, UserError
+from model.synth import ensure_dataset
+from sweeper import tracking, trainable
+from sweeper.dispatch import search
+from sweeper.dispatch.cluster import connect, pin_resources
+from sweeper.dispatch.console import Progress, StopFlag, graceful_ctrl_c, watchdog
+from sweeper.dispatch.plan import SweepPlan, plan
+from sweeper.dispatch.provenance import write_provenance
+from sweeper.dispatch.results import recover, set_aside_unreadable
+from sweeper.folder import is_sweep
+from sweeper.ledger import CSV_NAMES, Ledger
+from sweeper.spec import SweepSpec
+
+__all__ = ["RunOptions", "RunSummary", "run"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a sweep: the command-line choices that are not part of the spec.
+
+    Attributes:
+        results_dir: Where sweep folders go (``<results_dir>/<spec.name>``).
+        data_dir: Overrides ``sweeper.dataset.dir``.
+        resume: Continue an existing sweep only: refuse when the results folder holds none of
+            this name (a mistyped ``--results-dir`` would otherwise start it from scratch).
+            Re-running without it resumes too.
+        address: A Ray cluster to join (default: ``RAY_ADDRESS``, else a private local Ray).
+        max_concurrent: Trials at once (overrides the spec's).
+        wandb_mode: ``online``, ``offline`` or ``disabled`` (default: offline without credentials).
+        wandb_sweep: Online: register the spec as a W&B sweep and attach the runs to it.
+        progress: Show the progress bar.
+
+    Raises:
+        ConfigError: a bad ``max_concurrent`` or ``wandb_mode``, at construction.
+    """
+
+    results_dir: Path = Path("results")
+    data_dir: Path | None = None
+    resume: bool = False
+    address: str | None = None
+    max_concurrent: int | None = None
+    wandb_mode: str | None = None
+    wandb_sweep: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise ConfigError(f"--max-concurrent: {self.max_concurrent} is too small; use a whole number >= 1")
+        if self.wandb_mode is not None:
+            tracking.resolve_mode(self.wandb_mode)  # refuse a bad --wandb-mode before any work
+
+
+@dataclass
+class RunSummary:
+    """What a call to :func:`run` did."""
+
+    sweep_dir: Path
+    planned: int
+    already_done: int
+    dispatched: int = 0
+    recovered: int = 0
+    status_counts: dict[str, int] = field(default_factory=dict)
+    resources: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    interrupted: bool = False  # stopped by Ctrl-C (SIGINT); finished trials are in the ledger
+    remaining: int = 0  # planned trials not in the ledger when run() returned
+
+
+def _warn(summary: RunSummary, message: str) -> None:
+    summary.warnings.append(message)
+    _log.warning("%s", message)
+
+
+def run(spec: SweepSpec, options: RunOptions = RunOptions()) -> RunSummary:
+    """Run (or resume) a sweep: every trial the ledger lacks, on Ray Tune.
+
+    Returns:
+        A :class:`RunSummary`.
+
+    Raises:
+        UserError: nothing to resume (``options.resume``), a missing dataset, a cluster that
+            cannot be joined or lacks the GPU the spec insists on.
+    """
+    sweep_dir = (options.results_dir / spec.name).resolve()
+    if options.resume and not is_sweep(sweep_dir):
+        raise UserError(f"--resume: {sweep_dir} holds no sweep to resume; check --results-dir, "
+                        "or leave out --resume to start it")
+    ledger = Ledger(sweep_dir)
+    summary = RunSummary(sweep_dir=sweep_dir, planned=0, already_done=0)
+    for message in set_aside_unreadable(ledger):
+        _warn(summary, message)
+    imported = ledger.import_csv_export()
+    if imported:
+        _log.info("%d trials taken into the ledger from %s", imported, sweep_dir / CSV_NAMES[0])
+    sweep = plan(spec, ledger.done_ids())
+    summary.planned, summary.already_done = sweep.planned, len(ledger.done_ids())
+    if spec.run_cap is not None and sweep.planned < spec.run_cap:
+        _warn(summary, f"run_cap is {spec.run_cap} but the space holds {sweep.planned} distinct trials; "
+                       "each runs once (parameters: add values to search more)")
+    summary.recovered = recover(spec, ledger)
+    if summary.recovered:
+        sweep = plan(spec, ledger.done_ids())
+    data_dir = (options.data_dir or spec.dataset.dir).resolve()  # absolute: workers run elsewhere
+    ensure_dataset(data_dir, spec.dataset.name, fix="sweeper.dataset in the spec, or --data-dir")
+    n_todo = sweep.remaining(ledger.done_ids())
+    if n_todo:
+        _dispatch(spec, options, sweep, ledger, summary, data_dir, n_todo)
+    done = ledger.done_ids()
+    summary.status_counts = ledger.status_counts()
+    # A bayes search may end before n_todo: a space without new trials left to propose.
+    summary.dispatched = len(done) - summary.already_done - summary.recovered
+    summary.remaining = sweep.remaining(done)
+    return summary
+
+
+def _dispatch(spec: SweepSpec, options: RunOptions, sweep: SweepPlan, ledger: Ledger, summary: RunSummary,
+              data_dir: Path, n_todo: int) -> None:
+    """The Ray part of :func:`run`: connect, pin, and run the batches of Tuners."""
+    wandb_mode = tracking.resolve_mode(options.wandb_mode)
+    sweep_id = tracking.register_sweep(spec.wandb_config(), None, mode=wandb_mode) if options.wandb_sweep else None
+    connect(options.address)
+    import ray
+    from ray import tune
+
+    from sweeper.dispatch.callback import LedgerCallback  # imports Ray
+
+    resources, warning = pin_resources(spec.resources, ray.cluster_resources())
+    if warning:
+        _warn(summary, warning)
+    summary.resources = resources
+    write_provenance(spec, ledger.sweep_dir, {"resources": resources, "wandb_mode": wandb_mode})
+    context = trainable.TrialContext(
+        sweep=spec.name, sweep_dir=str(ledger.sweep_dir), dataset_dir=str(data_dir), dataset_name=spec.dataset.name,
+        wandb_mode=wandb_mode, cpus=resources["cpu"],
+        accelerator_type=spec.resources.accelerator_type if "gpu" in resources else None, sweep_id=sweep_id,
+        vgg_weights=os.environ.get("SWEEPER_VGG_WEIGHTS") or "auto",
+    )
+    stop = StopFlag()
+    with Progress(n_todo, spec, options.progress) as progress, graceful_ctrl_c(stop):
+        for batch in search.batches(spec, sweep):
+            if stop.is_set():
+                break
+            search_alg, scheduler = search.search_and_scheduler(spec, sweep, ledger.sweep_dir, ledger.done_ids())
+            run_name = _next_run_name(ledger.sweep_dir)
+            tuner = tune.Tuner(
+                # Looked up now, not imported: tests swap in a trainable of their own.
+                tune.with_resources(tune.with_parameters(trainable.run_trial, context=context), resources),
+                param_space=search.param_space(spec, sweep, batch),
+                tune_config=tune.TuneConfig(
+                    metric=spec.metric, mode=search.mode(spec), search_alg=search_alg, scheduler=scheduler,
+                    num_samples=n_todo if sweep.searched else 1,
+                    max_concurrent_trials=options.max_concurrent or spec.max_concurrent,
+                    reuse_actors=search.reuse_actors(scheduler), trial_dirname_creator=_trial_dirname,
+                ),
+                run_config=tune.RunConfig(
+                    name=run_name, storage_path=str(ledger.sweep_dir / "ray"), verbose=0,
+                    failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                    callbacks=[LedgerCallback(spec, ledger, progress, stop)], progress_reporter=None,
+                ),
+            )
+            with watchdog(ledger.sweep_dir / "ray" / run_name):
+                tuner.fit()
+    summary.interrupted = stop.is_set()
+
+
+def _next_run_name(sweep_dir: Path) -> str:
+    """``run-NNN``, one past the Ray runs already in the sweep folder (recovery reads them all)."""
+    numbers = [int(p.name[4:]) for p in (sweep_dir / "ray").glob("run-*") if p.name[4:].isdigit()]
+    return f"run-{max(numbers, default=0) + 1:03d}"
+
+
+def _trial_dirname(trial: object) -> str:
+    tid = trial.config.get("trial_id") or trial.trial_id  # type: ignore[attr-defined]
+    return f"{tid}_{trial.trial_id}"  # type: ignore[attr-defined]

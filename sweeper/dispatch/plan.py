@@ -1,0 +1,46 @@
+"""What a sweep will run, decided before anything starts: no Ray, nothing written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Collection
+
+from sweeper.space import Trial, expand, pending, trial_count
+from sweeper.spec import SweepSpec
+
+__all__ = ["SweepPlan", "plan"]
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """The trials of a sweep against what its ledger holds.
+
+    A grid or random sweep lists its trials up front; a bayes sweep's are proposed by Optuna
+    while it runs, so only their number is known (``searched``).
+
+    Attributes:
+        trials: Every listed trial, in the sweep's order (empty when searched).
+        todo: The listed trials the ledger lacks, in the same order.
+        planned: How many trials the sweep runs in all.
+        searched: Trials are proposed at run time by a searcher, not listed.
+    """
+
+    trials: tuple[Trial, ...]
+    todo: tuple[Trial, ...]
+    planned: int
+    searched: bool
+
+    def remaining(self, done: Collection[str]) -> int:
+        """Planned trials not in ``done`` (the ids recorded so far): what is still to run."""
+        if self.searched:
+            return max(0, self.planned - len(done))
+        return sum(t.id not in done for t in self.trials)
+
+
+def plan(spec: SweepSpec, done: Collection[str]) -> SweepPlan:
+    """List a sweep's trials (grid, random) or count them (bayes), against the recorded ids."""
+    if spec.method == "bayes":
+        return SweepPlan(trials=(), todo=(), planned=trial_count(spec), searched=True)
+    trials = tuple(expand(spec))
+    done_ids = set(done)
+    return SweepPlan(trials=trials, todo=tuple(pending(trials, done_ids)), planned=len(trials), searched=False)

@@ -1,0 +1,105 @@
+"""A sweep folder, ``<results>/<sweep>/``: finding one, its resolved spec, and atomic writes.
+
+Every file the sweeper writes into a sweep folder is replaced whole (:func:`write_atomic`): a
+reader (``sweeper status``/``report`` while a sweep runs, a browser refreshing the report)
+or a ``kill -9`` at any moment sees the old file or the new one, never half of one. Temp
+files start with :data:`TMP_PREFIX`; the ledger removes any a killed writer left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from model.errors import UserError
+from sweeper.spec import SpecError, SweepSpec, from_dict
+
+__all__ = ["SPEC_FILE", "TMP_PREFIX", "find_sweep", "is_sweep", "read_spec", "write_atomic", "write_spec"]
+
+_log = logging.getLogger(__name__)
+
+SPEC_FILE = "spec.yaml"
+"""The resolved spec a sweep ran with (defaults filled in), plus a ``resolved:`` provenance block."""
+TMP_PREFIX = ".tmp-"
+_RESOLVED = "resolved"  # provenance in spec.yaml (versions, git commit, resources): not part of the spec
+# What makes a folder under results/ a sweep: any of these.
+_MARKERS = (SPEC_FILE, "trials.parquet", "trials.csv")
+
+
+def write_atomic(path: Path, data: str | bytes, *, durable: bool = False) -> Path:
+    """Replace ``path`` with ``data`` in one step (a temp file in the same folder, then
+    ``os.replace``).
+
+    Args:
+        path: The file to write.
+        data: Its whole content (text is written as UTF-8).
+        durable: Also fsync the file and the folder, so the new content survives a power
+            cut, not only a crash of this process (the ledger's commit needs it).
+
+    Returns:
+        ``path``.
+    """
+    path = Path(path)
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
+    with open(tmp, "wb") as handle:
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    if durable:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # makes the rename itself durable
+        finally:
+            os.close(fd)
+    return path
+
+
+def is_sweep(folder: Path) -> bool:
+    """Whether ``folder`` holds a sweep: a spec written by ``sweeper run`` (before its first
+    trial starts), a ledger, or a committed CSV export."""
+    return any((Path(folder) / marker).is_file() for marker in _MARKERS)
+
+
+def find_sweep(sweep: Path | None, results_dir: Path) -> Path:
+    """The sweep folder named, or the most recently updated one under ``results_dir``.
+
+    Raises:
+        UserError: the folder named does not exist, or ``results_dir`` holds no sweep.
+    """
+    if sweep is not None:
+        if not sweep.is_dir():
+            raise UserError(f"{sweep}: no such sweep folder")
+        return sweep
+    candidates = [d for d in results_dir.glob("*") if is_sweep(d)]
+    if not candidates:
+        raise UserError(f"{results_dir}: no sweeps yet; start one with `sweeper run search_spaces/optim_loss.yaml`")
+    return max(candidates, key=lambda d: max(p.stat().st_mtime for p in d.iterdir()))
+
+
+def read_spec(sweep_dir: Path) -> SweepSpec | None:
+    """The spec a sweep ran with, from its ``spec.yaml`` (``None`` when absent or unreadable:
+    the ledger alone still makes a report)."""
+    import yaml
+
+    path = Path(sweep_dir) / SPEC_FILE
+    if not path.is_file():
+        return None
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+        doc.pop(_RESOLVED, None)
+        return from_dict(doc, source=str(path))
+    except (SpecError, yaml.YAMLError, AttributeError, OSError) as err:
+        _log.warning("%s: not read (%s); reporting from the ledger alone", path, str(err).splitlines()[0])
+        return None
+
+
+def write_spec(sweep_dir: Path, spec: SweepSpec, resolved: Mapping[str, Any]) -> Path:
+    """Write the resolved spec and its provenance (``resolved:``) as ``spec.yaml``."""
+    import yaml
+
+    doc = {**spec.to_dict(), _RESOLVED: dict(resolved)}
+    return write_atomic(Path(sweep_dir) / SPEC_FILE, yaml.safe_dump(doc, sort_keys=False))

@@ -1,0 +1,127 @@
+"""The write-up's findings (:data:`CLAIMS`) checked against a sweep's ranking.
+
+A claim names the configuration it says is best. :func:`judge` compares that configuration
+with every other one by the Welch interval of the gap in the report metric: it is
+``reproduced`` only when it beats each of them beyond the seed noise, ``not reproduced`` when
+the winner beats it beyond the noise, and ``inconclusive`` in between. A sweep that does not
+vary the claim's parameters, or has nothing to compare with, leaves it ``not tested``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping, Sequence
+
+from model.metrics import metric_unit
+from sweeper.report.display import show
+from sweeper.report.ranking import ConfigResult
+from sweeper.report.stats import Interval, difference_interval
+
+__all__ = ["CLAIMS", "Claim", "OUTCOMES", "Verdict", "judge"]
+
+OUTCOMES = ("reproduced", "not reproduced", "inconclusive", "not tested")
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """A finding of the write-up: the configuration ``params`` is the best one."""
+
+    key: str
+    text: str
+    params: Mapping[str, Any]
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("rmsprop_mae", "RMSprop + MAE is the best optimizer x loss pair", {"optimizer": "rmsprop", "loss": "mae"}),
+    Claim("lr_rho", "learning rate 0.001 with rho 0.9 is RMSprop's best setting", {"learning_rate": 0.001, "rho": 0.9}),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """How a claim fares in this sweep.
+
+    ``difference`` is the claim's configuration minus ``compared_with`` (the best other
+    configuration; the runner-up when the claim's configuration ranks first), in metric units.
+    """
+
+    claim: Claim
+    outcome: str
+    reason: str
+    rank: int | None = None
+    of: int = 0
+    compared_with: dict[str, Any] | None = None
+    difference: Interval | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "claim": self.claim.text, "params": dict(self.claim.params), "outcome": self.outcome,
+            "reason": self.reason, "rank": self.rank, "of": self.of, "compared_with": self.compared_with,
+            "difference": self.difference.to_dict() if self.difference else None,
+        }
+
+
+def _same(a: Any, b: Any) -> bool:
+    # 0.001 read back from a ledger may differ from the claim's 0.001 in its last bit.
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
+    return a == b
+
+
+def _fmt_gap(d: Interval, metric: str) -> str:
+    text = f"{abs(d.mean):.3g}{metric_unit(metric)}"
+    if d.known:
+        text += f" (95% CI of the difference {d.low:+.3g} to {d.high:+.3g})"
+    else:
+        text += " (no interval: fewer than two ok seeds on a side)"
+    return text
+
+
+def judge(claim: Claim, ranking: Sequence[ConfigResult], keys: Sequence[str], metric: str, goal: str) -> Verdict:
+    """The verdict on ``claim`` from a sweep's ``ranking``.
+
+    Args:
+        claim: The finding to check.
+        ranking: The sweep's configurations, best first (see :func:`~sweeper.report.ranking.rank_configs`).
+        keys: The parameters that define a configuration.
+        metric: The ranking metric.
+        goal: ``maximize`` or ``minimize``.
+
+    Returns:
+        The :class:`Verdict`, its outcome one of :data:`OUTCOMES`.
+    """
+    shown = ", ".join(f"{k}={show(v)}" for k, v in claim.params.items())
+    if not any(k in keys for k in claim.params):
+        return Verdict(claim, "not tested", f"this sweep does not vary {' or '.join(claim.params)}")
+    mine = [c for c in ranking if all(_same(c.fixed.get(k), v) for k, v in claim.params.items())]
+    if not mine:
+        return Verdict(claim, "not tested", f"no configuration with {shown} is recorded in this sweep")
+    scored = [c for c in ranking if c.n > 0]
+    claim_cfg = mine[0]  # ranking order: the best of the claim's configurations
+    others = [c for c in scored if c not in mine]
+    if not others:
+        return Verdict(claim, "not tested", f"no other configuration has an ok trial to compare {shown} with",
+                       rank=claim_cfg.rank, of=len(ranking))
+    if claim_cfg.n == 0:
+        return Verdict(claim, "not reproduced", f"no {shown} trial finished ok ({claim_cfg.statuses})",
+                       rank=claim_cfg.rank, of=len(ranking), compared_with=others[0].params)
+    sign = 1.0 if goal == "maximize" else -1.0
+    best_other = others[0]
+    gap = difference_interval(claim_cfg.values, best_other.values)
+    where = f"{shown} ranks {claim_cfg.rank} of {len(ranking)} by {metric}"
+    common = dict(rank=claim_cfg.rank, of=len(ranking), compared_with=best_other.params, difference=gap)
+    if sign * gap.mean > 0:  # the claim's configuration leads
+        gaps = [difference_interval(claim_cfg.values, c.values) for c in others]
+        if all(g.known and min(sign * g.low, sign * g.high) > 0 for g in gaps):
+            return Verdict(claim, "reproduced", f"{where}; it leads the runner-up {best_other.label()} by "
+                           f"{_fmt_gap(gap, metric)} and beats every other configuration beyond the seed noise",
+                           **common)
+        return Verdict(claim, "inconclusive", f"{where}, but its lead over {best_other.label()}, "
+                       f"{_fmt_gap(gap, metric)}, or over another configuration, is inside the seed noise", **common)
+    if gap.known and max(sign * gap.low, sign * gap.high) < 0:
+        return Verdict(claim, "not reproduced", f"{where}; the winner {best_other.label()} is better by "
+                       f"{_fmt_gap(gap, metric)}, beyond the seed noise", **common)
+    return Verdict(claim, "inconclusive", f"{where}, {_fmt_gap(gap, metric)} behind the winner "
+                   f"{best_other.label()}: inside the seed noise", **common)

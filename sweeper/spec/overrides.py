@@ -1,0 +1,74 @@
+"""The ``--set key=value`` language: edits to a parsed spec document before it is validated.
+
+``--set parameters.epochs.value=2`` sets a dotted key, creating mappings on the way; the
+value is read as YAML. ``--set epochs=2`` is shorthand for ``parameters.epochs.value`` (a
+list value sets ``values``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import yaml
+
+from model.params import PARAMETER_NAMES
+from sweeper.spec.checks import show
+from sweeper.spec.params import PARAM_KEYS
+
+__all__ = ["apply_overrides"]
+
+
+def apply_overrides(doc: dict[Any, Any], overrides: Sequence[str]) -> list[str]:
+    """Apply ``--set`` items to ``doc`` in place.
+
+    Args:
+        doc: the parsed document (the caller passes a copy).
+        overrides: items such as ``"sweeper.max_concurrent=1"`` or ``"optimizer=[adam,sgd]"``.
+
+    Returns:
+        One problem per malformed item; the well-formed ones are applied regardless.
+    """
+    problems: list[str] = []
+    if isinstance(overrides, (str, bytes)):
+        return [f"--set: expected a list of key=value strings, got one string {show(overrides)}"]
+    for item in overrides:
+        label = f"--set {show(item)}"
+        if not isinstance(item, str) or "=" not in item:
+            problems.append(f"{label}: expected key=value, e.g. --set epochs=2 or --set sweeper.max_concurrent=1")
+            continue
+        key, text = item.split("=", 1)
+        keys = key.strip().split(".")
+        if not all(keys):
+            problems.append(f"{label}: empty key; expected dotted.key=value, e.g. parameters.epochs.value=2")
+            continue
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            problems.append(f"{label}: the value is not valid YAML: {getattr(err, 'problem', None) or err}")
+            continue
+        except Exception as err:  # noqa: BLE001 - as when loading a file: hostile values must not crash
+            problems.append(f"{label}: the value is not valid YAML: {type(err).__name__}")
+            continue
+        if len(keys) == 1 and keys[0] in PARAMETER_NAMES:
+            # Shorthand: `--set epochs=2` fixes a parameter; `--set seed=[0,1]` lists values.
+            keys, value = ["parameters", keys[0]], {"values" if isinstance(value, list) else "value": value}
+        if (problem := _set(doc, keys, value)) is not None:
+            problems.append(f"{label}: {problem}")
+    return problems
+
+
+def _set(doc: dict[Any, Any], keys: list[str], value: Any) -> str | None:
+    """Set ``doc[keys[0]][keys[1]]...`` to ``value``; a problem when a step is not a mapping."""
+    target: Any = doc
+    for depth, part in enumerate(keys[:-1]):
+        if target.get(part) is None:
+            target[part] = {}
+        target = target[part]
+        if not isinstance(target, dict):
+            return f"{'.'.join(keys[: depth + 1])} is {show(target)}, not a mapping"
+    if len(keys) == 3 and keys[0] == "parameters" and keys[2] in ("value", "values"):
+        # Setting value or values replaces the parameter's other alternatives.
+        for other in PARAM_KEYS:
+            target.pop(other, None)
+    target[keys[-1]] = value
+    return None

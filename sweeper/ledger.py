@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from model.errors import UserError
 from sweeper.folder import TMP_PREFIX, write_atomic
-from sweeper.records import EPOCH_SCHEMA, STATUSES, TRIAL_SCHEMA, Column, EpochRow, TrialRow
+from sweeper.records import EPOCH_SCHEMA, RACE_SCHEMA, STATUSES, TRIAL_SCHEMA, Column, Elimination, EpochRow, TrialRow
 
 try:  # POSIX; elsewhere writers are not serialised (the driver is the only writer anyway)
     import fcntl
@@ -30,11 +30,12 @@ except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
-    "Ledger", "LedgerError", "TRIAL_COLUMNS", "EPOCH_COLUMNS", "STATUSES", "CSV_NAMES", "read_csv_export",
+    "Ledger", "LedgerError", "TRIAL_COLUMNS", "EPOCH_COLUMNS", "STATUSES", "CSV_NAMES", "RACE_CSV", "read_csv_export",
 ]
 
 _LOCK_NAME = ".ledger.lock"
 CSV_NAMES = ("trials.csv", "epochs.csv")  # the committed form of a ledger
+RACE_CSV = "race.csv"  # and of a race's eliminations, when the sweep was raced
 TRIAL_COLUMNS: tuple[str, ...] = tuple(TRIAL_SCHEMA)
 EPOCH_COLUMNS: tuple[str, ...] = tuple(EPOCH_SCHEMA)
 
@@ -90,6 +91,7 @@ class Ledger:
             self.sweep_dir.mkdir(parents=True, exist_ok=True)
         self.trials_path = self.sweep_dir / "trials.parquet"
         self.epochs_path = self.sweep_dir / "epochs.parquet"
+        self.race_path = self.sweep_dir / "race.parquet"
         # The writer's cache: the tables as last written or read, the recorded ids, and the
         # files' signatures then (another writer's commit shows as a changed signature).
         self._trials: pa.Table | None = None
@@ -178,6 +180,16 @@ class Ledger:
         epochs = self.epochs()
         return trials, epochs[epochs["trial_id"].isin(set(trials["trial_id"]))]
 
+    def eliminations(self) -> Any:
+        """The configurations a race eliminated, in the order it did (empty unless raced).
+
+        Raises:
+            LedgerError: ``race.parquet`` is unreadable.
+        """
+        if self._export_only():
+            return _read_csv(self.sweep_dir / RACE_CSV, RACE_SCHEMA, required=False)
+        return _to_pandas(self._read_table(self.race_path, RACE_SCHEMA), RACE_SCHEMA)
+
     def done_ids(self) -> set[str]:
         """Ids of every recorded trial, whatever its status."""
         if self._export_only():
@@ -264,6 +276,25 @@ class Ledger:
             self._seen = (_signature(self.trials_path), _signature(self.epochs_path))
         return True
 
+    def record_eliminations(self, rows: Sequence[Elimination]) -> int:
+        """Append the eliminations not recorded yet (one per configuration: a race never
+        revives one, so a configuration's first elimination is the one kept).
+
+        Returns:
+            How many were new.
+        """
+        with self._lock():
+            table = self._read_table(self.race_path, RACE_SCHEMA)
+            known = set(table["config_id"].to_pylist())
+            new = []
+            for row in rows:
+                if row.config_id not in known:
+                    known.add(row.config_id)
+                    new.append(row.columns())
+            if new:
+                self._write(pa.concat_tables([table, _table(new, RACE_SCHEMA)]), self.race_path)
+        return len(new)
+
     def import_csv_export(self) -> int:
         """Seed an empty ledger from the sweep folder's CSV export (a committed reference run),
         so that re-running its spec, or extending it (more seeds, more values), runs only the
@@ -279,10 +310,11 @@ class Ledger:
         if not self._export_only():
             return 0
         trials, epochs = self._read_export()
+        race = self.eliminations()
         with self._lock():
             if self.trials_path.exists():  # another writer got there first
                 return 0
-            for frame, columns, path in ((epochs, EPOCH_SCHEMA, self.epochs_path),
+            for frame, columns, path in ((race, RACE_SCHEMA, self.race_path), (epochs, EPOCH_SCHEMA, self.epochs_path),
                                          (trials, TRIAL_SCHEMA, self.trials_path)):  # trials last: the commit
                 self._write(pa.Table.from_pandas(frame, schema=_arrow_schema(columns), preserve_index=False)
                             .replace_schema_metadata(None), path)
@@ -300,6 +332,9 @@ class Ledger:
         """
         target = Path(directory) if directory is not None else self.sweep_dir
         trials_csv, epochs_csv = target / CSV_NAMES[0], target / CSV_NAMES[1]
+        race = self.eliminations()
+        if len(race):
+            write_atomic(target / RACE_CSV, race.to_csv(index=False))
         for frame, path in ((self.epochs(), epochs_csv), (self.trials(), trials_csv)):
             write_atomic(path, frame.to_csv(index=False))  # a reader never sees half a file
         return trials_csv, epochs_csv
@@ -313,28 +348,30 @@ def read_csv_export(directory: str | Path) -> tuple[Any, Any]:
     Raises:
         LedgerError: ``trials.csv`` is missing or is not a ledger export.
     """
+    folder = Path(directory)
+    return (_read_csv(folder / CSV_NAMES[0], TRIAL_SCHEMA, required=True),
+            _read_csv(folder / CSV_NAMES[1], EPOCH_SCHEMA, required=False))
+
+
+def _read_csv(path: Path, columns: Mapping[str, Column], *, required: bool) -> Any:
+    """One table of a CSV export with the ledger's dtypes; a missing optional one is empty."""
     import pandas as pd
 
-    frames = []
-    for name, columns in zip(CSV_NAMES, (TRIAL_SCHEMA, EPOCH_SCHEMA)):
-        path = Path(directory) / name
-        if not path.is_file() and name == CSV_NAMES[1]:
-            frames.append(_to_pandas(_table([], columns), columns))
-            continue
-        try:
-            # CSV writes "" and a null alike: a blank is "" in text columns (error, node) but
-            # a missing value in parameter and number columns, as in the ledger.
-            blank_is_text = [c for c, col in columns.items() if col.kind is str and not col.nullable]
-            frame = pd.read_csv(path, dtype={c: "str" for c, col in columns.items() if col.kind is str},
-                                keep_default_na=False,
-                                na_values={c: [""] for c in columns if c not in blank_is_text})
-            missing = [c for c in columns if c not in frame.columns]
-            if missing:
-                raise ValueError(f"missing columns {', '.join(missing)}")
-            frames.append(frame[list(columns)].astype({c: _pandas_dtype(col) for c, col in columns.items()}))
-        except FileNotFoundError:
-            raise LedgerError(f"{path}: no such ledger export") from None
-        except (ValueError, TypeError, pd.errors.ParserError) as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise LedgerError(f"{path} is not a sweeper ledger export ({reason})") from None
-    return frames[0], frames[1]
+    if not path.is_file() and not required:
+        return _to_pandas(_table([], columns), columns)
+    try:
+        # CSV writes "" and a null alike: a blank is "" in text columns (error, node) but
+        # a missing value in parameter and number columns, as in the ledger.
+        blank_is_text = [c for c, col in columns.items() if col.kind is str and not col.nullable]
+        frame = pd.read_csv(path, dtype={c: "str" for c, col in columns.items() if col.kind is str},
+                            keep_default_na=False,
+                            na_values={c: [""] for c in columns if c not in blank_is_text})
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"missing columns {', '.join(missing)}")
+        return frame[list(columns)].astype({c: _pandas_dtype(col) for c, col in columns.items()})
+    except FileNotFoundError:
+        raise LedgerError(f"{path}: no such ledger export") from None
+    except (ValueError, TypeError, pd.errors.ParserError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise LedgerError(f"{path} is not a sweeper ledger export ({reason})") from None

@@ -27,6 +27,8 @@ from model.params import PARAMETER_NAMES, TrainParams
 __all__ = [
     "Column",
     "EPOCH_SCHEMA",
+    "Elimination",
+    "RACE_SCHEMA",
     "EpochRow",
     "PARAM_PREFIX",
     "Placement",
@@ -155,6 +157,16 @@ EPOCH_SCHEMA: dict[str, Column] = {
     **{metric: Column(float) for metric in VAL_METRICS},
 }
 """The ledger's ``epochs`` columns, in order: one row per scored epoch of a finished trial."""
+
+RACE_SCHEMA: dict[str, Column] = {
+    "config_id": Column(str),
+    "round": Column(int),
+    "p_value": Column(float),
+    "best_config_id": Column(str),
+    "test": Column(str),
+    "reason": Column(str),
+}
+"""The ledger's ``race`` columns: one row per configuration a race eliminated (never deleted)."""
 
 
 def _coerce(columns: Mapping[str, Any], schema: Mapping[str, Column], what: str) -> dict[str, Any]:
@@ -385,3 +397,38 @@ class TrialReport:
         given = {k: result[k] for k in known if k in result}
         return cls(**{"trial_id": "", "epoch": 0, **given, "placement": Placement.from_columns(result),
                       "metrics": {k: result[k] for k in VAL_METRICS if k in result}})
+
+
+# ---------------------------------------------------------------------------------------------
+# Races
+
+
+@dataclass(frozen=True)
+class Elimination:
+    """A configuration a race stopped running, and why (the ledger's ``race`` table).
+
+    Attributes:
+        config_id: The configuration (:func:`sweeper.space.config_id`).
+        round: How many seeds the configurations had when the test eliminated it.
+        p_value: The p-value of its comparison with the best (NaN when a trial failed).
+        best_config_id: The best configuration at that test (``""`` when a trial failed).
+        test: ``friedman``, ``ttest-holm``, or ``failed`` (one of its trials did not finish ok).
+        reason: One line for people.
+    """
+
+    config_id: str
+    round: int
+    p_value: float = math.nan
+    best_config_id: str = ""
+    test: str = ""
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        clean = _coerce(dataclasses.asdict(self), RACE_SCHEMA, "race row")
+        for name, value in clean.items():
+            object.__setattr__(self, name, value)
+
+    def columns(self) -> dict[str, Any]:
+        """The row as :data:`RACE_SCHEMA` columns."""
+        return dataclasses.asdict(self)
+

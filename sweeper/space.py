@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 from model.params import PARAMETER_NAMES, TrainParams
 from sweeper.records import param_column, plain
 
-__all__ = ["Trial", "trial_id", "config_trial", "expand", "pending", "full_params", "finite_ids", "trial_count", "searched_params"]
+__all__ = ["Trial", "trial_id", "config_id", "config_trial", "expand", "pending", "full_params", "finite_ids", "trial_count", "searched_params"]
 
 _DEFAULTS = TrainParams()
 _TYPES = {f.name: type(getattr(_DEFAULTS, f.name)) for f in dataclasses.fields(TrainParams)}
@@ -67,7 +67,17 @@ def trial_id(params: Mapping[str, Any]) -> str:
         The first 12 hex digits of the sha256 of the canonical JSON (sorted keys, floats as
         their shortest repr) of the complete, type-normalised parameters.
     """
-    canonical = json.dumps(full_params(params), sort_keys=True, separators=(",", ":"), default=repr)
+    return _digest(full_params(params))
+
+
+def config_id(params: Mapping[str, Any]) -> str:
+    """The stable id of a configuration: a trial's parameters but its seed (a race runs one
+    configuration on many seeds). Like :func:`trial_id`, missing parameters take defaults."""
+    return _digest({k: v for k, v in full_params(params).items() if k != "seed"})
+
+
+def _digest(params: Mapping[str, Any]) -> str:
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), default=repr)
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
@@ -89,10 +99,11 @@ def _sorted_params(spec: Any) -> list[Any]:
 
 
 def _grid(spec: Any) -> list[Trial]:
-    params = _sorted_params(spec)
-    names = [p.name for p in params]
-    choices = [list(p.values) if p.values is not None else [p.value] for p in params]
-    return [_trial(dict(zip(names, combo))) for combo in itertools.product(*choices)]
+    choices = {p.name: list(p.values) if p.values is not None else [p.value] for p in _sorted_params(spec)}
+    if getattr(spec, "race", None) is not None:
+        choices["seed"] = list(range(spec.race.max))  # a race's seeds are its own (the spec lists none)
+    names = sorted(choices)
+    return [_trial(dict(zip(names, combo))) for combo in itertools.product(*(choices[n] for n in names))]
 
 
 def _quantise(x: float, q: float) -> float:
@@ -184,10 +195,11 @@ def searched_params(spec: Any = None, trials: Any = None) -> list[str]:
     two or more, or a distribution); without a spec, those with more than one value in the
     ledger's ``trials`` frame."""
     if spec is not None:
-        return sorted(
+        raced = ["seed"] if getattr(spec, "race", None) is not None else []
+        return sorted(raced + [
             p.name for p in spec.parameters
             if p.kind == "distribution" or (p.kind == "values" and len(p.values or ()) > 1)
-        )
+        ])
     return [name for name in PARAMETER_NAMES
             if param_column(name) in trials.columns and trials[param_column(name)].nunique(dropna=False) > 1]
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from model.metrics import metric_goal, metric_unit
 from sweeper.folder import find_sweep, read_spec
 from sweeper.ledger import Ledger
+from sweeper.race import race_state
 from sweeper.records import params_of
 from sweeper.space import searched_params, trial_count
 from sweeper.spec import SweepSpec
@@ -30,13 +31,19 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     ledger = Ledger(sweep_dir, create=False)
     trials = ledger.trials()
     counts = ledger.status_counts()
-    planned = planned_trials(spec)
+    raced = spec is not None and spec.race is not None
+    planned = None if raced else planned_trials(spec)  # a race decides as it goes
     done = len(trials)
     lines = [
         f"{sweep_dir.name}: {done}" + (f"/{planned}" if planned else "") + " trials recorded"
         + (f" ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})" if counts else ""),
     ]
-    if planned:
+    if raced:
+        state = race_state(spec, trials, ledger.eliminations())
+        where = f"over: {state.why}" if state.done else f"{len(state.pending)} trials of the next round to run"
+        lines.append(f"race after {state.seeds} seeds: {len(state.alive)} of {len(state.configs)} configurations "
+                     f"left; {where} (at most {state.full_trials(spec.race.max)} trials)")
+    elif planned:
         lines.append(f"remaining: {max(0, planned - done)}")
     metric = spec.metric if spec is not None else "val_psnr"
     goal = spec.goal if spec is not None else metric_goal(metric)

@@ -57,3 +57,18 @@ def run_cli_light(argv: list[str], heavy: tuple[str, ...] = ("tensorflow", "ray"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return proc
+
+
+@pytest.fixture(scope="module")
+def t4_ray():
+    """A local Ray advertising two fake GPUs of type T4 (no real GPU is used)."""
+    import ray
+
+    ray.shutdown()
+    # address="local": a new private instance. A bare ray.init joins the cluster named in
+    # /tmp/ray/ray_current_cluster when one is up, as another test run's two-node cluster was once.
+    ray.init(address="local", num_cpus=2, num_gpus=2, resources={"accelerator_type:T4": 1},
+             include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+

@@ -79,20 +79,6 @@ def test_gpu_zero_means_cpu_without_warning() -> None:
 
 
 @pytest.fixture(scope="module")
-def t4_ray():
-    """A local Ray advertising two fake GPUs of type T4 (no real GPU is used)."""
-    import ray
-
-    ray.shutdown()
-    # address="local": a new private instance. A bare ray.init joins the cluster named in
-    # /tmp/ray/ray_current_cluster when one is up, as another test run's two-node cluster was once.
-    ray.init(address="local", num_cpus=2, num_gpus=2, resources={"accelerator_type:T4": 1},
-             include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def small_sweep(t4_ray, tiny_data, tmp_path_factory):
     """sgd x {mae, perceptual} x lr {0.001, 1e12}: one ok, one diverged, two errors."""
     results = tmp_path_factory.mktemp("results")

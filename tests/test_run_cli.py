@@ -99,3 +99,19 @@ def test_status_ranks_by_the_specs_metric_and_goal(tmp_path: Path) -> None:
 def test_status_without_sweeps_says_how_to_start_one(tmp_path: Path) -> None:
     result = runner.invoke(app, ["status", "--results-dir", str(tmp_path)])
     assert result.exit_code == 1 and "sweeper run search_spaces/optim_loss.yaml" in result.stderr
+
+
+def test_the_paper_scale_races_validate_by_dry_run(tmp_path: Path) -> None:
+    """The write-up's scale, for GPU clusters: 128x128 patches, hours per trial, pinned to T4s."""
+    from sweeper.spec import load
+
+    for name, configs in (("optim_loss_paper", 25), ("lr_rho_paper", 20)):
+        path = SPEC.parent / f"{name}.yaml"
+        result = runner.invoke(app, ["run", str(path), "--dry-run", "--results-dir", str(tmp_path)])
+        assert result.exit_code == 0, result.output
+        assert f"its first round is the {3 * configs} trials above (3 seeds each)" in result.stdout
+        assert f"up to 10 seeds ({10 * configs} trials at the most)" in result.stdout
+        spec = load(path)
+        assert spec.param("patch_size").value >= 128 and spec.param("epochs").value * spec.param(
+            "steps_per_epoch").value * spec.param("batch_size").value >= 500_000
+        assert (spec.resources.accelerator_type, spec.resources.fallback, spec.race.max) == ("T4", "none", 10)

@@ -56,6 +56,12 @@ class Progress:
         if self._bar is not None:
             self._bar.stop()
 
+    def extend(self, trials: int) -> None:
+        """Count ``trials`` more to run (a race adds each round's as it decides them)."""
+        self.total += trials
+        if self._bar is not None:
+            self._bar.update(self._task, total=self.total)
+
     def __getstate__(self) -> dict[str, Any]:
         # Tuner pickles its callbacks into the experiment state; a live terminal bar holds
         # locks and means nothing in another process, so it is left out.

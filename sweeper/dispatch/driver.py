@@ -10,10 +10,12 @@ finished after the last snapshot, and it cannot skip trials the ledger already h
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator, Sequence
 
 from model.errors import ConfigError, UserError
 from model.synth import ensure_dataset
@@ -26,6 +28,8 @@ from sweeper.dispatch.provenance import write_provenance
 from sweeper.dispatch.results import recover, set_aside_unreadable
 from sweeper.folder import is_sweep
 from sweeper.ledger import CSV_NAMES, Ledger
+from sweeper.race import RaceState, race_state
+from sweeper.space import Trial
 from sweeper.spec import SweepSpec
 
 __all__ = ["RunOptions", "RunSummary", "run"]
@@ -121,20 +125,55 @@ def run(spec: SweepSpec, options: RunOptions = RunOptions()) -> RunSummary:
         sweep = plan(spec, ledger.done_ids())
     data_dir = (options.data_dir or spec.dataset.dir).resolve()  # absolute: workers run elsewhere
     ensure_dataset(data_dir, spec.dataset.name, fix="sweeper.dataset in the spec, or --data-dir")
-    n_todo = sweep.remaining(ledger.done_ids())
+    if spec.race is not None:
+        rounds = _race_rounds(spec, ledger)
+        first = next(rounds, ())
+        n_todo, batches = len(first), itertools.chain([first], rounds)
+    else:
+        n_todo, batches = sweep.remaining(ledger.done_ids()), iter(search.batches(spec, sweep))
     if n_todo:
-        _dispatch(spec, options, sweep, ledger, summary, data_dir, n_todo)
+        _dispatch(spec, options, sweep, ledger, summary, data_dir, n_todo, batches)
     done = ledger.done_ids()
     summary.status_counts = ledger.status_counts()
     # A bayes search may end before n_todo: a space without new trials left to propose.
     summary.dispatched = len(done) - summary.already_done - summary.recovered
-    summary.remaining = sweep.remaining(done)
+    summary.remaining = (len(race_state(spec, ledger.trials(), ledger.eliminations()).pending)
+                         if spec.race is not None else sweep.remaining(done))
     return summary
 
 
+def _race_rounds(spec: SweepSpec, ledger: Ledger) -> Iterator[Sequence[Trial]]:
+    """A race's batches: the next round's trials, decided from the ledger after the last batch
+    ran (its new eliminations recorded first). Ends when the race does, or when a batch
+    recorded nothing (interrupted): the next run replays the race and goes on."""
+    last: Sequence[Trial] = ()
+    while True:
+        state = race_state(spec, ledger.trials(), ledger.eliminations())
+        ledger.record_eliminations(state.new)
+        for elimination in state.new:
+            _log.info("race: %s eliminated after %d seeds: %s", _label(state, elimination.config_id),
+                      elimination.round, elimination.reason)
+        if state.done:
+            _log.info("race over after %d seeds: %s; left: %s", state.seeds, state.why,
+                      "; ".join(_label(state, c) for c in state.alive) or "none")
+            return
+        if state.pending == last:
+            return
+        _log.info("race: %d of %d configurations in the race; next %d trials (%d seeds each)",
+                  len(state.alive), len(state.configs), len(state.pending), max(t.params["seed"] for t in state.pending) + 1)
+        last = state.pending
+        yield state.pending[:search.TRIALS_PER_TUNER]  # a long round runs as several Tuners, as a grid does
+
+
+def _label(state: RaceState, cid: str) -> str:
+    varied = [k for k in next(iter(state.configs.values()), {})
+              if len({repr(c[k]) for c in state.configs.values()}) > 1]
+    return ", ".join(f"{k}={state.configs[cid][k]}" for k in varied) or cid
+
+
 def _dispatch(spec: SweepSpec, options: RunOptions, sweep: SweepPlan, ledger: Ledger, summary: RunSummary,
-              data_dir: Path, n_todo: int) -> None:
-    """The Ray part of :func:`run`: connect, pin, and run the batches of Tuners."""
+              data_dir: Path, n_todo: int, batches: Iterator[Sequence[Trial]]) -> None:
+    """The Ray part of :func:`run`: connect, pin, and run one Tuner per batch."""
     wandb_mode = tracking.resolve_mode(options.wandb_mode)
     sweep_id = tracking.register_sweep(spec.wandb_config(), None, mode=wandb_mode) if options.wandb_sweep else None
     connect(options.address)
@@ -155,10 +194,11 @@ def _dispatch(spec: SweepSpec, options: RunOptions, sweep: SweepPlan, ledger: Le
         vgg_weights=os.environ.get("SWEEPER_VGG_WEIGHTS") or "auto",
     )
     stop = StopFlag()
-    with Progress(n_todo, spec, options.progress) as progress, graceful_ctrl_c(stop):
-        for batch in search.batches(spec, sweep):
+    with Progress(0, spec, options.progress) as progress, graceful_ctrl_c(stop):
+        for batch in batches:
             if stop.is_set():
                 break
+            progress.extend(len(batch) if not sweep.searched else n_todo)
             search_alg, scheduler = search.search_and_scheduler(spec, sweep, ledger.sweep_dir, ledger.done_ids())
             run_name = _next_run_name(ledger.sweep_dir)
             tuner = tune.Tuner(

@@ -96,7 +96,7 @@ def record_from_results(
 
 
 def set_aside_unreadable(ledger: Ledger) -> list[str]:
-    """Move an unreadable ledger (both files: they are one record) aside, never deleting it.
+    """Move an unreadable ledger (all its files: they are one record) aside, never deleting it.
 
     The caller then recovers every trial Ray's results show finished and re-runs the rest.
 
@@ -106,12 +106,14 @@ def set_aside_unreadable(ledger: Ledger) -> list[str]:
     try:
         ledger.trials()
         ledger.epochs()
+        ledger.eliminations()
         return []
     except LedgerError as err:
         reason = str(err)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     messages = []
-    for path in (ledger.trials_path, ledger.epochs_path):
+    # A race's eliminations follow from the trials: set aside with them, they are replayed.
+    for path in (ledger.trials_path, ledger.epochs_path, ledger.race_path):
         if path.exists():
             target = path.with_name(f"{path.name}.unreadable-{stamp}")
             os.replace(path, target)

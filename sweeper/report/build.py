@@ -19,9 +19,11 @@ from model.errors import ConfigError, UserError, suggest
 from model.metrics import VAL_METRICS, VAL_PREFIX, reference_metrics
 from sweeper.folder import find_sweep, read_spec, write_atomic
 from sweeper.ledger import Ledger
-from sweeper.report.claims import CLAIMS, judge
+from sweeper.race import race_state
+from sweeper.report.claims import CLAIMS, judge, judge_race
 from sweeper.report.document import Report
 from sweeper.report.plots import draw_all
+from sweeper.report.race import summarise_race
 from sweeper.report.ranking import failed_trials, rank_configs
 from sweeper.report.render import render
 from sweeper.space import searched_params
@@ -105,23 +107,32 @@ def build_report(sweep_dir: Path, metric: str | None = None, *, plots: bool = Tr
         raise ConfigError(f"--metric: unknown metric {metric!r}{suggest(metric, VAL_METRICS)}; "
                           f"valid: {', '.join(VAL_METRICS)}")
     goal = goal_of(metric, spec)
-    trials, epochs = Ledger(sweep_dir, create=False).snapshot()
+    ledger = Ledger(sweep_dir, create=False)
+    trials, epochs = ledger.snapshot()
     if trials.empty:
         raise UserError(f"{sweep_dir}: no trials recorded yet; `sweeper status` shows progress")
     keys = [k for k in searched_params(spec, trials) if k != "seed"]
     ranking = rank_configs(trials, keys, metric, goal)
+    race = state = None
+    if spec is not None and spec.race is not None:
+        state = race_state(spec, trials, ledger.eliminations())
+        race = summarise_race(spec, state, trials, keys, metric)
     counts = trials["status"].value_counts()
     importance, note = _importance(trials, epochs, metric, goal, spec)
     baseline = _baseline(sweep_dir, spec)
     figures = (draw_all(sweep_dir, trials, epochs, ranking, keys, metric, goal, importance,
-                        (baseline or {}).get(metric)) if plots else {})
+                        (baseline or {}).get(metric), race) if plots else {})
+    # A race plans what it has run plus the round it is on; a grid, its whole listing.
+    planned = (len(trials) + len(state.pending)) if state is not None else planned_trials(spec)
+    verdicts = tuple(judge_race(c, race, state, metric) if race is not None else judge(c, ranking, keys, metric, goal)
+                     for c in CLAIMS)
     return Report(
         sweep=spec.name if spec is not None else sweep_dir.name, sweep_dir=sweep_dir, metric=metric, goal=goal,
-        recorded=len(trials), planned=planned_trials(spec),
+        recorded=len(trials), planned=planned,
         status_counts={str(k): int(v) for k, v in sorted(counts.items())}, keys=tuple(keys),
-        ranking=tuple(ranking), verdicts=tuple(judge(c, ranking, keys, metric, goal) for c in CLAIMS),
+        ranking=tuple(ranking), verdicts=verdicts,
         failures=failed_trials(trials), importance=importance, importance_note=note, figures=figures,
-        baseline=baseline,
+        baseline=baseline, race=race,
     )
 
 

@@ -14,11 +14,13 @@ import math
 from typing import Any, Mapping, Sequence
 
 from model.metrics import metric_unit
+from sweeper.race import RaceState, seeds_needed
 from sweeper.report.display import show
+from sweeper.report.race import RaceSummary
 from sweeper.report.ranking import ConfigResult
 from sweeper.report.stats import Interval, difference_interval
 
-__all__ = ["CLAIMS", "Claim", "OUTCOMES", "Verdict", "judge"]
+__all__ = ["CLAIMS", "Claim", "OUTCOMES", "Verdict", "judge", "judge_race"]
 
 OUTCOMES = ("reproduced", "not reproduced", "inconclusive", "not tested")
 
@@ -53,6 +55,7 @@ class Verdict:
     of: int = 0
     compared_with: dict[str, Any] | None = None
     difference: Interval | None = None
+    seeds_needed: int | None = None  # raced and undecided: seeds a decision would take (None: unknown)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -60,6 +63,7 @@ class Verdict:
             "claim": self.claim.text, "params": dict(self.claim.params), "outcome": self.outcome,
             "reason": self.reason, "rank": self.rank, "of": self.of, "compared_with": self.compared_with,
             "difference": self.difference.to_dict() if self.difference else None,
+            "seeds_needed": self.seeds_needed,
         }
 
 
@@ -125,3 +129,54 @@ def judge(claim: Claim, ranking: Sequence[ConfigResult], keys: Sequence[str], me
                        f"{_fmt_gap(gap, metric)}, beyond the seed noise", **common)
     return Verdict(claim, "inconclusive", f"{where}, {_fmt_gap(gap, metric)} behind the winner "
                    f"{best_other.label()}: inside the seed noise", **common)
+
+
+def judge_race(claim: Claim, race: RaceSummary, state: RaceState, metric: str) -> Verdict:
+    """The verdict on ``claim`` from a race, which compared every configuration with every other
+    at the race's error rate (``alpha`` over all its looks).
+
+    ``reproduced`` when the race left the claim's configuration alone, every rival eliminated
+    behind it; ``not reproduced`` when it eliminated the claim's configuration (a rival was
+    better beyond the noise, or its trials failed); ``inconclusive`` when the race ended (at its
+    maximum seeds or its budget) or is still running with the claim's configuration and
+    rivals in it: then ``seeds_needed`` estimates, from the observed paired differences, the
+    seeds a one-sided paired t test at the race's per-look level would need to separate it
+    from its closest rival with 80% power.
+    """
+    shown = ", ".join(f"{k}={show(v)}" for k, v in claim.params.items())
+    mine = [c for c in race.configs
+            if all(_same(state.configs[c.config_id].get(k), v) for k, v in claim.params.items())]
+    if not mine or not any(k in c.params for c in race.configs for k in claim.params):
+        return Verdict(claim, "not tested", f"no configuration with {shown} is in this race")
+    claim_cfg = mine[0]
+    rank = race.configs.index(claim_cfg) + 1
+    common: dict[str, Any] = dict(rank=rank, of=len(race.configs))
+    if claim_cfg.eliminated_after is not None:
+        out = state.eliminated[claim_cfg.config_id]
+        winner = next((c for c in race.configs if c.config_id == out.best_config_id), None)
+        return Verdict(claim, "not reproduced", f"the race eliminated {shown} after {out.round} seeds: {out.reason}"
+                       + (f" (best then: {winner.label()})" if winner else ""),
+                       compared_with=winner.params if winner else None, **common)
+    rivals = [c for c in race.alive if c is not claim_cfg]
+    if not rivals:
+        last = max((c for c in race.configs if c.eliminated_after is not None),
+                   key=lambda c: c.eliminated_after or 0, default=None)
+        tail = f"; the last rival, {last.label()}, left after {last.eliminated_after} seeds" if last else ""
+        return Verdict(claim, "reproduced", f"{shown} is the one configuration the race left: it eliminated every "
+                       f"rival beyond the noise (alpha {race.alpha:g} over the whole race){tail}",
+                       compared_with=last.params if last else None, **common)
+    mine_scores = state.scores.get(claim_cfg.config_id, {})
+    closest = rivals[0]  # alive configurations come best first: the leader, or the runner-up
+    theirs = state.scores.get(closest.config_id, {})
+    diffs = [mine_scores[s] - theirs[s] for s in sorted(set(mine_scores) & set(theirs))]
+    needed = seeds_needed(diffs, race.level / max(1, len(race.alive) - 1))
+    mean = sum(diffs) / len(diffs) if diffs else math.nan
+    where = "the race ended" if race.done else "the race is still running"
+    why = (f"a decision would need about {needed} seeds (80% power at the per-look level, from the paired "
+           "differences seen)" if needed else "at the difference seen, no number of seeds would decide it")
+    return Verdict(claim, "inconclusive",
+                   f"{where} with {shown} and {len(rivals)} rival(s) still in it after {claim_cfg.seeds} seeds "
+                   f"({race.why or 'running'}); closest: {closest.label()}, {abs(mean):.3g}{metric_unit(metric)} "
+                   f"{'behind' if mean < 0 else 'ahead'} on average over {len(diffs)} shared seeds; {why}",
+                   compared_with=closest.params, seeds_needed=needed, **common)
+

@@ -13,6 +13,7 @@ from typing import Any
 from model.metrics import VAL_METRICS
 from sweeper.report.claims import Verdict
 from sweeper.report.display import json_number
+from sweeper.report.race import RaceSummary
 from sweeper.report.ranking import ConfigResult
 
 __all__ = ["Report"]
@@ -37,6 +38,7 @@ class Report:
     importance_note: str
     figures: dict[str, Path]  # title -> PNG
     baseline: dict[str, Any] | None = None  # the blurred input scored as if it were the output
+    race: RaceSummary | None = None  # a raced sweep's race
 
     @property
     def partial(self) -> bool:
@@ -70,4 +72,5 @@ class Report:
             "importance_note": self.importance_note,
             "figures": {k: p.name for k, p in self.figures.items()},
             "baseline": self.baseline,
+            "race": self.race.to_dict() if self.race else None,
         }

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 from sweeper.folder import write_atomic
 from sweeper.records import param_column
 from sweeper.report.display import show
+from sweeper.report.race import RaceSummary
 from sweeper.report.ranking import ConfigResult
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-__all__ = ["curves", "draw_all", "heatmap", "importance", "parallel", "samples"]
+__all__ = ["curves", "draw_all", "heatmap", "importance", "parallel", "race", "samples"]
 
 # The heatmaps the write-up's two questions ask for; other sweeps get their first two parameters.
 _PAIRS = (("optimizer", "loss"), ("learning_rate", "rho"))
@@ -209,6 +210,41 @@ def importance(scores: dict[str, float], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def race(summary: RaceSummary, metric: str, path: Path) -> Path | None:
+    """Configurations x seeds: the seeds each ran, where the race eliminated it (and the
+    p-value), the seeds racing saved, and each one's trial-seconds."""
+    from matplotlib.colors import ListedColormap
+
+    configs = summary.configs
+    if not configs:
+        return None
+    # 0: not run (saved), 1: ran and still in the race, 2: ran, eliminated later.
+    grid = [[0 if s >= c.seeds else (1 if c.eliminated_after is None else 2) for s in range(summary.max)]
+            for c in configs]
+    fig = _figure(6.5 + 0.45 * summary.max, 1.8 + 0.3 * len(configs))
+    ax = fig.add_subplot()
+    ax.imshow(grid, cmap=ListedColormap(["#eeeeee", "#4c9a5b", "#e0a15a"]), vmin=0, vmax=2, aspect="auto")
+    for i, c in enumerate(configs):
+        ax.text(summary.max - 0.3, i, f"{c.seconds:.0f} s", ha="left", va="center", fontsize=6)
+        if c.eliminated_after is not None:
+            ax.plot(c.eliminated_after - 1, i, marker="x", color="#a02020", markersize=5)
+            note = f"out after {c.eliminated_after}: p={c.p_value:.1g}" if c.p_value is not None else "out: a trial failed"
+            ax.text(summary.max + 0.7, i, note, ha="left", va="center", fontsize=6, color="#a02020")
+    ax.axvline(summary.first - 0.5, color="black", linewidth=0.8, linestyle=":")
+    ax.set_xticks(range(summary.max), [str(s + 1) for s in range(summary.max)])
+    ax.set_yticks(range(len(configs)), [f"{c.label()}  ({c.mean:.2f})" if math.isfinite(c.mean) else c.label()
+                                        for c in configs], fontsize=7)
+    ax.set_xlabel(f"seed (first test after {summary.first}, dotted); green: in the race at the end, orange: "
+                  "eliminated (x), grey: not run", fontsize=7)
+    ax.set_xlim(-0.5, summary.max + 3.5)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.set_title(f"Race by {metric} ({summary.test}): {summary.trials_run} of {summary.full_trials} trials,\n"
+                 f"{summary.compute_fraction:.0%} of the compute of every configuration on {summary.max} seeds",
+                 fontsize=9)
+    return _save(fig, path)
+
+
 def draw_all(
     sweep_dir: Path,
     trials: "pd.DataFrame",
@@ -219,6 +255,7 @@ def draw_all(
     goal: str,
     scores: dict[str, float],
     baseline: float | None = None,
+    raced: RaceSummary | None = None,
 ) -> dict[str, Path]:
     """Every figure that applies to this sweep, as ``{title: png}`` under ``<sweep>/plots/``.
 
@@ -232,12 +269,15 @@ def draw_all(
         goal: ``maximize`` or ``minimize``.
         scores: Parameter importances (no figure when empty).
         baseline: The blurred input's ``metric``, drawn as a line on the learning curves.
+        raced: A raced sweep's race (its figure comes first).
     """
     out = sweep_dir / "plots"
     pairs = [p for p in _PAIRS if p[0] in keys and p[1] in keys]
     if not pairs and len(keys) >= 2:
         pairs = [(keys[0], keys[1])]
     drawn: dict[str, Path | None] = {}
+    if raced is not None:
+        drawn["The race: seeds run, eliminations, compute"] = race(raced, metric, out / "race.png")
     for rows, cols in pairs:
         drawn[f"Heatmap: {rows} x {cols}"] = heatmap(trials, rows, cols, metric, goal, out / f"heatmap_{rows}_{cols}.png")
     drawn["Learning curves of the top configurations"] = curves(epochs, ranking, metric, out / "curves.png", baseline)

@@ -130,6 +130,18 @@ def _verdict_table(report: Report) -> _Table:
     ]
 
 
+def _race_table(report: Report) -> _Table:
+    race = report.race
+    assert race is not None
+    header = ["configuration", "seeds", "mean " + report.metric, "trial-seconds", "in the race?"]
+    places = digits(report.metric)
+    return header, [
+        [c.label(), str(c.seeds), f"{c.mean:.{places}f}" if math.isfinite(c.mean) else "-", f"{c.seconds:.0f}",
+         "yes" if c.eliminated_after is None else f"out after {c.eliminated_after} seeds: {c.reason}"]
+        for c in race.configs
+    ]
+
+
 def _importance_table(report: Report) -> _Table:
     return ["parameter", "importance"], [[k, f"{v:.3f}"] for k, v in report.importance.items()]
 
@@ -142,6 +154,10 @@ def _sections(report: Report) -> list[tuple[str, Any]]:
     ]
     if report.baseline is not None:
         sections.insert(1, ("Baseline: the blurred input, no model", _baseline_text(report)))
+    if report.race is not None:
+        sections.insert(1, ("The race", report.race.headline()))
+        sections.insert(2, ("Configurations in the race (in, best first; then out, last out first)",
+                            _race_table(report)))
     if report.failures:
         sections.append(("Failed trials (error or diverged; not in the means above)", _failure_table(report)))
     sections.append(("Parameter importance (Optuna PED-ANOVA on the ledger)",

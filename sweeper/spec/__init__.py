@@ -33,6 +33,7 @@ from model.params import PARAMETER_NAMES
 from sweeper.spec.checks import SpecError
 from sweeper.spec.loader import from_dict, load, loads
 from sweeper.spec.params import Param
+from sweeper.spec.race import Race
 from sweeper.spec.sweep import MAX_GRID, DatasetConfig, Hyperband, Resources, SweepSpec
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "Hyperband",
     "Resources",
     "DatasetConfig",
+    "Race",
     "SpecError",
     "load",
     "loads",

@@ -174,11 +174,14 @@ def whole(minimum: int, *, optional: bool = False) -> Check:
     return check
 
 
-def real(*, above: float | None = None, at_least: float | None = None) -> Check:
-    """A check for a finite number ``> above`` or ``>= at_least`` (give one of them)."""
+def real(*, above: float | None = None, at_least: float | None = None, optional: bool = False) -> Check:
+    """A check for a finite number ``> above`` or ``>= at_least`` (give one of them);
+    ``optional`` lets ``None`` (not given) through."""
     bound = f"> {above:g}" if above is not None else f">= {at_least:g}"
 
     def check(value: Any) -> str | None:
+        if value is None and optional:
+            return None
         if not is_real(value):
             return f"expected a number {bound}, got {show(value)}{number_hint(value)}"
         if (above is not None and value <= above) or (at_least is not None and value < at_least):

@@ -21,6 +21,7 @@ from sweeper.spec import wandb_schema
 from sweeper.spec.checks import SpecError, mapping, show, unknown_keys
 from sweeper.spec.overrides import apply_overrides
 from sweeper.spec.params import EXAMPLES, PARAM_KEYS, Param, grid_size, values_problems
+from sweeper.spec.race import Race
 from sweeper.spec.sweep import MAX_GRID, DatasetConfig, Hyperband, Resources, SweepSpec, spec_problems
 
 __all__ = ["from_dict", "load", "loads"]
@@ -31,7 +32,7 @@ _WANDB_ONLY_KEYS = (
     "apiVersion", "command", "controller", "description", "entity", "image_uri", "job",
     "kind", "metrics", "program", "project", "scheduler",
 )
-_SWEEPER_KEYS = ("dataset", "max_concurrent", "max_failures", "resources")
+_SWEEPER_KEYS = ("dataset", "max_concurrent", "max_failures", "race", "resources")
 _METRIC_KEYS = ("goal", "name")
 _MAX_FILE_BYTES = 10 * 1024 * 1024  # a search space is a page of text; refuse anything absurd
 
@@ -230,6 +231,15 @@ def _read_fields(doc: dict[Any, Any], default_name: str | None) -> tuple[list[st
             if block is not None and (built := _build_block(cls, block, problems)) is not None:
                 fields[key] = built
         fields.update({key: sweeper[key] for key in ("max_concurrent", "max_failures") if key in sweeper})
+        if "race" in sweeper:
+            example = "{seeds: {first: 3, max: 10}, alpha: 0.05, test: friedman}"
+            if (block := mapping("sweeper.race", sweeper["race"], example, problems)) is not None:
+                kwargs, shape = Race.from_block(block)
+                problems += shape
+                try:
+                    fields["race"] = Race(**kwargs)
+                except SpecError as err:
+                    problems += err.problems
     return problems, fields
 
 

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 from model.errors import ConfigError
 from sweeper.spec.checks import Check, choice, directory, raise_if, real, run_checks, safe_name, show, whole
 from sweeper.spec.params import Param, grid_size
+from sweeper.spec.race import Race
 
 __all__ = [
     "GOALS",
@@ -155,6 +156,7 @@ def spec_problems(fields: Mapping[str, Any]) -> list[str]:
         ("early_terminate", "early_terminate", (Hyperband, type(None))),
         ("dataset", "sweeper.dataset", DatasetConfig),
         ("resources", "sweeper.resources", Resources),
+        ("race", "sweeper.race", (Race, type(None))),
     ):
         if key in fields and not isinstance(fields[key], kind):
             expected = kind.__name__ if isinstance(kind, type) else kind[0].__name__
@@ -169,6 +171,8 @@ def spec_problems(fields: Mapping[str, Any]) -> list[str]:
         problems += [f"parameters.{n}: given more than once" for n in sorted(set(names)) if names.count(n) > 1]
     if fields.get("method") in METHODS:
         problems += _method_problems(fields["method"], params, run_cap_given="run_cap" in fields)
+    if isinstance(fields.get("race"), Race):
+        problems += _race_problems(fields["race"], fields.get("method"), params, fields.get("early_terminate"))
     return problems
 
 
@@ -212,6 +216,22 @@ def _method_problems(method: str, params: Sequence[Param], *, run_cap_given: boo
     return problems
 
 
+def _race_problems(race: Race, method: Any, params: Sequence[Param], early_terminate: Any) -> list[str]:
+    """What a race needs: a grid of two or more configurations, whose seeds it chooses itself."""
+    problems = []
+    if method != "grid":
+        problems.append("sweeper.race: only a grid is raced; use method: grid or remove sweeper.race")
+    if any(p.name == "seed" for p in params):
+        problems.append(f"parameters.seed: a race runs seeds 0 to {race.max - 1} itself (sweeper.race.seeds); "
+                        "remove seed from parameters")
+    elif method == "grid" and params and grid_size(params) < 2:
+        problems.append("sweeper.race: the grid has one configuration; a race needs two or more to compare")
+    if early_terminate is not None:
+        problems.append("early_terminate: a race already stops the configurations that fall behind; "
+                        "remove early_terminate or sweeper.race")
+    return problems
+
+
 # ---------------------------------------------------------------------------------------------
 # The spec
 
@@ -229,6 +249,8 @@ class SweepSpec:
         run_cap: number of trials for random and bayes; ``None`` for grid.
         max_concurrent: trials running at once; ``None`` lets Ray decide from resources.
         max_failures: retries of a failing trial before it is recorded as an error.
+        race: ``None``, or a :class:`~sweeper.spec.race.Race`: the grid's configurations are
+            raced over seeds, the ones falling behind eliminated.
     """
 
     name: str
@@ -242,6 +264,7 @@ class SweepSpec:
     resources: Resources = field(default_factory=Resources)
     max_concurrent: int | None = None
     max_failures: int = 2
+    race: Race | None = None
 
     # field -> (key path in the YAML, check).
     CHECKS: ClassVar[dict[str, tuple[str, Check]]] = {
@@ -286,6 +309,8 @@ class SweepSpec:
             "max_concurrent": self.max_concurrent,
             "max_failures": self.max_failures,
         }
+        if self.race is not None:
+            doc["sweeper"]["race"] = self.race.to_dict()
         return doc
 
     def wandb_config(self) -> dict[str, Any]:

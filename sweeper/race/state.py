@@ -1,0 +1,187 @@
+"""Where a race stands, replayed from the ledger: rounds tested, configurations eliminated,
+the trials to run next, and whether it is over.
+
+The state is a function of the spec, the recorded trials and the recorded eliminations, so
+a race resumed after a crash (or read by ``sweeper report``) is the same race: the tests are
+deterministic, and an elimination once recorded is never undone (if the spec's race
+settings changed in between, a recorded elimination still stands from its round on).
+
+A round is a number of seeds ``n``: every configuration still in the race has its trials on
+seeds ``0 .. n-1``. The race starts at ``first`` seeds and adds one seed per round up to
+``max``, testing after each round; a configuration whose trial failed (error, diverged) is
+eliminated at that round, since a configuration that cannot train is no candidate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from sweeper.race.elimination import look, look_level
+from sweeper.records import Elimination
+from sweeper.space import Trial, config_id, expand
+from sweeper.spec import SweepSpec
+
+__all__ = ["Round", "RaceState", "race_state"]
+
+# Why a race ended.
+ONE_LEFT = "one configuration is left"
+MAX_SEEDS = "every configuration left ran the maximum seeds"
+BUDGET = "the budget is spent"
+
+
+@dataclass(frozen=True)
+class Round:
+    """One test of the race.
+
+    Attributes:
+        seeds: The seeds every configuration in it had run.
+        alive: The configurations tested (ids, in grid order).
+        p_value: The omnibus test's p-value (``None`` with fewer than two to compare).
+        best: The best configuration at this test.
+        eliminated: The configurations it eliminated (failures included).
+    """
+
+    seeds: int
+    alive: tuple[str, ...]
+    p_value: float | None
+    best: str
+    eliminated: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RaceState:
+    """A race, as far as the ledger has run it.
+
+    Attributes:
+        configs: Configuration id -> its parameters but the seed, in grid order.
+        rounds: The tests so far.
+        eliminated: Configuration id -> why it left the race (recorded or decided now).
+        new: The eliminations decided by this replay that the ledger does not hold yet.
+        alive: The configurations still in the race, in grid order.
+        pending: The trials to run next (empty when the race is over).
+        done: Whether the race is over; ``why`` says how it ended.
+        level: Each look's significance level (``alpha / looks``).
+        trials_run: Trials recorded so far; ``seconds_run`` their seconds.
+    """
+
+    configs: dict[str, dict[str, Any]]
+    rounds: tuple[Round, ...]
+    eliminated: dict[str, Elimination]
+    new: tuple[Elimination, ...]
+    alive: tuple[str, ...]
+    pending: tuple[Trial, ...]
+    done: bool
+    why: str
+    level: float
+    trials_run: int
+    seconds_run: float
+    scores: dict[str, dict[int, float]] = field(default_factory=dict)  # config -> seed -> signed score
+
+    @property
+    def seeds(self) -> int:
+        """Seeds every configuration still in the race has run (the last round tested)."""
+        return self.rounds[-1].seeds if self.rounds else 0
+
+    def full_trials(self, race_max: int) -> int:
+        """Trials every configuration on ``race_max`` seeds would have cost: what racing saves on."""
+        return len(self.configs) * race_max
+
+
+def race_state(spec: SweepSpec, trials: Any, eliminations: Any = None) -> RaceState:
+    """Replay a raced sweep from its ledger.
+
+    Args:
+        spec: A spec with ``race`` set.
+        trials: The ledger's trials frame.
+        eliminations: The ledger's race frame (``None``: nothing recorded yet).
+
+    Returns:
+        The :class:`RaceState`.
+    """
+    race = spec.race
+    if race is None:
+        raise ValueError(f"{spec.name}: not a raced sweep (no sweeper.race)")
+    sign = 1.0 if spec.goal == "maximize" else -1.0
+    grid: dict[str, dict[int, Trial]] = {}
+    configs: dict[str, dict[str, Any]] = {}
+    for trial in expand(spec):
+        cid = config_id(trial.params)
+        configs.setdefault(cid, {k: v for k, v in trial.params.items() if k != "seed"})
+        grid.setdefault(cid, {})[int(trial.params["seed"])] = trial
+    rows = {r["trial_id"]: r for r in trials.to_dict("records")}
+    recorded = {} if eliminations is None else {
+        r["config_id"]: Elimination(**{k: r[k] for k in Elimination.__dataclass_fields__})
+        for r in eliminations.to_dict("records")}
+    ran = [rows[t.id] for seeds in grid.values() for t in seeds.values() if t.id in rows]
+    seconds = sum(float(r["seconds"]) for r in ran if math.isfinite(float(r["seconds"])))
+    level = look_level(race.alpha, race.looks)
+    eliminated: dict[str, Elimination] = {}
+    rounds: list[Round] = []
+    scores: dict[str, dict[int, float]] = {}
+
+    def state(pending: tuple[Trial, ...], done: bool, why: str) -> RaceState:
+        new = tuple(e for cid, e in eliminated.items() if cid not in recorded)
+        return RaceState(configs, tuple(rounds), dict(eliminated), new,
+                         tuple(c for c in configs if c not in eliminated), pending, done, why, level,
+                         len(ran), seconds, scores)
+
+    for n in range(race.first, race.max + 1):
+        for cid, elimination in recorded.items():
+            if elimination.round < n:
+                eliminated.setdefault(cid, elimination)  # recorded before: it stands
+        alive = [c for c in configs if c not in eliminated]
+        missing = tuple(grid[c][s] for c in alive for s in range(n) if grid[c][s].id not in rows)
+        if missing:
+            started = any(grid[c][n - 1].id in rows for c in alive)
+            if n > race.first and not started and _spent(race, len(ran), seconds):
+                return state((), True, BUDGET)
+            return state(missing, False, "")
+        decided, p_value, best = _test_round(spec, n, alive, {c: [rows[grid[c][s].id] for s in range(n)]
+                                                               for c in alive}, sign, level, scores)
+        for cid, elimination in recorded.items():
+            if elimination.round == n:
+                decided.setdefault(cid, elimination)
+        eliminated.update({c: e for c, e in decided.items() if c not in eliminated})
+        rounds.append(Round(n, tuple(alive), p_value, best, tuple(c for c in alive if c in decided)))
+        if sum(c not in eliminated for c in configs) <= 1:
+            return state((), True, ONE_LEFT)
+    return state((), True, MAX_SEEDS)
+
+
+def _test_round(spec: SweepSpec, n: int, alive: list[str], rows: Mapping[str, list[Mapping[str, Any]]],
+                sign: float, level: float, scores: dict[str, dict[int, float]],
+                ) -> tuple[dict[str, Elimination], float | None, str]:
+    """Round ``n``: failed configurations leave, then the test runs on the others.
+
+    Returns:
+        The round's eliminations, the omnibus p-value (``None`` with fewer than two scored)
+        and the best configuration (by the test; the only scored one; or ``""``).
+    """
+    decided: dict[str, Elimination] = {}
+    scored = []
+    for cid in alive:
+        values = [float(r[spec.metric]) for r in rows[cid]]
+        failed = [s for s, r in enumerate(rows[cid]) if r["status"] != "ok" or not math.isfinite(values[s])]
+        if failed:
+            status = rows[cid][failed[0]]["status"]
+            decided[cid] = Elimination(cid, n, test="failed", reason=f"its seed {failed[0]} trial ended {status}")
+            continue
+        scores[cid] = {s: sign * v for s, v in enumerate(values)}
+        scored.append(cid)
+    if len(scored) < 2:
+        return decided, None, scored[0] if scored else ""
+    result = look([[scores[c][s] for c in scored] for s in range(n)], spec.race.test, level)
+    best = scored[result.best]
+    for j, p in result.eliminated.items():
+        decided[scored[j]] = Elimination(
+            scored[j], n, p_value=p, best_config_id=best, test=spec.race.test,
+            reason=f"behind the best after {n} seeds ({spec.race.test}: p={p:.2g}, omnibus p={result.p_value:.2g}, "
+                   f"level {level:.2g})")
+    return decided, result.p_value, best
+
+
+def _spent(race: Any, trials_run: int, seconds: float) -> bool:
+    return (race.budget_trials is not None and trials_run >= race.budget_trials) or (
+        race.budget_seconds is not None and seconds >= race.budget_seconds)

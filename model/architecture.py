@@ -73,17 +73,32 @@ class ResidualBlock(layers.Layer):
         return {**super().get_config(), "filters": self.filters}
 
 
-def build_model(input_shape: tuple[int | None, int | None, int] = (None, None, 3)) -> keras.Model:
+def build_model(input_shape: tuple[int | None, int | None, int] = (None, None, 3), precision: str = "float32",
+                ) -> keras.Model:
     """Build the deblurring network.
 
     Args:
         input_shape: (height, width, channels); height and width may be ``None`` and must
             otherwise be divisible by 4 (two 2x poolings, two 2x transposed convolutions).
 
+        precision: A Keras dtype policy (see :data:`model.params.PRECISIONS`). Under a mixed
+            one the last convolution and the global residual still compute in float32, so the
+            output, the loss and the metrics are float32, and the input is added at full
+            precision.
+
     Returns:
         An uncompiled functional ``keras.Model`` named ``deblur`` whose output is the input
         plus a learned residual.
     """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        return _build(input_shape)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _build(input_shape: tuple[int | None, int | None, int]) -> keras.Model:
     h, w = input_shape[0], input_shape[1]
     for side, size in (("height", h), ("width", w)):
         if size is not None and size % 4:
@@ -102,6 +117,6 @@ def build_model(input_shape: tuple[int | None, int | None, int] = (None, None, 3
     r = ResidualBlock(128, name="residual_block_1")(r)
     u = layers.Conv2DTranspose(128, 3, strides=2, padding="same", activation="relu", name="conv2d_transpose")(r)
     u = layers.Conv2DTranspose(64, 3, strides=2, padding="same", activation="relu", name="conv2d_transpose_1")(u)
-    residual = layers.Conv2D(3, 3, padding="same", name="conv2d_9")(u)
-    outputs = layers.Add(name="global_residual")([inputs, residual])
+    residual = layers.Conv2D(3, 3, padding="same", name="conv2d_9", dtype="float32")(u)
+    outputs = layers.Add(name="global_residual", dtype="float32")([inputs, residual])
     return keras.Model(inputs, outputs, name="deblur")

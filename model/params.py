@@ -15,7 +15,12 @@ from typing import Any, Callable, Mapping
 
 from model.errors import ConfigError, suggest
 
-__all__ = ["TrainParams", "PARAMETER_NAMES", "check_param", "int_arg", "is_int", "side_arg"]
+__all__ = ["TrainParams", "PARAMETER_NAMES", "PRECISIONS", "check_param", "int_arg", "is_int", "side_arg"]
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+"""Keras dtype policies a trial may train under: ``mixed_bfloat16`` for CPUs with native bf16
+(AVX-512 BF16, AMX) and TPUs; ``mixed_float16`` for GPUs with tensor cores (a T4), with loss
+scaling. The output layer and every metric stay float32 either way."""
 
 
 def is_int(value: Any) -> bool:
@@ -53,6 +58,13 @@ def _loss(value: Any) -> str | None:
     return None
 
 
+def _precision(value: Any) -> str | None:
+    if value in PRECISIONS and isinstance(value, str):
+        return None
+    hint = suggest(str(value), PRECISIONS) if isinstance(value, str) else ""
+    return f"unknown precision {value!r}{hint}; valid: {', '.join(PRECISIONS)}"
+
+
 def _number(low: float, high: float, low_open: bool, high_open: bool, hint: str) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         ok = _is_number(value) and (value > low if low_open else value >= low) and (
@@ -88,6 +100,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "optimizer": _optimizer,
     # Two 2x poolings need a multiple of 4; below 8 the SSIM/Sobel windows do not fit.
     "patch_size": _integer(8, multiple=4),
+    "precision": _precision,
     "rho": _number(0.0, 1.0, True, True, "rho must be in (0, 1), e.g. 0.9"),
     # keras.utils.set_random_seed takes a 32-bit seed
     "seed": _integer(0, maximum=2**32 - 1),
@@ -154,6 +167,7 @@ class TrainParams:
     batch_size: int = 8
     patch_size: int = 64
     seed: int = 0
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         problems = [

@@ -119,6 +119,7 @@ def train_cmd(
     batch_size: Annotated[int, typer.Option("--batch-size", "--batch_size")] = 8,
     patch_size: Annotated[int, typer.Option("--patch-size", "--patch_size")] = 64,
     seed: Annotated[int, typer.Option()] = 0,
+    precision: Annotated[str, typer.Option(help="float32, mixed_bfloat16 (CPUs with native bf16) or mixed_float16 (T4-class GPUs).")] = "float32",
     vgg_weights: Annotated[Optional[str], typer.Option("--vgg-weights", "--vgg_weights", help="VGG16 notop .h5 for the perceptual loss (or SWEEPER_VGG_WEIGHTS).")] = None,
 ) -> None:
     """Train the deblur model once and save the best epoch."""
@@ -130,7 +131,7 @@ def train_cmd(
     params = TrainParams(
         optimizer=optimizer, loss=loss, learning_rate=learning_rate, rho=rho, momentum=momentum,
         epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
-        patch_size=patch_size, seed=seed,
+        patch_size=patch_size, seed=seed, precision=precision,
     )
     ensure_dataset(dataset_dir, dataset_name, fix="--dataset-dir and --dataset-name")
     dataset = DatasetRef(dataset_dir, dataset_name)

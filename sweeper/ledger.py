@@ -68,6 +68,13 @@ def _to_pandas(table: pa.Table, columns: Mapping[str, Column]) -> Any:
     return frame.astype({name: _pandas_dtype(col) for name, col in columns.items()})
 
 
+def _added_later(columns: Mapping[str, Column], present: Any) -> list[str]:
+    """Parameter columns a ledger written before that parameter existed lacks (unknown, null:
+    such a trial ran with the parameter's old behaviour, which its id records)."""
+    have = set(present)
+    return [name for name, col in columns.items() if col.nullable and name not in have] if "trial_id" in have else []
+
+
 def _signature(path: Path) -> tuple[int, int, int] | None:
     # Each write is a new inode (os.replace), so (inode, mtime, size) changes on every write.
     try:
@@ -119,6 +126,9 @@ class Ledger:
                 f"{path} is unreadable ({reason}): `sweeper run SPEC --resume` sets it aside, recovers "
                 "the trials found in the sweep's ray/ folder and re-runs the rest"
             ) from None
+        for name in _added_later(columns, table.column_names):
+            table = table.append_column(pa.field(name, _ARROW[columns[name].kind]),
+                                        pa.nulls(len(table), _ARROW[columns[name].kind]))
         missing = [c for c in columns if c not in table.column_names]
         try:
             if missing:
@@ -331,6 +341,7 @@ class Ledger:
             The two paths written.
         """
         target = Path(directory) if directory is not None else self.sweep_dir
+        target.mkdir(parents=True, exist_ok=True)
         trials_csv, epochs_csv = target / CSV_NAMES[0], target / CSV_NAMES[1]
         race = self.eliminations()
         if len(race):
@@ -366,6 +377,8 @@ def _read_csv(path: Path, columns: Mapping[str, Column], *, required: bool) -> A
         frame = pd.read_csv(path, dtype={c: "str" for c, col in columns.items() if col.kind is str},
                             keep_default_na=False,
                             na_values={c: [""] for c in columns if c not in blank_is_text})
+        for name in _added_later(columns, frame.columns):
+            frame[name] = None
         missing = [c for c in columns if c not in frame.columns]
         if missing:
             raise ValueError(f"missing columns {', '.join(missing)}")

@@ -21,6 +21,9 @@ from sweeper.records import param_column, plain
 __all__ = ["Trial", "trial_id", "config_id", "config_trial", "expand", "pending", "full_params", "finite_ids", "trial_count", "searched_params"]
 
 _DEFAULTS = TrainParams()
+# Parameters added after ledgers were first written, with the behaviour before them: a trial
+# hashes them only when set to something else, so every recorded trial keeps its id.
+_ADDED_LATER = {"precision": "float32"}
 _TYPES = {f.name: type(getattr(_DEFAULTS, f.name)) for f in dataclasses.fields(TrainParams)}
 # How many random draws may be spent per requested trial before concluding that a small
 # discrete space holds fewer distinct trials than run_cap.
@@ -65,15 +68,20 @@ def trial_id(params: Mapping[str, Any]) -> str:
 
     Returns:
         The first 12 hex digits of the sha256 of the canonical JSON (sorted keys, floats as
-        their shortest repr) of the complete, type-normalised parameters.
+        their shortest repr) of the complete, type-normalised parameters (those added later
+        left out while at their old behaviour, e.g. ``precision: float32``).
     """
-    return _digest(full_params(params))
+    return _digest(_identity(full_params(params)))
+
+
+def _identity(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
 
 
 def config_id(params: Mapping[str, Any]) -> str:
     """The stable id of a configuration: a trial's parameters but its seed (a race runs one
     configuration on many seeds). Like :func:`trial_id`, missing parameters take defaults."""
-    return _digest({k: v for k, v in full_params(params).items() if k != "seed"})
+    return _digest({k: v for k, v in _identity(full_params(params)).items() if k != "seed"})
 
 
 def _digest(params: Mapping[str, Any]) -> str:

@@ -58,3 +58,16 @@ def test_residual_block_config_round_trip() -> None:
     block = ResidualBlock(32, name="rb")
     clone = ResidualBlock.from_config(block.get_config())
     assert clone.filters == 32 and clone.name == "rb"
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_keeps_the_table_and_a_float32_output(precision: str) -> None:
+    mixed = build_model(precision=precision)
+    assert mixed.count_params() == PARAMETER_COUNT
+    assert {name: mixed.get_layer(name).count_params() for name in LAYER_PARAMETERS} == LAYER_PARAMETERS
+    compute = mixed.get_layer("conv2d_2").compute_dtype
+    assert compute == precision.removeprefix("mixed_")  # the body computes in the low precision
+    assert mixed.get_layer("conv2d_9").compute_dtype == "float32"  # the output layer does not
+    x = np.random.default_rng(2).random((1, 16, 16, 3), dtype=np.float32)
+    assert keras.backend.standardize_dtype(mixed(x).dtype) == "float32"
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is left as it was

@@ -298,3 +298,19 @@ def test_any_sequence_of_records_keeps_each_id_once(tmp_path_factory: pytest.Tem
     assert sorted(reread.trials()["trial_id"]) == sorted(firsts)
     assert sum(results) == len(firsts)
     assert reread.epochs().groupby("trial_id").size().to_dict() == {t: n for t, n in firsts.items() if n}
+
+
+def test_a_ledger_written_before_a_parameter_existed_reads_it_as_unknown(tmp_path: Path) -> None:
+    """precision came later: a trials.parquet and a trials.csv without its column still load."""
+    ledger = Ledger(tmp_path / "old")
+    ledger.record(row("a"), epochs("a"))
+    old = pd.read_parquet(ledger.trials_path).drop(columns=["params_precision"])
+    old.to_parquet(ledger.trials_path, index=False)
+    trials = Ledger(tmp_path / "old").trials()
+    assert list(trials.columns) == list(TRIAL_COLUMNS) and trials["params_precision"].isna().all()
+    ledger.export_csv(tmp_path / "csv")
+    csv = tmp_path / "csv" / "trials.csv"
+    pd.read_csv(csv).drop(columns=["params_precision"]).to_csv(csv, index=False)
+    trials_csv, _ = read_csv_export(tmp_path / "csv")
+    assert trials_csv["params_precision"].isna().all() and trials_csv.loc[0, "trial_id"] == "a"
+

@@ -114,3 +114,11 @@ def test_a_bayes_sweep_counts_the_trials_its_space_holds() -> None:
 def test_pending_keeps_order_and_drops_done() -> None:
     trials = [Trial(str(i), {}) for i in range(5)]
     assert [t.id for t in pending(trials, {"1", "3"})] == ["0", "2", "4"]
+
+
+def test_a_parameter_added_later_keeps_every_recorded_id() -> None:
+    """precision came after ledgers were written: at its old behaviour (float32) it is left out
+    of the hash, so the ids on disk stay; any other value is a different trial."""
+    params = full_params({"optimizer": "rmsprop", "loss": "mae", "learning_rate": 0.001, "rho": 0.9})
+    assert params["precision"] == "float32" and trial_id(params) == "828dadf89703"
+    assert trial_id({**params, "precision": "mixed_bfloat16"}) != trial_id(params)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.errors import ConfigError
+from model.errors import ConfigError, DataError
 from model.synth import (
     TEST_SOURCES,
     TRAIN_SOURCES,
@@ -195,3 +195,17 @@ def test_bad_arguments_name_themselves(tmp_path: Path, argument: str, value: obj
 def test_bad_name_is_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="name"):
         synthesize(tmp_path, "a/b", **TINY)
+
+
+def test_the_built_in_large_dataset_is_made_on_first_use_under_its_name(tmp_path: Path) -> None:
+    from model.synth import BUILT_IN, ensure_dataset
+
+    root = ensure_dataset(tmp_path, "synthetic_large")
+    options = BUILT_IN["synthetic_large"]
+    assert len(list((root / "train" / "blur").iterdir())) == options.n_train == 192
+    assert len(list((root / "test" / "sharp").iterdir())) == options.n_test == 12
+    stamp = (root / "train" / "blur" / "0000.png").stat().st_mtime_ns
+    assert ensure_dataset(tmp_path, "synthetic_large") == root
+    assert (root / "train" / "blur" / "0000.png").stat().st_mtime_ns == stamp  # made once
+    with pytest.raises(DataError, match="synthetic_larger: dataset not found"):
+        ensure_dataset(tmp_path, "synthetic_larger")

@@ -11,11 +11,11 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from model.errors import ConfigError, suggest
 
-__all__ = ["TrainParams", "PARAMETER_NAMES", "PRECISIONS", "check_param", "int_arg", "is_int", "side_arg"]
+__all__ = ["TrainParams", "PARAMETER_NAMES", "PRECISIONS", "check_param", "int_arg", "is_int", "one_of", "side_arg"]
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 """Keras dtype policies a trial may train under: ``mixed_bfloat16`` for CPUs with native bf16
@@ -58,11 +58,17 @@ def _loss(value: Any) -> str | None:
     return None
 
 
-def _precision(value: Any) -> str | None:
-    if value in PRECISIONS and isinstance(value, str):
-        return None
-    hint = suggest(str(value), PRECISIONS) if isinstance(value, str) else ""
-    return f"unknown precision {value!r}{hint}; valid: {', '.join(PRECISIONS)}"
+def one_of(valid: Sequence[str], what: str, shown: Callable[[Any], str] = repr) -> Callable[[Any], str | None]:
+    """A check for one of the names ``valid``: ``None``, or ``unknown <what> <value> (did you
+    mean ...?); use one of ...``; ``shown`` renders the bad value (the spec shows YAML)."""
+
+    def check(value: Any) -> str | None:
+        if isinstance(value, str) and value in valid:
+            return None
+        hint = suggest(value, valid) if isinstance(value, str) else ""
+        return f"unknown {what} {shown(value)}{hint}; use one of {', '.join(valid)}"
+
+    return check
 
 
 def _number(low: float, high: float, low_open: bool, high_open: bool, hint: str) -> Callable[[Any], str | None]:
@@ -100,7 +106,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "optimizer": _optimizer,
     # Two 2x poolings need a multiple of 4; below 8 the SSIM/Sobel windows do not fit.
     "patch_size": _integer(8, multiple=4),
-    "precision": _precision,
+    "precision": one_of(PRECISIONS, "precision"),
     "rho": _number(0.0, 1.0, True, True, "rho must be in (0, 1), e.g. 0.9"),
     # keras.utils.set_random_seed takes a 32-bit seed
     "seed": _integer(0, maximum=2**32 - 1),

@@ -13,15 +13,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> "object":
-    """A real dataset in the DBlur layout: 3 train and 2 test pairs of 32x32."""
+def synthetic_ref(factory: pytest.TempPathFactory, name: str, **options: object) -> "object":
+    """A real synthetic dataset of 32x32 pairs in the DBlur layout, in a fresh temp folder."""
     from model.data import DatasetRef
     from model.synth import synthesize
 
-    out = tmp_path_factory.mktemp("data")
-    synthesize(out, "tiny", n_train=3, n_test=2, size=32, seed=0, kernel_size=7)
-    return DatasetRef(out, "tiny")
+    out = factory.mktemp(name)
+    synthesize(out, name, size=32, kernel_size=7, **options)
+    return DatasetRef(out, name)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> "object":
+    """3 train and 2 test pairs of 32x32."""
+    return synthetic_ref(tmp_path_factory, "tiny", n_train=3, n_test=2, seed=0)
 
 
 @pytest.fixture(scope="session")

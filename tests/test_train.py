@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, tiny_params
+from tests.conftest import ROOT, synthetic_ref, tiny_params
 
 pytestmark = pytest.mark.usefixtures("tf_runtime")
 
@@ -17,12 +17,7 @@ pytestmark = pytest.mark.usefixtures("tf_runtime")
 @pytest.fixture(scope="module")
 def one_pair(tmp_path_factory: pytest.TempPathFactory) -> "object":
     """A dataset of a single 32x32 pair, to overfit."""
-    from model.data import DatasetRef
-    from model.synth import synthesize
-
-    out = tmp_path_factory.mktemp("one")
-    synthesize(out, "one", n_train=1, n_test=1, size=32, seed=3, kernel_size=7)
-    return DatasetRef(out, "one")
+    return synthetic_ref(tmp_path_factory, "one", n_train=1, n_test=1, seed=3)
 
 
 def test_thirty_steps_on_one_pair_lower_the_loss(one_pair: object, tmp_path: Path) -> None:

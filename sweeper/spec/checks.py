@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from model.errors import ConfigError, suggest
-from model.params import is_int
+from model.params import is_int, one_of
 
 __all__ = [
     "MAX_INT",
@@ -193,14 +193,7 @@ def real(*, above: float | None = None, at_least: float | None = None, optional:
 
 def choice(valid: Sequence[str], what: str) -> Check:
     """A check for one of the strings ``valid``; ``what`` names the kind in the message."""
-
-    def check(value: Any) -> str | None:
-        if value in valid and isinstance(value, str):
-            return None
-        hint = suggest(str(value), valid) if isinstance(value, str) else ""
-        return f"unknown {what} {show(value)}{hint}; use one of {', '.join(valid)}"
-
-    return check
+    return one_of(valid, what, show)
 
 
 def safe_name(what: str, example: str, *, optional: bool = False) -> Check:

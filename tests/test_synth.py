@@ -10,15 +10,8 @@ import pytest
 from PIL import Image
 
 from model.errors import ConfigError, DataError
-from model.synth import (
-    TEST_SOURCES,
-    TRAIN_SOURCES,
-    blur,
-    ensure_synthetic,
-    random_kernel,
-    synthesize,
-    trajectory,
-)
+from model.kernels import blur, random_kernel, trajectory
+from model.synth import TEST_SOURCES, TRAIN_SOURCES, ensure_synthetic, synthesize
 
 TINY = dict(n_train=3, n_test=2, size=32, kernel_size=7)
 

@@ -146,7 +146,7 @@ def ensure_synthetic(out_dir: str | Path, name: str = "synthetic") -> Path:
     return _build(ref, BUILT_IN.get(name, BUILT_IN[SYNTHETIC]), replace=False)
 
 
-def ensure_dataset(out_dir: str | Path, name: str, *, fix: str = "") -> Path:
+def ensure_dataset(out_dir: str | Path, name: str, *, fix: str = "", make: bool = True) -> Path:
     """The dataset folder ``out_dir/name``; a built-in one (:data:`BUILT_IN`) is made there on
     first use (logged, since it takes a while).
 
@@ -154,6 +154,8 @@ def ensure_dataset(out_dir: str | Path, name: str, *, fix: str = "") -> Path:
         out_dir: The folder holding datasets.
         name: The dataset's name (its sub-folder).
         fix: Where the user names the dataset, for the error (e.g. ``"sweeper.dataset in the spec"``).
+        make: Make a missing built-in one now; ``False`` only checks that it could be (the
+            cheap check a caller runs before starting anything expensive).
 
     Raises:
         DataError: another dataset that is not there.
@@ -163,6 +165,8 @@ def ensure_dataset(out_dir: str | Path, name: str, *, fix: str = "") -> Path:
         return root
     if name not in BUILT_IN:
         raise DataError(f"{root}: dataset not found" + (f" ({fix})" if fix else ""))
+    if not make:
+        return root
     _log.info("making the %s dataset in %s (first use)", name, root)
     return ensure_synthetic(out_dir, name)
 

@@ -8,6 +8,7 @@ files start with :data:`TMP_PREFIX`; the ledger removes any a killed writer left
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -16,7 +17,8 @@ from typing import Any, Mapping
 from model.errors import UserError
 from sweeper.spec import SpecError, SweepSpec, from_dict
 
-__all__ = ["SPEC_FILE", "TMP_PREFIX", "find_sweep", "is_sweep", "read_spec", "write_atomic", "write_spec"]
+__all__ = ["SPEC_FILE", "TMP_PREFIX", "WriteError", "find_sweep", "is_sweep", "read_spec", "write_atomic", "write_spec",
+           "writable"]
 
 _log = logging.getLogger(__name__)
 
@@ -26,6 +28,18 @@ TMP_PREFIX = ".tmp-"
 _RESOLVED = "resolved"  # provenance in spec.yaml (versions, git commit, resources): not part of the spec
 # What makes a folder under results/ a sweep: any of these.
 _MARKERS = (SPEC_FILE, "trials.parquet", "trials.csv")
+
+
+class WriteError(UserError):
+    """A file of the sweep cannot be written (a full disk, a read-only folder): nothing
+    already written is harmed, and the same command, run again once it can write, goes on."""
+
+
+def writable(path: Path, error: OSError) -> WriteError:
+    """The one-line error for a failed write of ``path``."""
+    why = error.strerror or type(error).__name__
+    return WriteError(f"{path}: cannot be written ({why}); nothing recorded is lost: free some space, or make the "
+                      "folder writable, and run the same command again")
 
 
 def write_atomic(path: Path, data: str | bytes, *, durable: bool = False) -> Path:
@@ -40,21 +54,29 @@ def write_atomic(path: Path, data: str | bytes, *, durable: bool = False) -> Pat
 
     Returns:
         ``path``.
+
+    Raises:
+        WriteError: the file could not be written; ``path`` is as it was, no temp file is left.
     """
     path = Path(path)
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
-    with open(tmp, "wb") as handle:
-        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
         if durable:
-            handle.flush()
-            os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    if durable:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)  # makes the rename itself durable
-        finally:
-            os.close(fd)
+            fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # makes the rename itself durable
+            finally:
+                os.close(fd)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise writable(path, err) from None
     return path
 
 

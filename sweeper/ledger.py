@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from model.errors import UserError
-from sweeper.folder import TMP_PREFIX, write_atomic
+from sweeper.folder import TMP_PREFIX, writable, write_atomic
 from sweeper.records import EPOCH_SCHEMA, RACE_SCHEMA, STATUSES, TRIAL_SCHEMA, Column, Elimination, EpochRow, TrialRow
 
 try:  # POSIX; elsewhere writers are not serialised (the driver is the only writer anyway)
@@ -95,7 +95,10 @@ class Ledger:
     def __init__(self, sweep_dir: str | Path, *, create: bool = True) -> None:
         self.sweep_dir = Path(sweep_dir)
         if create:
-            self.sweep_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.sweep_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise writable(self.sweep_dir, err) from None
         self.trials_path = self.sweep_dir / "trials.parquet"
         self.epochs_path = self.sweep_dir / "epochs.parquet"
         self.race_path = self.sweep_dir / "race.parquet"
@@ -223,7 +226,10 @@ class Ledger:
         if fcntl is None:  # pragma: no cover
             yield
             return
-        fd = os.open(self.sweep_dir / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.sweep_dir / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise writable(self.sweep_dir / _LOCK_NAME, err) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -263,6 +269,8 @@ class Ledger:
         Raises:
             ValueError: an epoch row of another trial.
             LedgerError: an existing ledger file is unreadable (it is never overwritten).
+            WriteError: the ledger cannot be written (a full disk, a read-only folder): the
+                files are as they were before the call.
         """
         tid = row.trial_id
         by_epoch: dict[int, dict[str, Any]] = {}

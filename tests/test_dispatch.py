@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -459,15 +460,20 @@ def test_two_node_cluster_every_trial_lands_on_the_t4_node(tiny_data, tmp_path) 
         cluster.shutdown()
 
 
-def _start_three_trial_driver(name: str, tiny_data, tmp_path: Path, *, capture: bool = False):
-    """`sweeper run` of a 3-trial grid (one trial at a time) as a subprocess in its own session,
-    like a shell job. Returns (spec path, results dir, command, process)."""
+def _three_trial_sweep(name: str, tiny_data, tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    """A 3-trial grid run one trial at a time: (spec path, results dir, the `sweeper run` command)."""
     spec_path = _write_spec(tmp_path / f"{name}.yaml", spec_text(name, tiny_data, """
   optimizer: {values: [adam, rmsprop, sgd]}
   loss: {value: mae}
 """).replace("max_concurrent: 2", "max_concurrent: 1"))
     results = tmp_path / "r"
-    cmd = [sys.executable, "-m", "sweeper.cli", "run", str(spec_path), "--results-dir", str(results)]
+    return spec_path, results, [sys.executable, "-m", "sweeper.cli", "run", str(spec_path), "--results-dir", str(results)]
+
+
+def _start_three_trial_driver(name: str, tiny_data, tmp_path: Path, *, capture: bool = False):
+    """`sweeper run` of the 3-trial grid as a subprocess in its own session, like a shell job.
+    Returns (spec path, results dir, command, process)."""
+    spec_path, results, cmd = _three_trial_sweep(name, tiny_data, tmp_path)
     out = subprocess.PIPE if capture else subprocess.DEVNULL
     driver = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=out, stderr=out, text=True, start_new_session=True)
     return spec_path, results, cmd, driver
@@ -713,3 +719,83 @@ def test_hyperband_maps_to_asha_and_bayes_to_optuna_tpe(tmp_path) -> None:
     assert grid is None and none is None
     # Worker processes are reused between trials except where a scheduler stops trials early.
     assert search.reuse_actors(none) is True and search.reuse_actors(scheduler) is False
+
+
+# ------------------------------------------------------------------ one driver per sweep
+
+
+def test_the_driver_lock_names_its_holder_and_a_dead_holders_lock_is_taken_over(tmp_path) -> None:
+    import json
+
+    from sweeper.dispatch.lock import LOCK_NAME, DriverLock
+
+    held = DriverLock(tmp_path)
+    held.acquire()
+    code = ("import sys\nfrom pathlib import Path\nfrom sweeper.dispatch.lock import DriverLock, SweepBusy\n"
+            "try:\n    DriverLock(Path(sys.argv[1])).acquire(); print('acquired')\n"
+            "except SweepBusy as err:\n    print(err)\n")
+    busy = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert f"this sweep is being run by pid {os.getpid()} on " in busy.stdout and "run the same command again" in busy.stdout
+    held.release()
+    assert subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60).stdout.strip() == "acquired"
+    # A driver killed -9 leaves its file but not its flock: the next one takes over.
+    (tmp_path / LOCK_NAME).write_text(json.dumps({"host": "gone", "pid": 999_999, "since": "then"}))
+    again = DriverLock(tmp_path)
+    again.acquire()
+    assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+    again.release()
+
+
+@pytest.mark.parametrize("second_starts", ["at_once", "later"])
+def test_a_second_driver_of_a_running_sweep_is_refused_and_nothing_trains_twice(tiny_data, tmp_path,
+                                                                                second_starts) -> None:
+    from sweeper.ledger import Ledger
+    from sweeper.space import expand
+
+    spec_path, results, cmd, first = _start_three_trial_driver("twice", tiny_data, tmp_path, capture=True)
+    if second_starts == "later":
+        _wait_for_file(results / "twice" / "ray", first)
+    second = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outs = [p.communicate(timeout=600) for p in (first, second)]
+    codes = sorted([first.returncode, second.returncode])
+    assert codes == [0, 1], outs
+    refused = outs[0] if first.returncode == 1 else outs[1]
+    errors = [line for line in refused[1].splitlines() if line.startswith("sweeper: error:")]
+    assert len(errors) == 1 and "this sweep is being run by pid " in errors[0] and "Traceback" not in refused[1]
+    if second_starts == "later":
+        assert f"pid {first.pid} on " in errors[0]
+    trials = Ledger(results / "twice").trials()
+    assert sorted(trials["trial_id"]) == sorted(t.id for t in expand(loads(spec_path.read_text())))
+    assert len(list((results / "twice" / "ray").glob("run-*/*/result.json"))) == 3  # each trained once
+
+
+# ------------------------------------------------------------------ a disk that fills, a folder that is read-only
+
+
+@pytest.mark.parametrize(("fault", "file", "after"), [("ENOSPC", "trials.parquet", 1), ("EROFS", "spec.yaml", 0)])
+def test_a_full_disk_or_read_only_folder_is_one_line_and_the_rerun_loses_nothing(tiny_data, tmp_path, fault, file,
+                                                                               after) -> None:
+    """Injected at os.replace in the driver (tests/fault_write/sitecustomize.py): the ledger is
+    never torn, the error is one line naming the file, and once the disk can be written again
+    the same command records every trial exactly once (those trained meanwhile recovered)."""
+    from sweeper.ledger import Ledger
+    from sweeper.space import expand
+
+    spec_path, results, cmd = _three_trial_sweep("full", tiny_data, tmp_path)
+    env = _env(PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "fault_write"), str(ROOT)]),
+               SWEEPER_FAULT_ERRNO=fault, SWEEPER_FAULT_FILE=file, SWEEPER_FAULT_AFTER=str(after))
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("sweeper: error:")]
+    reason = os.strerror(getattr(errno, fault))
+    assert len(errors) == 1 and f"{file}: cannot be written ({reason})" in errors[0], proc.stderr[-3000:]
+    assert "nothing recorded is lost" in errors[0] and "run the same command again" in errors[0]
+    ledger = Ledger(results / "full")
+    assert len(ledger.trials()) == after  # whole: the commit before the fault, nothing torn
+    assert not list((results / "full").glob(".tmp-*"))
+    again = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    trials = Ledger(results / "full").trials()
+    assert sorted(trials["trial_id"]) == sorted(t.id for t in expand(loads(spec_path.read_text())))

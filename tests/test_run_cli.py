@@ -115,3 +115,15 @@ def test_the_paper_scale_races_validate_by_dry_run(tmp_path: Path) -> None:
         assert spec.param("patch_size").value >= 128 and spec.param("epochs").value * spec.param(
             "steps_per_epoch").value * spec.param("batch_size").value >= 500_000
         assert (spec.resources.accelerator_type, spec.resources.fallback, spec.race.max) == ("T4", "none", 10)
+
+
+def test_fallback_none_without_a_t4_refuses_before_making_any_data(tmp_path: Path) -> None:
+    """Checked before anything expensive or lasting: no dataset made, no trial, one line."""
+    data = tmp_path / "data"
+    result = runner.invoke(app, ["run", str(SPEC), "--results-dir", str(tmp_path / "r"), "--data-dir", str(data),
+                                 "--set", "sweeper.resources.fallback=none", "--set", "parameters.seed.values=[0]"])
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("sweeper: error:")]
+    assert len(errors) == 1 and "the cluster has no T4 GPU and fallback is 'none'" in errors[0]
+    assert "sweeper.resources.fallback: cpu" in errors[0]
+    assert not (data / "synthetic").exists()  # the built-in data is made only once the trials can run

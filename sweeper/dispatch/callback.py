@@ -12,8 +12,9 @@ from typing import Any
 
 from ray.tune import Callback
 
-from sweeper.dispatch.console import Progress, StopFlag
+from sweeper.dispatch.console import Progress, StopFlag, stop_gracefully
 from sweeper.dispatch.results import ran_to_the_end, record_from_results
+from sweeper.folder import WriteError
 from sweeper.ledger import Ledger
 from sweeper.space import config_trial
 from sweeper.spec import SweepSpec
@@ -31,6 +32,7 @@ class LedgerCallback(Callback):
     def __init__(self, spec: SweepSpec, ledger: Ledger, progress: Progress, stop: StopFlag) -> None:
         self.spec, self.ledger, self.progress, self.stop = spec, ledger, progress, stop
         self.results: dict[str, list[dict[str, Any]]] = {}
+        self.failed: WriteError | None = None  # the ledger could not be written: the sweep stops
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.progress.update(trials)
@@ -59,7 +61,15 @@ class LedgerCallback(Callback):
             # every failure was an attempt; a trial that ends well adds its final one
             attempts=int(trial.num_failures) + (0 if error else 1),
         )
-        self.ledger.record(row, epochs)
+        try:
+            self.ledger.record(row, epochs)
+        except WriteError as err:
+            # Nothing is lost: this trial's results stay in Ray's folder, and the next run
+            # recovers them. Going on would only train trials that cannot be recorded.
+            if self.failed is None:
+                self.failed = err
+                stop_gracefully(self.stop)
+            return
         self.progress.finished(row)
         self.progress.update(others)
 

@@ -3,8 +3,13 @@ each trial's resources to the accelerator the spec asks for."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Mapping
+import socket
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping
 
 from model.errors import ConfigError, UserError
 from sweeper.spec import Resources
@@ -15,31 +20,116 @@ LOCAL_HOST = "127.0.0.1"
 
 
 def connect(address: str | None) -> None:
-    """Join ``address`` / ``RAY_ADDRESS``, or start a local Ray bound to 127.0.0.1.
+    """Join ``address`` / ``RAY_ADDRESS`` (a cluster made by ``ray start``, or ``ray://`` for
+    Ray Client), or start a private local Ray bound to 127.0.0.1.
+
+    Joining: a loopback address is kept on loopback (Ray would otherwise swap 127.0.0.1 for
+    the machine's routable address and miss a head listening on loopback); Ray's token auth
+    is used whenever a token is at hand (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or
+    ``~/.ray/auth_token``, as Ray reads them) and ``RAY_AUTH_MODE`` does not say otherwise; the
+    head's port is tried first, so an address nobody listens on fails at once.
 
     Raises:
-        UserError: the cluster cannot be joined (one line naming the address and the cause).
+        UserError: the cluster cannot be joined: one line naming the address, the cause and
+            the fix (Ray's own retry warnings are kept off the terminal).
     """
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if address is None:
-        # Ray otherwise binds the machine's routable IP and opens its ports to the network;
-        # with clusters "disabled" it uses loopback. Read by Ray at import, so set it first.
+    host, port = _host_port(address) if address is not None else (LOCAL_HOST, None)
+    if address is None or host in _LOOPBACK:
+        # Ray otherwise binds (or, joining, dials) the machine's routable IP; with clusters
+        # "disabled" it keeps to loopback. Read by Ray at import, so set it first.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address is not None:
+        if "RAY_AUTH_MODE" not in os.environ and _token_at_hand():
+            os.environ["RAY_AUTH_MODE"] = "token"  # what `ray start` does when it finds a token
+        # Ray tries to reach the head 20 times, for up to a minute each when refused: bound it.
+        os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(_JOIN_ATTEMPTS))
     import ray
 
     if ray.is_initialized():
         return
-    try:
-        if address is None:
-            # address="local": always a new private instance, never a stray cluster that
-            # /tmp/ray/ray_current_cluster happens to point at.
-            ray.init(address="local", include_dashboard=False, _node_ip_address=LOCAL_HOST, log_to_driver=False,
-                     configure_logging=False)
-        else:
+    if address is None:
+        # address="local": always a new private instance, never a stray cluster that
+        # /tmp/ray/ray_current_cluster happens to point at.
+        ray.init(address="local", include_dashboard=False, _node_ip_address=LOCAL_HOST, log_to_driver=False,
+                 configure_logging=False)
+        return
+    if port is not None:
+        _probe(address, host, port)
+    with _stderr_aside() as aside:
+        try:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
-    except (ConnectionError, RuntimeError, ValueError) as err:
-        raise UserError(f"--address {address}: cannot join the Ray cluster ({str(err).splitlines()[0]})") from None
+            return
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            said = aside.read()
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if "InvalidAuthToken" in said or "Unauthenticated" in said:
+        if _token_at_hand():
+            reason = ("the head refused this driver's auth token; use the head's: `ray get-auth-token` "
+                      "there, then RAY_AUTH_TOKEN=<token> here")
+        else:
+            reason = ("the head uses Ray's token auth and this driver has no token; run `ray get-auth-token` "
+                      "on the head and set RAY_AUTH_TOKEN=<token> here (or copy its ~/.ray/auth_token)")
+    raise UserError(f"--address {address}: cannot join the Ray cluster: {reason}")
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_PROBE_S = 5.0
+_JOIN_ATTEMPTS = 20  # about a second each when the head refuses the driver's token
+
+
+def _host_port(address: str) -> tuple[str, int | None]:
+    """``ray://head:10001`` or ``head:6379`` -> (host, port); no port for a bare ``auto``."""
+    rest = address.split("://", 1)[-1]
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit():
+        return rest, None
+    return host.strip("[]"), int(port)
+
+
+def _token_at_hand() -> bool:
+    """Whether Ray would find an auth token here (the places it looks, in its order)."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    return Path(path).is_file() if path else (Path.home() / ".ray" / "auth_token").is_file()
+
+
+def _probe(address: str, host: str, port: int) -> None:
+    """Fail at once, in one line, when nothing listens at the address (Ray retries for a minute)."""
+    try:
+        with socket.create_connection((host, port), timeout=_PROBE_S):
+            return
+    except OSError as err:
+        why = err.strerror or type(err).__name__.replace("Error", "").lower() or str(err)
+    raise UserError(f"--address {address}: cannot join the Ray cluster: nothing answers at {host}:{port} ({why}); "
+                    "is `ray start --head` running there, and is this its GCS port (6379 unless --port)?")
+
+
+class _Aside:
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    def read(self) -> str:
+        self.handle.flush()
+        self.handle.seek(0)
+        return self.handle.read().decode(errors="replace")
+
+
+@contextlib.contextmanager
+def _stderr_aside() -> Iterator[_Aside]:
+    """File descriptor 2 into a temp file for the block: Ray's C++ client logs a warning a second
+    while it retries a head that refuses it, and the user is owed one line, not a screen."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as handle:
+        os.dup2(handle.fileno(), 2)
+        try:
+            yield _Aside(handle)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def pin_resources(wanted: Resources, cluster: Mapping[str, float]) -> tuple[dict[str, float], str | None]:

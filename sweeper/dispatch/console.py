@@ -16,7 +16,8 @@ from typing import Any, Iterable, Iterator
 from sweeper.records import STATUSES, TrialRow
 from sweeper.spec import SweepSpec
 
-__all__ = ["Progress", "StopFlag", "Watchdog", "graceful_ctrl_c", "watchdog", "STALL_S", "STALL_FACTOR", "WATCH_POLL_S"]
+__all__ = ["Progress", "StopFlag", "Watchdog", "graceful_ctrl_c", "stop_gracefully", "watchdog", "STALL_S", "STALL_FACTOR",
+           "WATCH_POLL_S"]
 
 _log = logging.getLogger(__name__)
 
@@ -150,6 +151,13 @@ class StopFlag:
         return self._set
 
 
+def stop_gracefully(stop: StopFlag) -> None:
+    """Stop the sweep as the first Ctrl-C does: Ray Tune's graceful stop (its own SIGUSR1), no
+    new trial or Tuner after it; trials cut short are not recorded and run again on resume."""
+    stop.set()
+    os.kill(os.getpid(), signal.SIGUSR1)
+
+
 class _DropRestoreHint(logging.Filter):
     """Ray's "Resume experiment with: Tuner.restore(...)" is not how a sweep resumes."""
 
@@ -174,10 +182,9 @@ def graceful_ctrl_c(stop: StopFlag) -> Iterator[None]:
     def on_sigint(signum: int, frame: Any) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
-        stop.set()
         _log.warning("stopping after Ctrl-C: running trials are dropped (they re-run on resume), finished ones "
                      "are in the ledger; Ctrl-C again stops at once")
-        os.kill(os.getpid(), signal.SIGUSR1)  # Ray Tune's own graceful stop signal
+        stop_gracefully(stop)
 
     previous_env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # our handler, not Tune's, owns SIGINT

@@ -23,6 +23,7 @@ from sweeper import tracking, trainable
 from sweeper.dispatch import search
 from sweeper.dispatch.cluster import connect, pin_resources
 from sweeper.dispatch.console import Progress, StopFlag, graceful_ctrl_c, watchdog
+from sweeper.dispatch.lock import driver_lock
 from sweeper.dispatch.plan import SweepPlan, plan
 from sweeper.dispatch.provenance import write_provenance
 from sweeper.dispatch.results import recover, set_aside_unreadable
@@ -35,6 +36,8 @@ from sweeper.spec import SweepSpec
 __all__ = ["RunOptions", "RunSummary", "run"]
 
 _log = logging.getLogger(__name__)
+
+_DATASET_FIX = "sweeper.dataset in the spec, or --data-dir"
 
 
 @dataclass(frozen=True)
@@ -101,13 +104,20 @@ def run(spec: SweepSpec, options: RunOptions = RunOptions()) -> RunSummary:
         A :class:`RunSummary`.
 
     Raises:
-        UserError: nothing to resume (``options.resume``), a missing dataset, a cluster that
+        UserError: nothing to resume (``options.resume``), another driver running the sweep
+            (:class:`~sweeper.dispatch.lock.SweepBusy`), a missing dataset, a cluster that
             cannot be joined or lacks the GPU the spec insists on.
     """
     sweep_dir = (options.results_dir / spec.name).resolve()
     if options.resume and not is_sweep(sweep_dir):
         raise UserError(f"--resume: {sweep_dir} holds no sweep to resume; check --results-dir, "
                         "or leave out --resume to start it")
+    with driver_lock(sweep_dir):
+        return _run(spec, options, sweep_dir)
+
+
+def _run(spec: SweepSpec, options: RunOptions, sweep_dir: Path) -> RunSummary:
+    """:func:`run`, holding the sweep's driver lock."""
     ledger = Ledger(sweep_dir)
     summary = RunSummary(sweep_dir=sweep_dir, planned=0, already_done=0)
     for message in set_aside_unreadable(ledger):
@@ -124,7 +134,8 @@ def run(spec: SweepSpec, options: RunOptions = RunOptions()) -> RunSummary:
     if summary.recovered:
         sweep = plan(spec, ledger.done_ids())
     data_dir = (options.data_dir or spec.dataset.dir).resolve()  # absolute: workers run elsewhere
-    ensure_dataset(data_dir, spec.dataset.name, fix="sweeper.dataset in the spec, or --data-dir")
+    # Checked now, made (if built in) only once the cluster is known to fit the trials.
+    ensure_dataset(data_dir, spec.dataset.name, fix=_DATASET_FIX, make=False)
     if spec.race is not None:
         rounds = _race_rounds(spec, ledger)
         first = next(rounds, ())
@@ -186,6 +197,7 @@ def _dispatch(spec: SweepSpec, options: RunOptions, sweep: SweepPlan, ledger: Le
     if warning:
         _warn(summary, warning)
     summary.resources = resources
+    ensure_dataset(data_dir, spec.dataset.name, fix=_DATASET_FIX)
     write_provenance(spec, ledger.sweep_dir, {"resources": resources, "wandb_mode": wandb_mode})
     context = trainable.TrialContext(
         sweep=spec.name, sweep_dir=str(ledger.sweep_dir), dataset_dir=str(data_dir), dataset_name=spec.dataset.name,
@@ -201,6 +213,7 @@ def _dispatch(spec: SweepSpec, options: RunOptions, sweep: SweepPlan, ledger: Le
             progress.extend(len(batch) if not sweep.searched else n_todo)
             search_alg, scheduler = search.search_and_scheduler(spec, sweep, ledger.sweep_dir, ledger.done_ids())
             run_name = _next_run_name(ledger.sweep_dir)
+            recorder = LedgerCallback(spec, ledger, progress, stop)
             tuner = tune.Tuner(
                 # Looked up now, not imported: tests swap in a trainable of their own.
                 tune.with_resources(tune.with_parameters(trainable.run_trial, context=context), resources),
@@ -214,11 +227,13 @@ def _dispatch(spec: SweepSpec, options: RunOptions, sweep: SweepPlan, ledger: Le
                 run_config=tune.RunConfig(
                     name=run_name, storage_path=str(ledger.sweep_dir / "ray"), verbose=0,
                     failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                    callbacks=[LedgerCallback(spec, ledger, progress, stop)], progress_reporter=None,
+                    callbacks=[recorder], progress_reporter=None,
                 ),
             )
             with watchdog(ledger.sweep_dir / "ray" / run_name):
                 tuner.fit()
+            if recorder.failed is not None:
+                raise recorder.failed
     summary.interrupted = stop.is_set()
 
 

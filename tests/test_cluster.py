@@ -1,0 +1,129 @@
+"""Joining clusters that users make with `ray start` (token auth on, as Ray 2.60 sets it up),
+on loopback: a head plus a worker node carrying two fake GPUs of type T4."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.test_dispatch import spec_text
+
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _kill_cluster(temp_dir: Path) -> None:
+    """Every process of the test's cluster (they all name its temp dir), and their workers.
+    Never `ray stop`: it stops every Ray on the machine, a sweep running beside the tests too."""
+    import psutil
+
+    for proc in psutil.process_iter():
+        try:
+            if str(temp_dir) in " ".join(proc.cmdline()):
+                for child in proc.children(recursive=True):
+                    child.kill()
+                proc.kill()
+        except psutil.Error:
+            continue
+
+
+@pytest.fixture(scope="module")
+def ray_start_cluster(tmp_path_factory):
+    """`ray start --head` (loopback, token auth from a token made for the test) and `ray start
+    --address` of a second node with the GPUs. Returns (address, env with the token, env
+    without it)."""
+    hostname = socket.gethostname()
+    if not socket.gethostbyname(hostname).startswith("127."):
+        pytest.skip(f"the worker node dials the head as {hostname!r}, which does not resolve to loopback here")
+    tmp = tmp_path_factory.mktemp("raystart")
+    home, stranger = tmp / "home", tmp / "stranger"
+    home.mkdir()
+    stranger.mkdir()
+    temp_dir = tmp / "ray"
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH") and k != "RAY_ADDRESS"}
+    base.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+    env = {**base, "HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0", "WANDB_MODE": "disabled"}
+    subprocess.run([RAY, "get-auth-token", "--generate"], env=env, capture_output=True, check=True, timeout=60)
+    port = _free_port()
+    try:
+        # The head on loopback only (Ray's clusters-off mode binds and dials 127.0.0.1).
+        subprocess.run([RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus",
+                        "1", "--num-gpus", "0", "--include-dashboard=false", "--temp-dir", str(temp_dir),
+                        "--disable-usage-stats"], env={**env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"},
+                       capture_output=True, check=True, timeout=120)
+        # Ray refuses a second node in that mode, and, in the other, swaps the address
+        # 127.0.0.1 for the machine's routable one; the machine's own name (which /etc/hosts
+        # maps to loopback) it leaves alone, so the worker dials the head on loopback.
+        subprocess.run([RAY, "start", "--address", f"{hostname}:{port}", "--node-ip-address", "127.0.0.1",
+                        "--num-cpus", "2", "--num-gpus", "2", "--resources", '{"accelerator_type:T4": 1}',
+                        "--disable-usage-stats"], env={**env, "RAY_AUTH_MODE": "token"},
+                       capture_output=True, check=True, timeout=120)
+        yield f"127.0.0.1:{port}", env, {**env, "HOME": str(stranger)}
+    finally:
+        _kill_cluster(temp_dir)
+
+
+def _sweeper(args: list[str], env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sweeper.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_a_sweep_joins_a_ray_start_cluster_and_lands_on_its_t4_node(ray_start_cluster, tiny_data, tmp_path) -> None:
+    from sweeper.ledger import Ledger
+
+    address, env, _ = ray_start_cluster
+    spec = tmp_path / "joined.yaml"
+    spec.write_text(spec_text("joined", tiny_data, """
+  optimizer: {values: [adam, rmsprop]}
+  loss: {value: mae}
+""").replace("epochs: {value: 2}", "epochs: {value: 1}"))
+    proc = _sweeper(["run", str(spec), "--results-dir", str(tmp_path / "r"), "--address", address], env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "InvalidAuthToken" not in proc.stderr and "Traceback" not in proc.stderr
+    trials = Ledger(tmp_path / "r" / "joined").trials()
+    assert len(trials) == 2 and set(trials["status"]) == {"ok"}
+    assert set(trials["accelerator"]) == {"T4"} and len(set(trials["node"])) == 1  # the one node with T4s
+
+
+def test_a_driver_without_the_clusters_token_gets_one_line_saying_how_to_get_it(ray_start_cluster, tiny_data,
+                                                                                tmp_path) -> None:
+    address, _, stranger = ray_start_cluster
+    spec = tmp_path / "stranger.yaml"
+    spec.write_text(spec_text("stranger", tiny_data, "  optimizer: {value: adam}\n"))
+    started = time.monotonic()
+    proc = _sweeper(["run", str(spec), "--results-dir", str(tmp_path / "r"), "--address", address], stranger)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "InvalidAuthToken" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("sweeper: error:")]
+    assert errors == [f"sweeper: error: --address {address}: cannot join the Ray cluster: the head uses Ray's token "
+                      "auth and this driver has no token; run `ray get-auth-token` on the head and set "
+                      "RAY_AUTH_TOKEN=<token> here (or copy its ~/.ray/auth_token)"]
+    assert time.monotonic() - started < 120  # Ray alone retries for many minutes
+    wrong = _sweeper(["run", str(spec), "--results-dir", str(tmp_path / "r"), "--address", address],
+                     {**stranger, "RAY_AUTH_TOKEN": "0" * 32})
+    assert wrong.returncode == 1 and "the head refused this driver's auth token" in wrong.stderr
+
+
+def test_an_address_nobody_listens_on_fails_at_once_in_one_line(tiny_data, tmp_path) -> None:
+    spec = tmp_path / "nobody.yaml"
+    spec.write_text(spec_text("nobody", tiny_data, "  optimizer: {value: adam}\n"))
+    port = _free_port()
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    proc = _sweeper(["run", str(spec), "--results-dir", str(tmp_path / "r"), "--address", f"127.0.0.1:{port}"], env,
+                    timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("sweeper: error:")]
+    assert len(errors) == 1 and f"nothing answers at 127.0.0.1:{port} (Connection refused)" in errors[0]
+    assert "ray start --head" in errors[0]

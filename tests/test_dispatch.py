@@ -799,3 +799,13 @@ def test_a_full_disk_or_read_only_folder_is_one_line_and_the_rerun_loses_nothing
     assert again.returncode == 0, again.stderr[-3000:]
     trials = Ledger(results / "full").trials()
     assert sorted(trials["trial_id"]) == sorted(t.id for t in expand(loads(spec_path.read_text())))
+
+
+def test_a_sweep_on_the_terminal_shows_the_sweepers_lines_not_rays(cli_sweep) -> None:
+    """Ray Tune's experiment box and TensorBoard hint and Ray's token-auth notice, printed for
+    every Tuner, are kept off; the sweeper's own progress and summary are what a user reads."""
+    _, (run_proc, _, _) = cli_sweep
+    shown = run_proc.stdout + run_proc.stderr
+    for noise in ("Configuration for experiment", "tensorboard", "Token authentication is enabled"):
+        assert noise not in shown, noise
+    assert "oom: 0 trials run now" not in shown and "trials run now" in run_proc.stdout

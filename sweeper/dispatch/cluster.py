@@ -40,7 +40,14 @@ def connect(address: str | None) -> None:
         # "disabled" it keeps to loopback. Read by Ray at import, so set it first.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if address is not None:
+    # Tune's newer console output prints an experiment box and a TensorBoard hint for every
+    # Tuner whatever RunConfig(verbose=0) says; the sweeper has its own progress bar.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if address is None:
+        # Token auth on, as Ray does for a new local cluster, but said so explicitly: Ray
+        # prints a line about it on every start otherwise.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    else:
         if "RAY_AUTH_MODE" not in os.environ and _token_at_hand():
             os.environ["RAY_AUTH_MODE"] = "token"  # what `ray start` does when it finds a token
         # Ray tries to reach the head 20 times, for up to a minute each when refused: bound it.

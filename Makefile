@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # Where `make run` keeps its sweep folder; results/optim_loss holds the committed reference run.
 RESULTS ?= results
 
-.PHONY: setup test run train clean
+.PHONY: setup system-deps test run train clean
 
 setup: $(STAMP)
 
@@ -25,8 +25,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps 'sweeps>=0.2,<0.4'
 	touch $(STAMP)
 
-test: setup
+test: setup system-deps
 	$(BIN)/python -m pytest -q
+
+# The dashboard's test loads `sweeper dashboard` in headless Chromium: Debian's package,
+# installed here when missing (with sudo unless root), so `make test` needs nothing else.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	  echo "installing Debian's chromium for the dashboard test"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 # The write-up's optimizer x loss grid on synthetic data (made on first use), then its report
 # (ranking, verdict, plots; results/optim_loss/report.html). Re-running resumes from the

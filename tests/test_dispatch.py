@@ -135,6 +135,10 @@ def test_epochs_and_spec_are_written(small_sweep) -> None:
     resolved = (sweep_dir / "spec.yaml").read_text()
     assert "tensorflow" in resolved and "accelerator_type:T4" in resolved
     assert (sweep_dir / "samples" / f"{ok_id}.png").is_file()
+    import optuna  # the run itself left the Optuna mirror, before any report or dashboard
+
+    study = optuna.load_study(study_name="small", storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
+    assert len(study.trials) == 4
 
 
 def test_report_and_optuna_mirror_of_a_real_sweep(small_sweep) -> None:

@@ -31,6 +31,7 @@ from sweeper.folder import is_sweep
 from sweeper.ledger import CSV_NAMES, Ledger
 from sweeper.race import RaceState, race_state
 from sweeper.space import Trial
+from sweeper.study import STUDY_FILE, mirror_to_optuna
 from sweeper.spec import SweepSpec
 
 __all__ = ["RunOptions", "RunSummary", "run"]
@@ -145,12 +146,23 @@ def _run(spec: SweepSpec, options: RunOptions, sweep_dir: Path) -> RunSummary:
     if n_todo:
         _dispatch(spec, options, sweep, ledger, summary, data_dir, n_todo, batches)
     done = ledger.done_ids()
+    if done:
+        _mirror(ledger.sweep_dir)
     summary.status_counts = ledger.status_counts()
     # A bayes search may end before n_todo: a space without new trials left to propose.
     summary.dispatched = len(done) - summary.already_done - summary.recovered
     summary.remaining = (len(race_state(spec, ledger.trials(), ledger.eliminations()).pending)
                          if spec.race is not None else sweep.remaining(done))
     return summary
+
+
+def _mirror(sweep_dir: Path) -> None:
+    """Keep ``<sweep>/optuna.db`` up to date for optuna-dashboard; a sweep never fails for it."""
+    try:
+        mirror_to_optuna(sweep_dir)
+    except Exception as err:  # noqa: BLE001 - the mirror is a view; the ledger is the truth
+        _log.warning("the Optuna mirror %s was not updated (%s); `sweeper dashboard` rebuilds it",
+                     sweep_dir / STUDY_FILE, str(err).splitlines()[0] if str(err) else type(err).__name__)
 
 
 def _race_rounds(spec: SweepSpec, ledger: Ledger) -> Iterator[Sequence[Trial]]:

@@ -113,7 +113,7 @@ def read_spec(sweep_dir: Path) -> SweepSpec | None:
     try:
         doc = yaml.safe_load(path.read_text()) or {}
         doc.pop(_RESOLVED, None)
-        return from_dict(doc, source=str(path))
+        return from_dict(doc, source=str(path), wandb_schema_check=False)  # checked when the sweep ran
     except (SpecError, yaml.YAMLError, AttributeError, OSError) as err:
         _log.warning("%s: not read (%s); reporting from the ledger alone", path, str(err).splitlines()[0])
         return None

@@ -30,7 +30,8 @@ except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
-    "Ledger", "LedgerError", "TRIAL_COLUMNS", "EPOCH_COLUMNS", "STATUSES", "CSV_NAMES", "RACE_CSV", "read_csv_export",
+    "Ledger", "LedgerError", "TRIAL_COLUMNS", "EPOCH_COLUMNS", "STATUSES", "CSV_NAMES", "RACE_CSV", "arrow_table",
+    "read_csv_export",
 ]
 
 _LOCK_NAME = ".ledger.lock"
@@ -58,7 +59,8 @@ def _arrow_schema(columns: Mapping[str, Column]) -> pa.Schema:
     return pa.schema([(name, _ARROW[col.kind]) for name, col in columns.items()])
 
 
-def _table(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, Column]) -> pa.Table:
+def arrow_table(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, Column]) -> pa.Table:
+    """Rows (mappings of column -> value) as an arrow table with the ledger's types."""
     return pa.Table.from_pylist(list(rows), schema=_arrow_schema(columns))
 
 
@@ -118,7 +120,7 @@ class Ledger:
             # another's pages. The bytes of a single open are always one whole file.
             data = path.read_bytes()
         except FileNotFoundError:
-            return _table([], columns)
+            return arrow_table([], columns)
         except OSError as err:
             raise LedgerError(f"{path}: cannot be read ({err.strerror or err}); check its permissions") from None
         try:
@@ -285,8 +287,8 @@ class Ledger:
                 return False
             # Stale rows of this trial (from a write cut short before its commit) are replaced.
             kept = self._epochs.filter(pc.not_equal(self._epochs["trial_id"], tid))
-            new_epochs = pa.concat_tables([kept, _table([by_epoch[k] for k in sorted(by_epoch)], EPOCH_SCHEMA)])
-            new_trials = pa.concat_tables([self._trials, _table([row.columns()], TRIAL_SCHEMA)])
+            new_epochs = pa.concat_tables([kept, arrow_table([by_epoch[k] for k in sorted(by_epoch)], EPOCH_SCHEMA)])
+            new_trials = pa.concat_tables([self._trials, arrow_table([row.columns()], TRIAL_SCHEMA)])
             self._write(new_epochs, self.epochs_path)
             self._write(new_trials, self.trials_path)  # the commit point
             self._epochs, self._trials = new_epochs.combine_chunks(), new_trials.combine_chunks()
@@ -310,7 +312,7 @@ class Ledger:
                     known.add(row.config_id)
                     new.append(row.columns())
             if new:
-                self._write(pa.concat_tables([table, _table(new, RACE_SCHEMA)]), self.race_path)
+                self._write(pa.concat_tables([table, arrow_table(new, RACE_SCHEMA)]), self.race_path)
         return len(new)
 
     def import_csv_export(self) -> int:
@@ -377,7 +379,7 @@ def _read_csv(path: Path, columns: Mapping[str, Column], *, required: bool) -> A
     import pandas as pd
 
     if not path.is_file() and not required:
-        return _to_pandas(_table([], columns), columns)
+        return _to_pandas(arrow_table([], columns), columns)
     try:
         # CSV writes "" and a null alike: a blank is "" in text columns (error, node) but
         # a missing value in parameter and number columns, as in the ledger.

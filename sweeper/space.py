@@ -192,6 +192,8 @@ def finite_ids(spec: Any, limit: int = 100_000) -> frozenset[str] | None:
 def trial_count(spec: Any) -> int:
     """How many trials the sweep runs: the listed ones (grid, random), or for bayes
     ``run_cap``, fewer when the space holds fewer distinct trials."""
+    if spec.method == "grid":  # counted, not listed: a grid can hold 100,000 trials
+        return spec.grid_size() * (spec.race.max if getattr(spec, "race", None) is not None else 1)
     if spec.method != "bayes":
         return len(expand(spec))
     space = finite_ids(spec)

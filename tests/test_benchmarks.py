@@ -94,3 +94,16 @@ def test_cli_refuses_an_unknown_benchmark_name() -> None:
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "invalid choice: 'speed'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_report_scale_writes_a_ledger_the_report_reads_whole(tmp_path) -> None:
+    """The report bench's ledger: every trial and epoch there, and ranked as one configuration
+    per (lr, rho) pair with all its seeds (nothing timed)."""
+    from sweeper.ledger import Ledger
+    from sweeper.report import build_report
+
+    assert bench._written_ledger(tmp_path / "r", 3, 2, 4, epochs=2) == 24
+    trials, epochs = Ledger(tmp_path / "r", create=False).snapshot()
+    assert len(trials) == 24 and len(epochs) == 48 and trials["trial_id"].is_unique
+    result = build_report(tmp_path / "r", plots=False)
+    assert len(result.ranking) == 6 and all(c.n == 4 for c in result.ranking) and not result.partial

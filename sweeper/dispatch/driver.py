@@ -31,8 +31,8 @@ from sweeper.folder import is_sweep
 from sweeper.ledger import CSV_NAMES, Ledger
 from sweeper.race import RaceState, race_state
 from sweeper.space import Trial
-from sweeper.study import STUDY_FILE, mirror_to_optuna
 from sweeper.spec import SweepSpec
+from sweeper.study import STUDY_FILE, mirror_to_optuna
 
 __all__ = ["RunOptions", "RunSummary", "run"]
 

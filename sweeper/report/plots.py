@@ -157,6 +157,7 @@ def parallel(trials: "pd.DataFrame", keys: Sequence[str], metric: str, goal: str
     import numpy as np
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
+    from matplotlib.collections import LineCollection
     from matplotlib.colors import Normalize
 
     ok = trials[(trials["status"] == "ok") & trials[metric].notna()]
@@ -181,8 +182,13 @@ def parallel(trials: "pd.DataFrame", keys: Sequence[str], metric: str, goal: str
     ax = fig.add_subplot()
     xs = np.arange(len(axes) + 1)
     ys = np.vstack(positions).T
-    for line, value in sorted(zip(ys, values), key=lambda p: p[1] if goal == "maximize" else -p[1]):
-        ax.plot(xs, line, color=cmap(norm(value)), alpha=0.8, linewidth=1.2)  # best drawn last, on top
+    order = np.argsort(values if goal == "maximize" else -values, kind="stable")  # best drawn last, on top
+    # One collection, not a line per trial: a thousand ax.plot calls took most of a second.
+    lines = LineCollection([np.column_stack([xs, ys[i]]) for i in order], colors=cmap(norm(values[order])),
+                           alpha=0.8, linewidths=1.2)
+    ax.add_collection(lines)
+    ax.set_xlim(-0.3, len(axes) + 0.3)
+    ax.set_ylim(-0.05, 1.05)
     for x, (where, labels) in enumerate(ticks):
         for y, text in zip(where, labels):
             ax.text(x, y, text, fontsize=7, ha="right", va="center", bbox=dict(facecolor="white", alpha=0.7, lw=0))

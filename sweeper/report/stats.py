@@ -40,9 +40,11 @@ class Interval:
 
 def _t_quantile(df: float) -> float:
     """The two-sided :data:`LEVEL` quantile of Student's t with ``df`` degrees of freedom."""
-    from scipy.stats import t
+    # scipy.special's inverse t CDF: the same numbers as scipy.stats.t.ppf, without importing
+    # scipy.stats (0.6 s cold, a fifth of `sweeper report` on a thousand trials).
+    from scipy.special import stdtrit
 
-    return float(t.ppf(0.5 + LEVEL / 2, df))
+    return float(stdtrit(df, 0.5 + LEVEL / 2))
 
 
 def finite(values: Sequence[float | None]) -> list[float]:

@@ -73,14 +73,21 @@ def loads(
 
 
 def from_dict(
-    document: Mapping[str, Any], source: str = "<dict>", overrides: Sequence[str] = (), *, allow_huge: bool = False
+    document: Mapping[str, Any], source: str = "<dict>", overrides: Sequence[str] = (), *, allow_huge: bool = False,
+    wandb_schema_check: bool = True,
 ) -> SweepSpec:
     """Validate an already-parsed document (e.g. ``SweepSpec.to_dict()``); never mutates it.
+
+    Args:
+        wandb_schema_check: Also check the document against W&B's sweep schema. Reading back a
+            spec the sweeper wrote (``<sweep>/spec.yaml``) need not: it passed at ``sweeper run``,
+            and the check takes over a second (it imports ``sweeps`` and its dependencies).
 
     Raises:
         SpecError: every problem found.
     """
-    return _from_document(document, source, overrides, allow_huge, default_name=None)
+    return _from_document(document, source, overrides, allow_huge, default_name=None,
+                          wandb_schema_check=wandb_schema_check)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,7 +132,8 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
 
 
 def _from_document(
-    document: Any, source: str, overrides: Sequence[str], allow_huge: bool, default_name: str | None
+    document: Any, source: str, overrides: Sequence[str], allow_huge: bool, default_name: str | None,
+    wandb_schema_check: bool = True,
 ) -> SweepSpec:
     """Apply ``overrides`` to a copy of ``document``, build the spec, then check W&B's schema."""
     if not isinstance(document, dict):
@@ -139,7 +147,7 @@ def _from_document(
     except RecursionError:
         raise SpecError(["the document is nested too deeply"], source) from None
     problems += more
-    if spec is not None and not problems:
+    if spec is not None and not problems and wandb_schema_check:
         # Through the module, so tests can replace wandb_schema.wandb_checker.
         problems += wandb_schema.schema_problems({k: v for k, v in doc.items() if k != "sweeper"})
     if problems or spec is None:

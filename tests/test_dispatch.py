@@ -813,3 +813,73 @@ def test_a_sweep_on_the_terminal_shows_the_sweepers_lines_not_rays(cli_sweep) ->
     for noise in ("Configuration for experiment", "tensorboard", "Token authentication is enabled"):
         assert noise not in shown, noise
     assert "oom: 0 trials run now" not in shown and "trials run now" in run_proc.stdout
+
+
+# ------------------------------------------------------------------ a cluster that loses its T4 node
+
+
+def test_the_resource_watch_warns_once_per_outage(monkeypatch, caplog) -> None:
+    """A real thread on a probe the test controls: quiet while the T4 is there, one warning
+    once it has been gone for MISSING_S, none while the outage lasts, again after a new one."""
+    monkeypatch.setattr(console, "MISSING_S", 0.3)
+    monkeypatch.setattr(console, "WATCH_POLL_S", 0.05)
+    caplog.set_level(logging.WARNING, logger="sweeper")
+    cluster = {"CPU": 4.0, "GPU": 2.0, "accelerator_type:T4": 1.0}
+    with console.resource_watch({"cpu": 1.0, "gpu": 1.0, "accelerator_type:T4": 0.001}, lambda: dict(cluster)) as watch:
+        time.sleep(0.5)
+        assert watch.warnings == 0
+        cluster.update({"GPU": 0.0, "accelerator_type:T4": 0.0})  # the node with the T4s is gone
+        time.sleep(1.0)
+        assert watch.warnings == 1
+        cluster.update({"GPU": 2.0, "accelerator_type:T4": 1.0})
+        time.sleep(0.3)
+        cluster.update({"GPU": 0.0, "accelerator_type:T4": 0.0})
+        time.sleep(1.0)
+    assert watch.warnings == 2
+    message = [r.getMessage() for r in caplog.records if r.name.startswith("sweeper")][0]
+    assert message.startswith("the cluster has had no GPU or accelerator_type:T4 for ")
+    assert "every trial asks for CPU 1, GPU 1, accelerator_type:T4 0.001" in message
+
+
+def test_losing_the_only_t4_node_mid_sweep_is_named_within_a_minute_and_a_new_one_finishes_it(
+        tiny_data, tmp_path) -> None:
+    """A CPU-only head and a T4 node (real Ray); the T4 node removed while a trial trains on
+    it. Tune retries the trial, which now fits no node and waits: the driver names the missing
+    resource within about a minute, and when a T4 node joins the trial runs and is recorded once."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from sweeper.ledger import Ledger
+
+    ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0})
+    t4 = cluster.add_node(num_cpus=2, num_gpus=2, resources={"accelerator_type:T4": 1})
+    driver = None
+    try:
+        cluster.wait_for_nodes()
+        spec = _write_spec(tmp_path / "lost.yaml", spec_text("lost", tiny_data, """
+  optimizer: {value: adam}
+  loss: {value: mae}
+""").replace("steps_per_epoch: {value: 2}", "steps_per_epoch: {value: 400}"))
+        cmd = [sys.executable, "-m", "sweeper.cli", "run", str(spec), "--results-dir", str(tmp_path / "r"),
+               "--address", cluster.address]
+        driver = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True, start_new_session=True)
+        _wait_for_file(tmp_path / "r" / "lost" / "ray", driver)
+        time.sleep(8)  # the trial is on the T4 node, training
+        cluster.remove_node(t4)
+        removed = time.monotonic()
+        seen = ""
+        while time.monotonic() - removed < 150 and driver.poll() is None and "the cluster has had no" not in seen:
+            seen += driver.stderr.readline()
+        assert "the cluster has had no GPU or accelerator_type:T4 for " in seen, seen[-3000:]
+        assert time.monotonic() - removed < 100  # MISSING_S (60 s) after the loss, plus a poll
+        cluster.add_node(num_cpus=2, num_gpus=2, resources={"accelerator_type:T4": 1})
+        driver.communicate(timeout=300)
+        assert driver.returncode == 0
+        trials = Ledger(tmp_path / "r" / "lost").trials()
+        assert list(trials["status"]) == ["ok"] and set(trials["accelerator"]) == {"T4"}
+    finally:
+        if driver is not None and driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+        cluster.shutdown()

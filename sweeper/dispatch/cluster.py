@@ -24,10 +24,11 @@ def connect(address: str | None) -> None:
     Ray Client), or start a private local Ray bound to 127.0.0.1.
 
     Joining: a loopback address is kept on loopback (Ray would otherwise swap 127.0.0.1 for
-    the machine's routable address and miss a head listening on loopback); Ray's token auth
-    is used whenever a token is at hand (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or
-    ``~/.ray/auth_token``, as Ray reads them) and ``RAY_AUTH_MODE`` does not say otherwise; the
-    head's port is tried first, so an address nobody listens on fails at once.
+    the machine's routable address and miss a head listening on loopback); the head's port is
+    tried first, so an address nobody listens on fails at once; a head that refuses a driver
+    without a token is joined in token mode when a token is at hand (``RAY_AUTH_TOKEN``,
+    ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``, as Ray reads them) and ``RAY_AUTH_MODE``
+    does not say otherwise.
 
     Raises:
         UserError: the cluster cannot be joined: one line naming the address, the cause and
@@ -47,11 +48,6 @@ def connect(address: str | None) -> None:
         # Token auth on, as Ray does for a new local cluster, but said so explicitly: Ray
         # prints a line about it on every start otherwise.
         os.environ.setdefault("RAY_AUTH_MODE", "token")
-    else:
-        if "RAY_AUTH_MODE" not in os.environ and _token_at_hand():
-            os.environ["RAY_AUTH_MODE"] = "token"  # what `ray start` does when it finds a token
-        # Ray tries to reach the head 20 times, for up to a minute each when refused: bound it.
-        os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(_JOIN_ATTEMPTS))
     import ray
 
     if ray.is_initialized():
@@ -64,14 +60,21 @@ def connect(address: str | None) -> None:
         return
     if port is not None:
         _probe(address, host, port)
-    with _stderr_aside() as aside:
-        try:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
-            return
-        except (ConnectionError, RuntimeError, ValueError) as err:
-            said = aside.read()
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    if "InvalidAuthToken" in said or "Unauthenticated" in said:
+    # The driver's auth mode must be the head's: a driver in token mode joins a head without
+    # auth, but that head's workers are then refused by the driver, and no trial starts. A
+    # driver given an address never looks for a token (Ray 2.60), while `ray start` turns
+    # token auth on whenever it finds one: so join as Ray would, and on a token refusal,
+    # with a token at hand and RAY_AUTH_MODE unset, join again in token mode.
+    guess = "RAY_AUTH_MODE" not in os.environ and _token_at_hand()
+    said, reason = _join(ray, address, attempts=_FIRST_ATTEMPTS if guess else _JOIN_ATTEMPTS)
+    refused = "InvalidAuthToken" in said or "Unauthenticated" in said
+    if reason and refused and guess:
+        _token_mode()
+        said, reason = _join(ray, address, attempts=_JOIN_ATTEMPTS)
+        refused = "InvalidAuthToken" in said or "Unauthenticated" in said
+    if not reason:
+        return
+    if refused:
         if _token_at_hand():
             reason = ("the head refused this driver's auth token; use the head's: `ray get-auth-token` "
                       "there, then RAY_AUTH_TOKEN=<token> here")
@@ -81,9 +84,32 @@ def connect(address: str | None) -> None:
     raise UserError(f"--address {address}: cannot join the Ray cluster: {reason}")
 
 
+def _join(ray: Any, address: str, *, attempts: int) -> tuple[str, str]:
+    """One ``ray.init`` on ``address``: ("", "") when joined, else (what Ray logged, why it failed)."""
+    # Ray tries to reach a head 20 times, for up to a minute each when it refuses: bound it.
+    os.environ["RAY_gcs_server_port_wait_time_s"] = str(attempts)
+    with _stderr_aside() as aside:
+        try:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+            return "", ""
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            return aside.read(), (str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+
+
+def _token_mode() -> None:
+    """Token auth on for this process, the way Ray's own ``ray.init()`` turns it on."""
+    os.environ["RAY_AUTH_MODE"] = "token"
+    try:
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth
+    except ImportError:  # a Ray without it reads the variable at its next start
+        return
+    _enable_token_auth()
+
+
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _PROBE_S = 5.0
 _JOIN_ATTEMPTS = 20  # about a second each when the head refuses the driver's token
+_FIRST_ATTEMPTS = 2  # a join without a token, when one is at hand: a head with auth refuses at once
 
 
 def _host_port(address: str) -> tuple[str, int | None]:

@@ -11,13 +11,13 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from sweeper.records import STATUSES, TrialRow
 from sweeper.spec import SweepSpec
 
-__all__ = ["Progress", "StopFlag", "Watchdog", "graceful_ctrl_c", "stop_gracefully", "watchdog", "STALL_S", "STALL_FACTOR",
-           "WATCH_POLL_S"]
+__all__ = ["MISSING_S", "Progress", "ResourceWatch", "StopFlag", "Watchdog", "graceful_ctrl_c", "resource_watch",
+           "stop_gracefully", "watchdog", "STALL_S", "STALL_FACTOR", "WATCH_POLL_S"]
 
 _log = logging.getLogger(__name__)
 
@@ -131,6 +131,61 @@ class Watchdog(threading.Thread):
 def watchdog(run_dir: Path) -> Iterator[Watchdog]:
     """A :class:`Watchdog` on ``run_dir`` for the duration of the block."""
     watch = Watchdog(run_dir)
+    watch.start()
+    try:
+        yield watch
+    finally:
+        watch.stop()
+
+
+MISSING_S = 60.0  # as long as Ray Tune's own insufficient-resources check waits
+
+
+class ResourceWatch(threading.Thread):
+    """Warns, once per outage, when the cluster has lost a resource every trial asks for (the
+    only T4 node gone): Tune would otherwise keep the trials pending, silently, for ever."""
+
+    def __init__(self, needs: Mapping[str, float], probe: Callable[[], Mapping[str, float]]) -> None:
+        super().__init__(name="sweeper-resources", daemon=True)
+        # tune.with_resources spells CPU and GPU in lower case; the cluster in upper case.
+        self.needs = {_CLUSTER_NAMES.get(k, k): float(v) for k, v in needs.items() if v}
+        self.probe, self._done = probe, threading.Event()
+        self.warnings = 0
+
+    def run(self) -> None:
+        short_since: float | None = None
+        warned = False
+        while not self._done.wait(WATCH_POLL_S):
+            try:
+                have = self.probe()
+            except Exception:  # noqa: BLE001 - a cluster mid-failure: the next poll tells
+                continue
+            short = sorted(k for k, v in self.needs.items() if float(have.get(k, 0.0)) < v)
+            if not short:
+                short_since, warned = None, False
+                continue
+            short_since = short_since or time.time()
+            if not warned and time.time() - short_since >= MISSING_S:
+                warned = True
+                self.warnings += 1
+                asks = ", ".join(f"{k} {v:g}" for k, v in sorted(self.needs.items()))
+                _log.warning("the cluster has had no %s for %.0f s; every trial asks for %s, so none can start "
+                             "until a node with it joins. Ctrl-C stops (finished trials are in the ledger) and "
+                             "the same command resumes", " or ".join(short), time.time() - short_since, asks)
+
+    def stop(self) -> None:
+        """End the thread and wait for it."""
+        self._done.set()
+        self.join()
+
+
+_CLUSTER_NAMES = {"cpu": "CPU", "gpu": "GPU"}
+
+
+@contextlib.contextmanager
+def resource_watch(needs: Mapping[str, float], probe: Callable[[], Mapping[str, float]]) -> Iterator[ResourceWatch]:
+    """A :class:`ResourceWatch` for the duration of the block."""
+    watch = ResourceWatch(needs, probe)
     watch.start()
     try:
         yield watch

@@ -22,7 +22,7 @@ from model.synth import ensure_dataset
 from sweeper import tracking, trainable
 from sweeper.dispatch import search
 from sweeper.dispatch.cluster import connect, pin_resources
-from sweeper.dispatch.console import Progress, StopFlag, graceful_ctrl_c, watchdog
+from sweeper.dispatch.console import Progress, StopFlag, graceful_ctrl_c, resource_watch, watchdog
 from sweeper.dispatch.lock import driver_lock
 from sweeper.dispatch.plan import SweepPlan, plan
 from sweeper.dispatch.provenance import write_provenance
@@ -242,7 +242,7 @@ def _dispatch(spec: SweepSpec, options: RunOptions, sweep: SweepPlan, ledger: Le
                     callbacks=[recorder], progress_reporter=None,
                 ),
             )
-            with watchdog(ledger.sweep_dir / "ray" / run_name):
+            with watchdog(ledger.sweep_dir / "ray" / run_name), resource_watch(resources, ray.cluster_resources):
                 tuner.fit()
             if recorder.failed is not None:
                 raise recorder.failed

@@ -13,9 +13,10 @@ stay light.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, overload
 
 import numpy as np
 
@@ -29,7 +30,10 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 __all__ = [
     "EVAL_MAX_SIZE",
     "DatasetRef",
+    "EvalCrops",
+    "Pairs",
     "Split",
+    "check_pair_sizes",
     "SPLITS",
     "list_pairs",
     "load_split",
@@ -102,10 +106,38 @@ class Split:
                 f"{len(self.names)}, {len(self.blur)}, {len(self.sharp)}"
             )
 
+    def __len__(self) -> int:
+        return len(self.names)
+
     def path(self, index: int) -> str:
         """The blurred image's path (or bare name) for messages."""
         name = self.names[index]
         return str(self.blur_dir / name) if self.blur_dir is not None else name
+
+    def size(self, index: int) -> tuple[int, int]:
+        """``(height, width)`` of pair ``index``."""
+        height, width = self.blur[index].shape[:2]
+        return int(height), int(width)
+
+    def window(self, index: int, top: int, left: int, height: int, width: int) -> np.ndarray:
+        """A float32 ``(height, width, 6)`` window of pair ``index``: blur RGB, then sharp RGB."""
+        rows, cols = slice(top, top + height), slice(left, left + width)
+        return np.concatenate([self.blur[index][rows, cols], self.sharp[index][rows, cols]], axis=-1)
+
+
+class Pairs(Protocol):
+    """What training and evaluation read: a split held in memory (:class:`Split`) or in the
+    on-disk cache (:class:`model.cache.CachedSplit`), one window at a time."""
+
+    names: tuple[str, ...]
+
+    def __len__(self) -> int: ...
+
+    def path(self, index: int) -> str: ...
+
+    def size(self, index: int) -> tuple[int, int]: ...
+
+    def window(self, index: int, top: int, left: int, height: int, width: int) -> np.ndarray: ...
 
 
 def _check_split(split: str) -> str:
@@ -163,8 +195,23 @@ def _check_partners(
     raise DataError(f"{first}: {kind} image has no {other_kind} partner {other_dir / first.name}{hint}{more}")
 
 
+def check_pair_sizes(blur_path: Path, blur_hw: Sequence[int], sharp_path: Path, sharp_hw: Sequence[int]) -> None:
+    """Raise a one-line DataError unless a blurred image and its sharp partner have one size.
+
+    Args:
+        blur_path, sharp_path: The two files (named in the message).
+        blur_hw, sharp_hw: Their ``(height, width)``.
+    """
+    if tuple(blur_hw) != tuple(sharp_hw):
+        raise DataError(
+            f"{blur_path}: size {blur_hw[1]}x{blur_hw[0]} differs from its sharp partner "
+            f"{sharp_path} ({sharp_hw[1]}x{sharp_hw[0]})"
+        )
+
+
 def load_split(ref: DatasetRef, split: str) -> Split:
-    """Read every pair of one split into memory.
+    """Read every pair of one split into memory as float32 (small datasets and tests; trials
+    read through :func:`model.cache.open_split`, which holds nothing in memory).
 
     Raises:
         ConfigError: Bad ``split``.
@@ -176,11 +223,7 @@ def load_split(ref: DatasetRef, split: str) -> Split:
     sharp: list[np.ndarray] = []
     for blur_path, sharp_path in pairs:
         b, s = read_image(blur_path), read_image(sharp_path)
-        if b.shape != s.shape:
-            raise DataError(
-                f"{blur_path}: size {b.shape[1]}x{b.shape[0]} differs from its sharp partner "
-                f"{sharp_path} ({s.shape[1]}x{s.shape[0]})"
-            )
+        check_pair_sizes(blur_path, b.shape[:2], sharp_path, s.shape[:2])
         blurred.append(b)
         sharp.append(s)
     return Split(
@@ -191,18 +234,22 @@ def load_split(ref: DatasetRef, split: str) -> Split:
     )
 
 
-def train_pipeline(split: Split, *, patch_size: int, batch_size: int, seed: int) -> "tf.data.Dataset":
+def train_pipeline(pairs: Pairs, *, patch_size: int, batch_size: int, seed: int) -> "tf.data.Dataset":
     """An endless, deterministic stream of random training patches.
 
     Each element takes the next image of a per-epoch seeded permutation, crops the SAME
     random ``patch_size`` square from blur and sharp, and flips both left-right and
     up-down at random. All randomness is stateless, keyed by ``(seed, element index)``,
     so the stream depends on ``seed`` only (not on TensorFlow's global seed, nor on
-    parallelism). The decoded images are held once in memory as one tensor (the cache);
-    images may differ in size.
+    parallelism, nor on whether the pairs are in memory or in the disk cache). Only the
+    patch is read: images may differ in size and the split may exceed memory.
+
+    Patches are read by ``tf.numpy_function``: iterate in a function (as ``model.fit`` does)
+    or ``del`` the iterator before the interpreter exits, since a live one deadlocks its
+    reader threads at shutdown.
 
     Args:
-        split: Decoded images (:func:`load_split`).
+        pairs: The split (:func:`model.cache.open_split`, or :func:`load_split` in memory).
         patch_size: Side of each square patch; a multiple of 4 (the network halves twice).
         batch_size: Patches per batch; the last partial batch never happens (infinite).
         seed: The stream's seed.
@@ -220,45 +267,43 @@ def train_pipeline(split: Split, *, patch_size: int, batch_size: int, seed: int)
     if b < 1:
         raise ConfigError(f"batch_size={batch_size!r}: must be >= 1, e.g. batch_size=8")
     s = int_arg("seed", seed)
-    if not split.names:
-        raise DataError(f"{split.blur_dir or 'split'}: no image pairs to train on")
-    for i, image in enumerate(split.blur):
-        h, w = image.shape[:2]
+    if not len(pairs):
+        raise DataError(f"{getattr(pairs, 'blur_dir', None) or 'split'}: no image pairs to train on")
+    for i in range(len(pairs)):
+        h, w = pairs.size(i)
         if h < p or w < p:
             largest = min(h, w) - min(h, w) % 4
             raise DataError(
-                f"{split.path(i)}: image is {w}x{h} pixels, smaller than the {p}x{p} patch; "
+                f"{pairs.path(i)}: image is {w}x{h} pixels, smaller than the {p}x{p} patch; "
                 f"use patch_size <= {largest} or larger images"
             )
-    return _patch_stream(split, p, b, s)
+    return _patch_stream(pairs, p, b, s)
 
 
-def _patch_stream(split: Split, p: int, batch: int, seed: int) -> "tf.data.Dataset":
+def _patch_stream(pairs: Pairs, p: int, batch: int, seed: int) -> "tf.data.Dataset":
     import tensorflow as tf
 
-    n = len(split.names)
-    heights = np.array([im.shape[0] for im in split.blur], dtype=np.int64)
-    widths = np.array([im.shape[1] for im in split.blur], dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(heights * widths)[:-1]]).astype(np.int64)
-    # Every pair as one (sum of H*W, 6) tensor of rows: blur RGB then sharp RGB per pixel,
-    # so one crop cuts both alike. Different image sizes need no ragged types, and the
-    # map below slices only the rows a patch needs instead of copying whole images.
-    rows = tf.constant(
-        np.concatenate([np.concatenate([bl, sh], axis=-1).reshape(-1, 6) for bl, sh in zip(split.blur, split.sharp)])
-    )
-    heights_t, widths_t, starts_t = tf.constant(heights), tf.constant(widths), tf.constant(starts)
+    n = len(pairs)
+    sizes = np.array([pairs.size(i) for i in range(n)], dtype=np.int64).reshape(n, 2)
+    heights_t, widths_t = tf.constant(sizes[:, 0]), tf.constant(sizes[:, 1])
     seed_t = tf.constant(seed, tf.int64)
+
+    def read(index: np.ndarray, top: np.ndarray, left: np.ndarray) -> np.ndarray:
+        return pairs.window(int(index), int(top), int(left), p, p)
 
     def element(i: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         epoch, position = i // n, i % n
         # A fresh seeded permutation of the images every epoch (shuffling without a buffer).
         index = tf.random.experimental.index_shuffle(position, seed=tf.stack([seed_t, epoch]), max_index=n - 1)
-        h, w, start = heights_t[index], widths_t[index], starts_t[index]
+        h, w = heights_t[index], widths_t[index]
         keys = tf.random.experimental.stateless_split(tf.stack([seed_t, i]), num=4)
         top = tf.random.stateless_uniform([], keys[0], minval=0, maxval=h - p + 1, dtype=tf.int64)
         left = tf.random.stateless_uniform([], keys[1], minval=0, maxval=w - p + 1, dtype=tf.int64)
-        band = tf.reshape(rows[start + top * w : start + (top + p) * w], tf.stack([p, w, 6]))
-        patch = tf.reshape(band[:, left : left + p, :], [p, p, 6])
+        # Blur and sharp come as one 6-channel window, so one crop and one flip cut both alike.
+        # Reading it in NumPy (from memory, or a pread of the cache file) keeps the split out
+        # of the graph: nothing the size of the dataset is ever a tensor.
+        patch = tf.numpy_function(read, [index, top, left], tf.float32, stateful=False)
+        patch = tf.ensure_shape(patch, [p, p, 6])
         patch = tf.image.stateless_random_flip_left_right(patch, keys[2])
         patch = tf.image.stateless_random_flip_up_down(patch, keys[3])
         return patch[..., :3], patch[..., 3:]
@@ -271,14 +316,39 @@ def _patch_stream(split: Split, p: int, batch: int, seed: int) -> "tf.data.Datas
     )
 
 
-def eval_arrays(split: Split, *, multiple: int = 4, max_size: int | None = EVAL_MAX_SIZE) -> list[tuple[np.ndarray, np.ndarray]]:
+class EvalCrops(Sequence[tuple[np.ndarray, np.ndarray]]):
+    """Deterministic centre crops of a split's pairs, read when indexed (so a large test split
+    is never held in memory): ``crops[i]`` is ``(blur, sharp)``, float32 HxWx3 contiguous."""
+
+    def __init__(self, pairs: Pairs, windows: Sequence[tuple[int, int, int, int]]) -> None:
+        self._pairs = pairs
+        self._windows = tuple(windows)
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[np.ndarray, np.ndarray]]: ...
+
+    def __getitem__(self, index: int | slice) -> tuple[np.ndarray, np.ndarray] | list[tuple[np.ndarray, np.ndarray]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        i = range(len(self))[index]  # negative indices, and IndexError past the end
+        window = self._pairs.window(i, *self._windows[i])
+        return np.ascontiguousarray(window[..., :3]), np.ascontiguousarray(window[..., 3:])
+
+
+def eval_arrays(pairs: Pairs, *, multiple: int = 4, max_size: int | None = EVAL_MAX_SIZE) -> EvalCrops:
     """Deterministic centre crops of each pair for evaluation.
 
     Each side is cut to the largest multiple of ``multiple`` that fits (and at most
     ``max_size``, rounded down to a multiple, when given), centred.
 
     Returns:
-        ``(blur, sharp)`` float32 HxWx3 contiguous arrays; ``a[None]`` is the model's input.
+        The crops, read one at a time when indexed; ``crops[i][0][None]`` is the model's input.
 
     Raises:
         ConfigError: Bad ``multiple``/``max_size``.
@@ -293,15 +363,13 @@ def eval_arrays(split: Split, *, multiple: int = 4, max_size: int | None = EVAL_
         if cap < m:
             raise ConfigError(f"max_size={max_size!r}: must be >= multiple ({m}) or None for full images")
         cap -= cap % m
-    out: list[tuple[np.ndarray, np.ndarray]] = []
-    for i, (blurred, sharp) in enumerate(zip(split.blur, split.sharp)):
-        h, w = blurred.shape[:2]
+    windows: list[tuple[int, int, int, int]] = []
+    for i in range(len(pairs)):
+        h, w = pairs.size(i)
         ch, cw = h - h % m, w - w % m
         if cap is not None:
             ch, cw = min(ch, cap), min(cw, cap)
         if ch == 0 or cw == 0:
-            raise DataError(f"{split.path(i)}: image is {w}x{h} pixels, smaller than {m}x{m}; it cannot be evaluated")
-        top, left = (h - ch) // 2, (w - cw) // 2
-        window = (slice(top, top + ch), slice(left, left + cw))
-        out.append((np.ascontiguousarray(blurred[window]), np.ascontiguousarray(sharp[window])))
-    return out
+            raise DataError(f"{pairs.path(i)}: image is {w}x{h} pixels, smaller than {m}x{m}; it cannot be evaluated")
+        windows.append(((h - ch) // 2, (w - cw) // 2, ch, cw))
+    return EvalCrops(pairs, windows)

@@ -9,13 +9,23 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
 from model.errors import DataError
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "image_files", "read_image", "side_by_side", "to_uint8"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MAX_PIXELS",
+    "as_float",
+    "image_files",
+    "image_header",
+    "read_image",
+    "read_pixels",
+    "side_by_side",
+    "to_uint8",
+]
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 """Suffixes read as images (compared lower-cased); other files are ignored."""
@@ -24,6 +34,8 @@ MAX_PIXELS: int = 40_000_000
 """Largest image (width x height) :func:`read_image` accepts; read at call time."""
 
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+_T = TypeVar("_T")
 
 
 def _one_line(err: BaseException) -> str:
@@ -60,6 +72,44 @@ def read_image(path: str | Path) -> np.ndarray:
         DataError: Missing, empty, truncated or corrupt file, not an image, or more
             than :data:`MAX_PIXELS` pixels.
     """
+    return as_float(read_pixels(path))
+
+
+def read_pixels(path: str | Path) -> np.ndarray:
+    """Read an image as stored: uint8 HxWx3 RGB for 8-bit images, float32 in [0, 1] otherwise.
+
+    The compact form a dataset cache keeps; :func:`as_float` turns it into exactly what
+    :func:`read_image` returns. Same conversions and errors as :func:`read_image`.
+    """
+
+    def decode(im: Any) -> np.ndarray:
+        # PIL opens lazily; load() decodes now, so a truncated file raises here
+        # (ImageFile.LOAD_TRUNCATED_IMAGES is left at its default, False).
+        im.load()
+        return _to_rgb(im)
+
+    return _with_image(path, decode)
+
+
+def image_header(path: str | Path) -> tuple[int, int, bool]:
+    """``(width, height, eight_bit)`` of an image from its header, without decoding the pixels.
+
+    ``eight_bit`` says :func:`read_pixels` will return uint8. Same errors as :func:`read_image`
+    for files that cannot be opened (a truncated body is only found when decoding).
+    """
+    return _with_image(path, lambda im: (*im.size, not _is_wide(im.mode)))
+
+
+def as_float(pixels: np.ndarray) -> np.ndarray:
+    """Pixels from :func:`read_pixels` (or a window of them) as float32 in [0, 1]."""
+    if pixels.dtype == np.uint8:
+        # The division read_image always made, so cached and directly read images agree bit for bit.
+        return pixels.astype(np.float32) / np.float32(255.0)
+    return np.asarray(pixels, dtype=np.float32)
+
+
+def _with_image(path: str | Path, use: Callable[[Any], _T]) -> _T:
+    """Open ``path`` with PIL and return ``use(image)``, every failure as a one-line DataError."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -80,10 +130,7 @@ def read_image(path: str | Path) -> np.ndarray:
             warnings.simplefilter("ignore", UserWarning)
             with Image.open(path) as im:
                 _check_pixels(path, im.size)
-                # PIL opens lazily; load() decodes now, so a truncated file raises here
-                # (ImageFile.LOAD_TRUNCATED_IMAGES is left at its default, False).
-                im.load()
-                return _to_rgb_float(im)
+                return use(im)
     except DataError:
         raise
     except Image.DecompressionBombError as err:
@@ -130,10 +177,15 @@ def _check_pixels(path: Path, size: tuple[int, int]) -> None:
         )
 
 
-def _to_rgb_float(im: Any) -> np.ndarray:
-    """A loaded PIL image -> float32 HxWx3 in [0, 1]."""
+def _is_wide(mode: str) -> bool:
+    """16-bit and float modes: kept as float32 rather than rounded to 8 bits."""
+    return mode in _SIXTEEN_BIT or mode == "F"
+
+
+def _to_rgb(im: Any) -> np.ndarray:
+    """A loaded PIL image -> HxWx3: uint8 for 8-bit modes, float32 in [0, 1] for wider ones."""
     mode = im.mode
-    if mode in _SIXTEEN_BIT or mode == "F":
+    if _is_wide(mode):
         # 16-bit greyscale PNG/TIFF ("I;16*", or "I" on some readers); float TIFF assumed in [0, 1].
         scale = 1.0 if mode == "F" else 65535.0
         grey = np.clip(np.asarray(im, dtype=np.float64) / scale, 0.0, 1.0).astype(np.float32)
@@ -142,7 +194,7 @@ def _to_rgb_float(im: Any) -> np.ndarray:
         im = im.convert("L")  # LA -> L drops alpha; "1" -> L gives 0/255
     elif mode not in ("L", "RGB"):
         im = im.convert("RGB")  # RGBA/RGBX/P/PA/CMYK/YCbCr...; RGBA -> RGB drops alpha
-    pixels = np.asarray(im, dtype=np.float32) / np.float32(255.0)
+    pixels = np.asarray(im, dtype=np.uint8)
     if pixels.ndim == 2:
         pixels = np.repeat(pixels[..., None], 3, axis=-1)
     return np.ascontiguousarray(pixels)

@@ -11,7 +11,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from model.data import EVAL_MAX_SIZE, DatasetRef
 from model.images import to_uint8
@@ -90,7 +90,7 @@ def _restorer(net: Any) -> Callable[[Any], Any]:
 
 def _run_callbacks(
     net: Any,
-    eval_pairs: list[Any],
+    eval_pairs: Sequence[Any],
     on_epoch: EpochCallback | None,
     model_path: Path | None,
     images_per_epoch: int,
@@ -182,13 +182,15 @@ def train(
     import keras
     import tensorflow as tf
 
-    from model.data import eval_arrays, load_split, train_pipeline
+    from model.cache import open_split
+    from model.data import eval_arrays, train_pipeline
     from model.errors import OutOfMemory
 
     started = time.perf_counter()
     p = params if isinstance(params, TrainParams) else TrainParams.from_mapping(params)
-    train_split = load_split(dataset, "train")
-    eval_pairs = eval_arrays(load_split(dataset, "test"), max_size=eval_max_size)
+    # Through the node's disk cache: a trial's memory does not grow with the dataset.
+    train_split = open_split(dataset, "train")
+    eval_pairs = eval_arrays(open_split(dataset, "test"), max_size=eval_max_size)
     path = Path(model_path) if model_path is not None else None
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -103,6 +103,22 @@ def data_synth(
     typer.echo(f"wrote {train} train and {test} test pairs to {root}")
 
 
+@data_app.command("cache")
+@_user_errors()
+def data_cache(
+    dataset_dir: Annotated[Path, typer.Option("--dir", help="Folder holding datasets.")] = Path("data"),
+    name: Annotated[str, typer.Option("--name", help="Dataset name (sub-folder of --dir).")] = "synthetic",
+) -> None:
+    """Build (or check) the node's decoded cache of a dataset, as the first trial would."""
+    from model.cache import open_split
+    from model.data import SPLITS, DatasetRef
+
+    ref = DatasetRef(dataset_dir, name)
+    for split in SPLITS:
+        cached = open_split(ref, split)
+        typer.echo(f"{split}: {len(cached)} pairs, {cached.file.stat().st_size / 2**20:.1f} MiB in {cached.file.parent}")
+
+
 @app.command("train")
 @_user_errors()
 def train_cmd(

@@ -14,7 +14,8 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from model.data import DatasetRef, eval_arrays, load_split
+from model.cache import open_split
+from model.data import DatasetRef, eval_arrays
 from model.errors import ConfigError, UserError, suggest
 from model.metrics import VAL_METRICS, VAL_PREFIX, reference_metrics
 from sweeper.folder import find_sweep, read_spec, write_atomic
@@ -79,7 +80,7 @@ def _baseline(sweep_dir: Path, spec: SweepSpec | None) -> dict[str, Any] | None:
         return None
     ref = DatasetRef(spec.dataset.dir, spec.dataset.name)
     try:
-        pairs = eval_arrays(load_split(ref, "test"))
+        pairs = eval_arrays(open_split(ref, "test"))
     except UserError as err:
         _log.debug("no baseline: %s", err)  # the data is elsewhere (or gone): the report goes on without it
         return None

@@ -2,11 +2,12 @@
 sweep folder's writes fail like a full disk or a read-only folder.
 
 SWEEPER_FAULT_ERRNO names the errno (ENOSPC, EROFS); SWEEPER_FAULT_FILE the file whose
-replacement fails (its name: trials.parquet, spec.yaml); SWEEPER_FAULT_AFTER how many of
-those replacements succeed first.
+replacement fails (a name or glob: trials.parquet, spec.yaml, train-*); SWEEPER_FAULT_AFTER
+how many of those replacements succeed first.
 """
 
 import errno
+import fnmatch
 import os
 
 _ERRNO = os.environ.get("SWEEPER_FAULT_ERRNO")
@@ -17,7 +18,7 @@ if _ERRNO:
     _replace = os.replace
 
     def replace(src, dst, *args, **kwargs):
-        if os.path.basename(os.fspath(dst)) == _file:
+        if fnmatch.fnmatch(os.path.basename(os.fspath(dst)), _file):
             if _left[0] <= 0:
                 raise OSError(_code, os.strerror(_code), os.fspath(dst))
             _left[0] -= 1

@@ -81,7 +81,8 @@ def build_model(input_shape: tuple[int | None, int | None, int] = (None, None, 3
         input_shape: (height, width, channels); height and width may be ``None`` and must
             otherwise be divisible by 4 (two 2x poolings, two 2x transposed convolutions).
 
-        precision: A Keras dtype policy (see :data:`model.params.PRECISIONS`). Under a mixed
+        precision: A Keras dtype policy (see :data:`model.params.PRECISIONS`; not ``auto``,
+            which :func:`model.runtime.resolve_precision` turns into one). Under a mixed
             one the last convolution and the global residual still compute in float32, so the
             output, the loss and the metrics are float32, and the input is added at full
             precision.

@@ -17,10 +17,12 @@ from model.errors import ConfigError, suggest
 
 __all__ = ["TrainParams", "PARAMETER_NAMES", "PRECISIONS", "check_param", "int_arg", "is_int", "one_of", "side_arg"]
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 """Keras dtype policies a trial may train under: ``mixed_bfloat16`` for CPUs with native bf16
 (AVX-512 BF16, AMX) and TPUs; ``mixed_float16`` for GPUs with tensor cores (a T4), with loss
-scaling. The output layer and every metric stay float32 either way."""
+scaling. The output layer and every metric stay float32 either way. ``auto`` is the one of
+these the node's hardware runs best (:func:`model.runtime.choose_precision`), decided where
+the trial trains; the ledger's ``dtype_policy`` column records what it was."""
 
 
 def is_int(value: Any) -> bool:

@@ -1,4 +1,5 @@
-"""TensorFlow runtime set-up for one process: CPU threads, GPU memory growth, determinism.
+"""TensorFlow runtime set-up for one process: CPU threads, GPU memory growth, determinism,
+and what ``precision: auto`` means on this process's hardware.
 
 Must run before TensorFlow executes its first op (thread pools are fixed after that);
 the Ray trainable calls it first thing in each worker with the CPUs Ray granted.
@@ -8,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Collection, Sequence
 
-__all__ = ["configure_runtime", "RuntimeInfo"]
+__all__ = ["configure_runtime", "RuntimeInfo", "choose_precision", "resolve_precision"]
 
 _log = logging.getLogger(__name__)
 
@@ -55,3 +57,51 @@ def configure_runtime(cpus: int | None = None, *, deterministic: bool = True) ->
     if det:
         tf.config.experimental.enable_op_determinism()
     return RuntimeInfo(cpus=cpus, gpus=len(gpus), deterministic=det)
+
+
+# CPU flags (Linux /proc/cpuinfo names) of native bfloat16 arithmetic: AVX-512 BF16, AMX.
+_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+# Tensor cores (float16 matrix units) arrived with compute capability 7.0 (V100; T4 is 7.5).
+_TENSOR_CORES = (7, 0)
+
+
+def choose_precision(gpu_capabilities: Sequence[tuple[int, int]], cpu_flags: Collection[str]) -> str:
+    """The Keras dtype policy ``auto`` picks for this hardware.
+
+    Args:
+        gpu_capabilities: CUDA compute capability of each visible GPU (none: CPU training).
+        cpu_flags: The CPU's feature flags, as ``/proc/cpuinfo`` names them.
+
+    Returns:
+        ``mixed_float16`` when every GPU has tensor cores; ``float32`` on older GPUs;
+        on CPU, ``mixed_bfloat16`` when bf16 is native and ``float32`` otherwise (emulated
+        bf16 measured 11x slower than float32 on an AVX2-only EPYC, benchmarks/README.md).
+    """
+    if gpu_capabilities:
+        return "mixed_float16" if min(tuple(c) for c in gpu_capabilities) >= _TENSOR_CORES else "float32"
+    return "mixed_bfloat16" if _BF16_FLAGS & set(cpu_flags) else "float32"
+
+
+def resolve_precision(precision: str) -> str:
+    """``precision`` as a Keras dtype policy: itself, or for ``"auto"`` what
+    :func:`choose_precision` picks for the GPUs TensorFlow sees here and this CPU."""
+    if precision != "auto":
+        return precision
+    import tensorflow as tf
+
+    capabilities = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+        capabilities.append(tuple(capability) if capability else (0, 0))  # unknown: no tensor cores assumed
+    return choose_precision(capabilities, _cpu_flags())
+
+
+def _cpu_flags() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:  # not Linux: no flag is known, so no bf16 is assumed
+        pass
+    return frozenset()

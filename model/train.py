@@ -61,8 +61,9 @@ def compiled_model(params: TrainParams, vgg_weights: str | None, *, jit_compile:
     from model.architecture import build_model
     from model.losses import get_loss
     from model.optimizers import get_optimizer
+    from model.runtime import resolve_precision
 
-    net = build_model(precision=params.precision)
+    net = build_model(precision=resolve_precision(params.precision))
     net.compile(
         optimizer=get_optimizer(params.optimizer, params.learning_rate, params.rho, params.momentum),
         loss=get_loss(params.loss, vgg_weights=vgg_weights),

@@ -257,7 +257,8 @@ def run_cmd(
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.status_counts.items())) or "none"
     if summary.interrupted:
         typer.echo(
-            f"sweeper: interrupted: {summary.planned - summary.remaining} of {summary.planned} trials in the "
+            # What the ledger holds, counted there: a race's `remaining` is only its next round.
+            f"sweeper: interrupted: {sum(summary.status_counts.values())} of {summary.planned} trials in the "
             f"ledger ({counts}); resume with `sweeper run {spec_path}`", err=True,
         )
         raise typer.Exit(130)

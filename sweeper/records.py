@@ -144,6 +144,8 @@ TRIAL_SCHEMA: dict[str, Column] = {
     "accelerator": Column(str),
     "gpu_ids": Column(str),
     "node": Column(str),
+    # Nullable: ledgers from before precision: auto lack it (their trials ran their params_precision).
+    "dtype_policy": Column(str, nullable=True),
     "attempts": Column(int),
     "error": Column(str),
     "finished_at": Column(str),
@@ -200,20 +202,24 @@ class Placement:
             when the spec names no type).
         gpu_ids: The GPU ids Ray assigned, comma-separated.
         node: The Ray node id.
+        dtype_policy: The Keras dtype policy the trial trained under (what ``precision: auto``
+            became on that node).
     """
 
     accelerator: str = ""
     gpu_ids: str = ""
     node: str = ""
+    dtype_policy: str = ""
 
-    def to_dict(self) -> dict[str, str]:
-        """The fields as flat columns."""
-        return dataclasses.asdict(self)
+    def to_dict(self) -> dict[str, str | None]:
+        """The fields as flat columns (an unknown dtype policy as ``None``: its column is nullable)."""
+        return {**dataclasses.asdict(self), "dtype_policy": self.dtype_policy or None}
 
     @classmethod
     def from_columns(cls, columns: Mapping[str, Any]) -> "Placement":
         """The placement in a flat mapping (a ledger row, a Tune result); missing fields are empty."""
-        return cls(**{f.name: str(columns[f.name]) for f in dataclasses.fields(cls) if columns.get(f.name) is not None})
+        return cls(**{f.name: str(plain(columns[f.name])) for f in dataclasses.fields(cls)
+                      if plain(columns.get(f.name)) is not None})
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from typing import Any, Mapping
 
 from model.errors import ConfigError
 from model.images import side_by_side
-from model.runtime import configure_runtime
+from model.params import TrainParams
+from model.runtime import configure_runtime, resolve_precision
 from sweeper.records import Placement, TrialReport
 from sweeper.space import config_trial
 from sweeper.tracking import TrialTracker
@@ -40,14 +41,14 @@ class TrialContext:
     vgg_weights: str | None = "auto"
 
 
-def _placement(accelerator_type: str | None) -> Placement:
+def _placement(accelerator_type: str | None, precision: str) -> Placement:
     """Where this trial runs: the GPU type it was pinned to (or ``cpu``), the GPU ids Ray
-    assigned, the node."""
+    assigned, the node, and the dtype policy ``precision`` means there."""
     import ray
 
     gpu_ids = [str(g) for g in ray.get_gpu_ids()]
     return Placement(accelerator=(accelerator_type or "GPU") if gpu_ids else "cpu", gpu_ids=",".join(gpu_ids),
-                     node=ray.get_runtime_context().get_node_id() or "")
+                     node=ray.get_runtime_context().get_node_id() or "", dtype_policy=resolve_precision(precision))
 
 
 def _save_strip(triplets: Any, path: Path) -> None:
@@ -82,7 +83,7 @@ def run_trial(config: Mapping[str, Any], context: TrialContext) -> None:
     from model.train import train
 
     params, tid = config_trial(config)
-    where = _placement(context.accelerator_type)
+    where = _placement(context.accelerator_type, str(params.get("precision", TrainParams.precision)))
     sweep_dir = Path(context.sweep_dir)
     tracker = TrialTracker(context.sweep, tid, params, sweep_dir / "wandb", context.wandb_mode, context.sweep_id)
     tracker.start()

@@ -88,6 +88,7 @@ def small_sweep(t4_ray, tiny_data, tmp_path_factory):
   optimizer: {value: sgd}
   loss: {values: [mae, perceptual]}
   learning_rate: {values: [0.001, 1000000000000.0]}
+  precision: {value: auto}
 """))
     summary = run(spec, RunOptions(results_dir=results, wandb_mode="offline", progress=False))
     return spec, summary, results / "small"
@@ -122,6 +123,12 @@ def test_trials_are_pinned_to_the_fake_t4(small_sweep) -> None:
     done = Ledger(sweep_dir).trials().query("status != 'error'")
     assert set(done["accelerator"]) == {"T4"}
     assert all(ids in {"0", "1"} for ids in done["gpu_ids"])
+    # precision: auto, decided in the worker: a fake T4 is no GPU TensorFlow can see, so the CPU's
+    # answer (bf16 only where /proc/cpuinfo names native bf16), recorded beside the asked "auto".
+    flags = Path("/proc/cpuinfo").read_text()
+    cpu = "mixed_bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
+    trials = Ledger(sweep_dir).trials()
+    assert set(trials["params_precision"]) == {"auto"} and set(trials["dtype_policy"]) == {cpu}
 
 
 def test_epochs_and_spec_are_written(small_sweep) -> None:
@@ -535,6 +542,7 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_loses_nothing(tiny_data, tm
     assert f"resume with `sweeper run {spec_path}`" in err
     first = Ledger(results / "intr").trials()
     assert 1 <= len(first) < 3 and set(first["status"]) == {"ok"}  # no stopped trial recorded as a result
+    assert f"interrupted: {len(first)} of 3 trials in the ledger (ok {len(first)})" in err
     assert (first["epochs_run"] == 2).all()
 
     proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)

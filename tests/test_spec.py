@@ -526,7 +526,7 @@ GOOD = {
     "steps_per_epoch": st.integers(1, 20),
     "batch_size": st.integers(1, 20),
     "patch_size": st.integers(2, 32).map(lambda n: 4 * n),
-    "precision": st.sampled_from(["float32", "mixed_bfloat16", "mixed_float16"]),
+    "precision": st.sampled_from(["float32", "mixed_bfloat16", "mixed_float16", "auto"]),
 }
 NEAR = st.sampled_from([0, 1, -1, 0.0, 1.0, 8, 66, 2**60, True, None, "x", "1e-3", float("inf")])
 

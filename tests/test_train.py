@@ -50,6 +50,30 @@ def test_bfloat16_mixed_precision_trains_and_scores_in_float32(tiny_data: object
     assert result.samples[0][1].dtype.name == "uint8"  # restored through the float32 output
 
 
+@pytest.mark.parametrize(("gpus", "flags", "policy"), [
+    ([(7, 5)], {"avx2"}, "mixed_float16"),             # a T4: tensor cores
+    ([(8, 0), (7, 0)], set(), "mixed_float16"),         # every GPU has them
+    ([(7, 5), (6, 0)], {"avx512_bf16"}, "float32"),     # a P100 among them: no float16 matrix units
+    ([], {"avx2", "fma"}, "float32"),                   # emulated bf16 is slower than float32
+    ([], {"avx512f", "avx512_bf16"}, "mixed_bfloat16"),
+    ([], {"amx_bf16"}, "mixed_bfloat16"),
+])
+def test_auto_precision_follows_the_hardware(gpus: list, flags: set, policy: str) -> None:
+    from model.runtime import choose_precision
+
+    assert choose_precision(gpus, flags) == policy
+
+
+def test_auto_precision_trains_exactly_as_the_policy_it_resolves_to(tiny_data: object) -> None:
+    from model.runtime import resolve_precision
+    from model.train import train
+
+    resolved = resolve_precision("auto")
+    assert resolved in {"float32", "mixed_bfloat16"} and resolve_precision("mixed_float16") == "mixed_float16"
+    auto = train(tiny_params(precision="auto"), tiny_data)
+    assert _metrics(auto.history) == _metrics(train(tiny_params(precision=resolved), tiny_data).history)
+
+
 def _metrics(history: tuple[dict, ...]) -> list[dict]:
     """Everything but the timing, which no seed can make repeatable."""
     return [{k: v for k, v in m.items() if k != "images_per_second"} for m in history]

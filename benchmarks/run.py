@@ -1,5 +1,5 @@
 """Benchmarks of the sweeper: training throughput, orchestration overhead, concurrency,
-search efficiency and inference.
+search efficiency, inference, report and dataset scale, and precision.
 
 ``python benchmarks/run.py [--quick] [--only NAME ...] [--out FILE]`` prints one JSON object
 per line: first a ``machine`` line, then one line per benchmark. Every benchmark runs in its
@@ -28,6 +28,9 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from benchmarks.scale import bench_dataset_scale, bench_precision  # noqa: E402 - after the path set-up
+from benchmarks.timing import later_epochs_rate as _later_epochs_rate  # noqa: E402
 
 Figures = dict[str, Any]
 
@@ -166,14 +169,6 @@ def _ray_stop() -> None:
     import ray  # imported by _ray_start already, after the loopback setting
 
     ray.shutdown()
-
-
-def _later_epochs_rate(history: tuple[dict[str, float], ...], images_per_epoch: int) -> float:
-    """Images/s over epochs 2.. from the cumulative ``images_per_second`` in a history."""
-    elapsed = [rec["epoch"] * images_per_epoch / rec["images_per_second"] for rec in history]
-    if len(elapsed) < 2:
-        return history[-1]["images_per_second"]
-    return (len(elapsed) - 1) * images_per_epoch / (elapsed[-1] - elapsed[0])
 
 
 def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
@@ -673,6 +668,8 @@ BENCHMARKS: dict[str, Callable[[bool], Figures]] = {
     "inference": bench_inference,
     "load": bench_load,
     "report_scale": bench_report_scale,
+    "dataset_scale": bench_dataset_scale,
+    "precision": bench_precision,
 }
 
 

@@ -7,17 +7,74 @@ the Ray trainable calls it first thing in each worker with the CPUs Ray granted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from typing import Collection, Sequence
+import re
+import sys
+import tempfile
+from typing import Collection, Iterator, Sequence
 
-__all__ = ["configure_runtime", "RuntimeInfo", "choose_precision", "resolve_precision"]
+__all__ = ["VERBOSE_ENV", "configure_runtime", "RuntimeInfo", "choose_precision", "is_startup_noise", "resolve_precision"]
 
 _log = logging.getLogger(__name__)
 
 # Keep TensorFlow's C++ start-up chatter (CPU feature banners, oneDNN notes) out of
 # the user's terminal; real errors still surface as Python exceptions.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+VERBOSE_ENV = "SWEEPER_VERBOSE"
+"""Set (to anything but empty) by ``sweeper --verbose``: TensorFlow's and Ray's start-up lines are shown."""
+
+# What TensorFlow's C++ prints at start-up whatever TF_CPP_MIN_LOG_LEVEL says (absl logs before
+# absl::InitializeLog go straight to stderr): CUDA probes of a machine without a GPU, and the
+# duplicate-registration notes of its CUDA plugins. Nothing a user acts on.
+_NOISE = re.compile(
+    r"All log messages before absl::InitializeLog\(\) is called|cudart_stub\.cc|failed call to cuInit"
+    r"|Unable to register cu(DNN|FFT|BLAS) factory|computation placer already registered"
+    r"|oneDNN custom operations are on|TensorFlow binary is optimized to use available CPU instructions"
+    r"|rebuild TensorFlow with the appropriate compiler flags"
+)
+
+
+def is_startup_noise(line: str) -> bool:
+    """Whether ``line`` (of TensorFlow's stderr) is start-up chatter hidden unless ``--verbose``."""
+    return bool(_NOISE.search(line))
+
+
+@contextlib.contextmanager
+def _quiet_start() -> Iterator[None]:
+    """Hold file descriptor 2 while TensorFlow starts, then pass on all but its noise.
+
+    C++ writes to the descriptor, not ``sys.stderr``, so only a redirect of fd 2 sees it.
+    Once per process: later imports print nothing new.
+    """
+    global _started
+    if _started or os.environ.get(VERBOSE_ENV) or "tensorflow" in sys.modules:
+        yield
+        return
+    _started = True
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2 (a closed stderr): nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile(mode="w+b") as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [line for line in held.read().decode(errors="replace").splitlines(keepends=True)
+                    if not is_startup_noise(line)]
+            if kept:
+                os.write(2, "".join(kept).encode())
+
+
+_started = False
 
 
 class RuntimeInfo(dict):
@@ -37,9 +94,10 @@ def configure_runtime(cpus: int | None = None, *, deterministic: bool = True) ->
         The settings applied. Calling it after TensorFlow has started keeps the thread
         settings already in force (logged, not raised): they cannot change then.
     """
-    import tensorflow as tf
+    with _quiet_start():
+        import tensorflow as tf
 
-    gpus = tf.config.list_physical_devices("GPU")
+        gpus = tf.config.list_physical_devices("GPU")  # where CUDA's probe prints, when it does
     for gpu in gpus:
         try:
             # Without growth TF grabs the whole card at start-up, which breaks fractional

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Iterator, Optional, Sequence
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Iterator, Optional, Sequence
 import typer
 
 from model.errors import UserError
+from model.runtime import VERBOSE_ENV
 
 if TYPE_CHECKING:
     from sweeper.space import Trial
@@ -52,11 +54,16 @@ _HANDLER = _Stderr(logging.INFO)
 
 
 @app.callback()
-def _setup() -> None:
+def _setup(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show debug logs, TensorFlow's start-up "
+                                          "lines and the Ray workers' output (e.g. `sweeper -v run SPEC`).")] = False,
+) -> None:
     """Library code logs; the command line shows what the ``sweeper`` and ``model`` loggers say."""
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"  # read where TensorFlow starts and by Ray's set-up; workers inherit it
     for name in ("sweeper", "model"):
         logger = logging.getLogger(name)
-        logger.setLevel(logging.INFO)
+        logger.setLevel(logging.DEBUG if verbose else logging.INFO)
         if _HANDLER not in logger.handlers:
             logger.addHandler(_HANDLER)
 

@@ -92,6 +92,22 @@ def test_train_on_the_synthetic_default_makes_it_on_first_use(tmp_path: Path) ->
     assert "best val_psnr" in result.stdout and (tmp_path / "m.keras").is_file()
 
 
+def test_tensorflows_startup_lines_show_only_with_verbose(tiny_data: object, tmp_path: Path) -> None:
+    """TensorFlow prints CUDA probes on a machine without a GPU whatever TF_CPP_MIN_LOG_LEVEL says;
+    `sweeper train` hides them (and only them), `sweeper --verbose train` shows them."""
+    from model.runtime import is_startup_noise
+
+    args = ["train", "--dataset-dir", str(tiny_data.dir), "--dataset-name", tiny_data.name, "--epochs", "1",
+            "--steps-per-epoch", "1", "--batch-size", "1", "--patch-size", "16", "--model-path", str(tmp_path / "m.keras")]
+    quiet, verbose = _sweeper(*args), _sweeper("--verbose", *args)
+    assert quiet.returncode == 0 and verbose.returncode == 0, (quiet.stderr, verbose.stderr)
+    assert "best val_psnr" in quiet.stdout and "best val_psnr" in verbose.stdout
+    assert not [line for line in quiet.stderr.splitlines() if is_startup_noise(line)], quiet.stderr
+    assert "cudart_stub" in verbose.stderr  # this machine has no CUDA: the probe speaks
+    assert is_startup_noise("I0000 00:00:1.0  7 cuda_platform.cc:52] failed call to cuInit: UNKNOWN ERROR (303)")
+    assert not is_startup_noise("E0000 00:00:1.0  7 op_kernel.cc:1] OOM when allocating tensor")
+
+
 def test_predict_missing_model_is_one_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["predict", "--model", str(tmp_path / "nope.keras"), "--input", str(tmp_path), "--output", str(tmp_path / "o")])
     assert result.exit_code == 1

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from model.errors import ConfigError, UserError
+from model.runtime import VERBOSE_ENV
 from sweeper.spec import Resources
 
 __all__ = ["LOCAL_HOST", "connect", "pin_resources"]
@@ -55,8 +56,8 @@ def connect(address: str | None) -> None:
     if address is None:
         # address="local": always a new private instance, never a stray cluster that
         # /tmp/ray/ray_current_cluster happens to point at.
-        ray.init(address="local", include_dashboard=False, _node_ip_address=LOCAL_HOST, log_to_driver=False,
-                 configure_logging=False)
+        ray.init(address="local", include_dashboard=False, _node_ip_address=LOCAL_HOST,
+                 log_to_driver=_verbose(), configure_logging=False)
         return
     if port is not None:
         _probe(address, host, port)
@@ -90,7 +91,7 @@ def _join(ray: Any, address: str, *, attempts: int) -> tuple[str, str]:
     os.environ["RAY_gcs_server_port_wait_time_s"] = str(attempts)
     with _stderr_aside() as aside:
         try:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
+            ray.init(address=address, log_to_driver=_verbose(), configure_logging=False)
             return "", ""
         except (ConnectionError, RuntimeError, ValueError) as err:
             return aside.read(), (str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
@@ -198,3 +199,8 @@ def pin_resources(wanted: Resources, cluster: Mapping[str, float]) -> tuple[dict
         )
     return cpu, f"the cluster has {missing}; running trials on CPU (sweeper.resources.fallback: cpu)"
 
+
+
+def _verbose() -> bool:
+    """``sweeper --verbose``: the workers' own output (TensorFlow's, Ray's) reaches the terminal."""
+    return bool(os.environ.get(VERBOSE_ENV))

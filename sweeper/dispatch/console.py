@@ -11,7 +11,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
 
 from sweeper.records import STATUSES, TrialRow
 from sweeper.spec import SweepSpec
@@ -130,12 +130,8 @@ class Watchdog(threading.Thread):
 @contextlib.contextmanager
 def watchdog(run_dir: Path) -> Iterator[Watchdog]:
     """A :class:`Watchdog` on ``run_dir`` for the duration of the block."""
-    watch = Watchdog(run_dir)
-    watch.start()
-    try:
+    with _running(Watchdog(run_dir)) as watch:
         yield watch
-    finally:
-        watch.stop()
 
 
 MISSING_S = 60.0  # as long as Ray Tune's own insufficient-resources check waits
@@ -185,7 +181,16 @@ _CLUSTER_NAMES = {"cpu": "CPU", "gpu": "GPU"}
 @contextlib.contextmanager
 def resource_watch(needs: Mapping[str, float], probe: Callable[[], Mapping[str, float]]) -> Iterator[ResourceWatch]:
     """A :class:`ResourceWatch` for the duration of the block."""
-    watch = ResourceWatch(needs, probe)
+    with _running(ResourceWatch(needs, probe)) as watch:
+        yield watch
+
+
+_W = TypeVar("_W", Watchdog, ResourceWatch)
+
+
+@contextlib.contextmanager
+def _running(watch: _W) -> Iterator[_W]:
+    """``watch`` started for the duration of the block, stopped however it ends."""
     watch.start()
     try:
         yield watch

@@ -1,0 +1,181 @@
+"""Benchmarks of scale (issue 14): a GoPro-size dataset through the node's cache, and every
+precision side by side. Registered in ``benchmarks/run.py``, which runs each in its own child."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from benchmarks.timing import later_epochs_rate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+Figures = dict[str, Any]
+
+# 1280x720 is GoPro's frame; --quick keeps the pair counts small.
+_SCALE = {
+    "quick": {"pairs": (6, 12), "memory_pairs": (6, 12), "width": 640, "height": 360, "batches": 30},
+    "full": {"pairs": (30, 300), "memory_pairs": (30, 100, 300), "width": 1280, "height": 720, "batches": 200},
+}
+_PATCH, _BATCH, _FIT_STEPS = 64, 16, 20
+_PRECISION_BUDGET = {"quick": {"epochs": 2, "steps_per_epoch": 5}, "full": {"epochs": 4, "steps_per_epoch": 25}}
+
+
+def _write_pair(root: Path, split: str, index: int, width: int, height: int) -> None:
+    """One sharp image (smooth colour fields plus fine texture, as in a photo) and its blur."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    rng = np.random.default_rng(index)
+    coarse = rng.integers(0, 256, (height // 40 + 1, width // 40 + 1, 3), dtype=np.uint8)
+    smooth = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC), dtype=np.int16)
+    sharp = np.clip(smooth + rng.integers(-24, 25, (height, width, 1), dtype=np.int16), 0, 255).astype(np.uint8)
+    image = Image.fromarray(sharp)
+    name = f"{index:04d}.png"
+    image.save(root / split / "sharp" / name, compress_level=1)
+    image.filter(ImageFilter.GaussianBlur(3)).save(root / split / "blur" / name, compress_level=1)
+
+
+def _make_dataset(root: Path, name: str, pairs: int, width: int, height: int) -> tuple[Path, str]:
+    """``pairs`` training pairs and two test pairs of ``width`` x ``height`` PNGs."""
+    for split in ("train", "test"):
+        for kind in ("blur", "sharp"):
+            (root / name / split / kind).mkdir(parents=True)
+    jobs = [("train", i) for i in range(pairs)] + [("test", i) for i in range(2)]
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # PIL releases the GIL while encoding
+        list(pool.map(lambda job: _write_pair(root / name, job[0], job[1], width, height), jobs))
+    return root, name
+
+
+# A trial's data path in a fresh process: the split (cache or memory), a stream feeding 20
+# steps of the model's fit, then every evaluation crop. Prints the peak RSS in KiB.
+_TRIAL_RSS = """
+import sys
+from model.runtime import configure_runtime
+configure_runtime(1)
+from model.cache import open_split
+from model.data import DatasetRef, eval_arrays, load_split, train_pipeline
+from model.params import TrainParams
+from model.train import compiled_model
+ref = DatasetRef(sys.argv[1], sys.argv[2])
+pairs = open_split(ref, "train") if sys.argv[3] == "cache" else load_split(ref, "train")
+net = compiled_model(TrainParams(batch_size=16, patch_size=64), None)
+net.fit(train_pipeline(pairs, patch_size=64, batch_size=16, seed=0), steps_per_epoch=int(sys.argv[4]), epochs=1, verbose=0)
+for blur, sharp in eval_arrays(open_split(ref, "test") if sys.argv[3] == "cache" else load_split(ref, "test")):
+    pass
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child would report its parent's peak
+print(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')))
+"""
+
+
+def _trial_peak_rss_mib(ref: tuple[Path, str], how: str) -> float:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", _TRIAL_RSS, str(ref[0]), ref[1], how, str(_FIT_STEPS)],
+                          capture_output=True, text=True, timeout=3600, env=env, cwd=ROOT, check=True)
+    return int(done.stdout.split()[-1]) / 1024
+
+
+def _patches_per_s(stream: Any, batches: int) -> float:
+    iterator = iter(stream)
+    for _ in range(5):  # warm-up: tracing, first reads
+        next(iterator)
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    rate = batches * _BATCH / (time.perf_counter() - t0)
+    del iterator  # a live numpy_function iterator must not outlive the process (model.data)
+    return rate
+
+
+def _model_images_per_s(stream: Any) -> float:
+    """What one trial's model consumes (float32, 64x64, batch 16): epochs 2..3 of a fit."""
+    import keras
+
+    from model.params import TrainParams
+    from model.train import compiled_model
+
+    net = compiled_model(TrainParams(batch_size=_BATCH, patch_size=_PATCH), None)
+    ends: list[float] = []
+    timer = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: ends.append(time.perf_counter()))
+    net.fit(stream, steps_per_epoch=_FIT_STEPS, epochs=3, verbose=0, callbacks=[timer])
+    return 2 * _FIT_STEPS * _BATCH / (ends[-1] - ends[0])
+
+
+def bench_dataset_scale(quick: bool) -> Figures:
+    """A generated GoPro-size dataset (1280x720, 300 training pairs; --quick: 640x360, 12):
+    cache build time, the cached pipeline's patches/s against the model's consumption (one
+    thread each, as a 1-CPU trial has), and a trial's peak RSS at two sizes, cached and in memory."""
+    from model.cache import open_split
+    from model.data import DatasetRef, train_pipeline
+    from model.runtime import configure_runtime
+
+    size = _SCALE["quick" if quick else "full"]
+    configure_runtime(1, deterministic=False)
+    figures: Figures = {"width": size["width"], "height": size["height"], "patch_size": _PATCH, "batch_size": _BATCH}
+    with tempfile.TemporaryDirectory() as tmp:
+        refs = {}
+        for n in sorted(set(size["pairs"]) | set(size["memory_pairs"])):
+            t0 = time.perf_counter()
+            refs[n] = _make_dataset(Path(tmp), f"pairs{n}", n, size["width"], size["height"])
+            figures[f"generate_s_{n}"] = time.perf_counter() - t0
+        largest = max(size["pairs"])
+        ref = DatasetRef(*refs[largest])
+        t0 = time.perf_counter()
+        cached = open_split(ref, "train")
+        figures["cache_build_s"] = time.perf_counter() - t0
+        figures["cache_mib"] = cached.file.stat().st_size / 2**20
+        figures["float32_in_memory_mib"] = figures["cache_mib"] * 4
+        t0 = time.perf_counter()
+        open_split(ref, "train")
+        figures["cache_open_s"] = time.perf_counter() - t0  # every later trial on the node
+        stream = train_pipeline(cached, patch_size=_PATCH, batch_size=_BATCH, seed=0)
+        figures["pipeline_patches_per_s"] = _patches_per_s(stream, size["batches"])
+        figures["model_images_per_s"] = _model_images_per_s(stream)
+        figures["pipeline_over_model"] = figures["pipeline_patches_per_s"] / figures["model_images_per_s"]
+        for n in size["pairs"]:
+            figures[f"trial_peak_rss_mib_cached_{n}"] = _trial_peak_rss_mib(refs[n], "cache")
+        for n in size["memory_pairs"]:
+            figures[f"trial_peak_rss_mib_in_memory_{n}"] = _trial_peak_rss_mib(refs[n], "memory")
+    small, large = size["pairs"]
+    figures["cached_rss_growth_mib"] = (figures[f"trial_peak_rss_mib_cached_{large}"]
+                                        - figures[f"trial_peak_rss_mib_cached_{small}"])
+    return figures
+
+
+def bench_precision(quick: bool) -> Figures:
+    """Every precision side by side on one core: a fixed budget of ``model.train`` (64x64,
+    batch 16, the write-up's RMSprop + MAE) on the built-in synthetic data; images/s and the
+    val_psnr it reached, and what ``auto`` resolves to here."""
+    from model.data import DatasetRef
+    from model.params import PRECISIONS, TrainParams
+    from model.runtime import configure_runtime, resolve_precision
+    from model.synth import synthesize
+    from model.train import train
+
+    configure_runtime(1, deterministic=False)
+    budget = _PRECISION_BUDGET["quick" if quick else "full"]
+    figures: Figures = {"auto_resolves_to": resolve_precision("auto"), **budget, "patch_size": _PATCH,
+                        "batch_size": _BATCH, "threads": 1}
+    with tempfile.TemporaryDirectory() as tmp:
+        synthesize(Path(tmp), "synthetic", n_train=24, n_test=6, size=128, seed=0, kernel_size=17)
+        ref = DatasetRef(Path(tmp), "synthetic")
+        for precision in (p for p in PRECISIONS if p != "auto"):
+            result = train(TrainParams(precision=precision, batch_size=_BATCH, patch_size=_PATCH, **budget), ref)
+            figures[precision] = {
+                "images_per_s": result.images_per_second,
+                "later_epochs_images_per_s": later_epochs_rate(result.history, budget["steps_per_epoch"] * _BATCH),
+                "val_psnr": result.final["val_psnr"], "best_val_psnr": result.best["val_psnr"],
+                "seconds": result.seconds,
+            }
+    base = figures["float32"]["later_epochs_images_per_s"]
+    for precision in (p for p in PRECISIONS if p not in ("auto", "float32")):
+        figures[precision]["speed_over_float32"] = figures[precision]["later_epochs_images_per_s"] / base
+        figures[precision]["psnr_minus_float32_db"] = figures[precision]["val_psnr"] - figures["float32"]["val_psnr"]
+    return figures
+

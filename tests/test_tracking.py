@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from model.errors import ConfigError
-from sweeper import tracking
-from sweeper.tracking import TrialTracker, read_run_summary, register_sweep, resolve_mode
+from sweeper.tracking import TrialTracker, read_run_summary, readback, register_sweep, resolve_mode, runs
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_KEY = "sweeperfakekey" + "0123456789abcdefghijklmnop"  # 40 chars, a well-formed key
@@ -135,7 +134,7 @@ def test_an_offline_run_is_written_and_reads_back(wandb_env: Path) -> None:
     assert summary["_step"] == 3 and "lr_now" not in summary
     assert summary["samples"]["count"] == 2
 
-    run = tracking._inspect_run(tracker.run_dir)
+    run = readback._inspect_run(tracker.run_dir)
     assert run["config"] == PARAMS  # exactly the trial params, nothing added
     assert (run["state"], run["exit_code"], run["project"], run["name"]) == ("finished", 0, "sweeper", "0123abcd4567")
     assert read_run_summary(next(tracker.run_dir.glob("*.wandb"))) == summary  # the .wandb file works too
@@ -145,7 +144,7 @@ def test_the_run_records_group_job_type_and_every_epoch(wandb_env: Path) -> None
     tracker = TrialTracker("lr_rho", "t1", PARAMS, wandb_env / "wandb", "offline")
     run_trial(tracker)
     records = subprocess.run(
-        [*tracking._wandb_command(), "leet", "inspect", "--json", str(tracker.run_dir)],
+        [*readback._wandb_command(), "leet", "inspect", "--json", str(tracker.run_dir)],
         capture_output=True, text=True, timeout=60, check=True,
     ).stdout.splitlines()
     parsed = [json.loads(line) for line in records]
@@ -164,7 +163,7 @@ def test_non_finite_metrics_survive_the_summary(wandb_env: Path) -> None:
     summary = read_run_summary(tracker.run_dir)
     assert summary["status"] == "diverged" and summary["best_val_psnr"] == 5.0
     assert np.isnan(summary["final_val_psnr"]) and np.isnan(summary["train_loss"]) and summary["x"] == -np.inf
-    assert tracking._inspect_run(tracker.run_dir)["exit_code"] == 0  # diverged is a result, not a crash
+    assert readback._inspect_run(tracker.run_dir)["exit_code"] == 0  # diverged is a result, not a crash
 
 
 def test_two_trackers_in_one_process_make_two_runs(wandb_env: Path) -> None:
@@ -178,7 +177,7 @@ def test_two_trackers_in_one_process_make_two_runs(wandb_env: Path) -> None:
     first.finish({"best_val_psnr": 10.0}, "error")
     assert first.ok and second.ok and first.run_dir != second.run_dir
     assert sorted(p.name.split("-")[-1] for p in wandb_dir.glob("offline-run-*")) == ["aaaa", "bbbb"]
-    one, two = tracking._inspect_run(first.run_dir), tracking._inspect_run(second.run_dir)
+    one, two = readback._inspect_run(first.run_dir), readback._inspect_run(second.run_dir)
     assert (one["config"]["seed"], one["summary"]["best_val_psnr"], one["exit_code"]) == (0, 10.0, 1)
     assert (two["config"]["seed"], two["summary"]["best_val_psnr"], two["exit_code"]) == (1, 20.0, 0)
 
@@ -188,7 +187,7 @@ def test_as_a_context_manager_an_exception_finishes_the_run_as_error(wandb_env: 
         with TrialTracker("s", "boom", PARAMS, wandb_env / "wandb", "offline") as tracker:
             tracker.log_epoch(1, {"val_psnr": 1.0})
             1 / 0
-    run = tracking._inspect_run(tracker.run_dir)
+    run = readback._inspect_run(tracker.run_dir)
     assert run["summary"]["status"] == "error" and "ZeroDivisionError" in run["summary"]["error"]
     assert run["exit_code"] == 1
 
@@ -228,7 +227,7 @@ def test_a_failure_mid_run_warns_once_then_stops_tracking(wandb_env: Path, caplo
     assert not tracker.ok
     (warning,) = tracker_warnings(caplog)
     assert "logging an epoch failed" in warning.getMessage()
-    run = tracking._inspect_run(tracker.run_dir)
+    run = readback._inspect_run(tracker.run_dir)
     assert run["state"] == "finished" and "val_psnr" not in run["summary"]  # closed, nothing after the failure
 
 
@@ -267,10 +266,10 @@ def test_read_run_summary_of_a_missing_run_says_so(wandb_env: Path) -> None:
 
 
 def test_run_ids_are_deterministic_and_use_only_safe_characters() -> None:
-    assert tracking._run_id("optim loss/v2:#1", "ab12") == "optim-loss-v2-1-ab12"
-    long_a, long_b = tracking._run_id("x" * 100 + "a", "0123abcd4567"), tracking._run_id("x" * 100 + "b", "0123abcd4567")
+    assert runs._run_id("optim loss/v2:#1", "ab12") == "optim-loss-v2-1-ab12"
+    long_a, long_b = runs._run_id("x" * 100 + "a", "0123abcd4567"), runs._run_id("x" * 100 + "b", "0123abcd4567")
     assert long_a != long_b and len(long_a) <= 64 and long_a.endswith("-0123abcd4567")
-    assert long_a == tracking._run_id("x" * 100 + "a", "0123abcd4567")
+    assert long_a == runs._run_id("x" * 100 + "a", "0123abcd4567")
 
 
 # --------------------------------------------------------------------------- secrets

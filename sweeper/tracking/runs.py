@@ -1,45 +1,33 @@
-"""W&B tracking: one run per trial, and it never fails a trial.
+"""One W&B run per trial (:class:`TrialTracker`), and it never fails a trial.
 
-This is the only module that imports ``wandb``, and only inside functions: ``import
-sweeper.tracking`` stays cheap so ``sweeper report`` and ``--help`` never pay for it.
-
-Runs are written offline by default (no API key): ``<sweep>/wandb/offline-run-*`` directories,
-uploaded later with ``wandb sync`` and read back with ``wandb leet inspect --summary --json``.
-Any W&B error (a bad key, no network, a full disk) is logged once as a warning and the
-tracker becomes a no-op; the trial and the ledger carry on.
+``wandb`` is imported inside methods only: ``import sweeper.tracking`` stays cheap so
+``sweeper report`` and ``--help`` never pay for it. Any W&B error (a bad key, no network, a
+full disk) is logged once as a warning and the tracker becomes a no-op; the trial and the
+ledger carry on.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
-import os
 import re
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
-from model.errors import ConfigError, suggest
 from model.images import side_by_side
 from model.metrics import VAL_METRICS
+from sweeper.tracking.environment import default_project, redact
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["TrialTracker", "resolve_mode", "read_run_summary", "register_sweep"]
+__all__ = ["TrialTracker"]
 
-_log = logging.getLogger(__name__)
+# The package's logger: the tracking stage warns as one (`sweeper.tracking`), whichever module.
+_log = logging.getLogger(__package__)
 
-MODES = ("online", "offline", "disabled")
-# wandb's own legacy spellings of WANDB_MODE, accepted so an existing environment keeps working.
-_MODE_ALIASES = {"dryrun": "offline", "run": "online"}
-_DEFAULT_PROJECT = "sweeper"
 _EPOCH_METRICS = ("train_loss", *VAL_METRICS)
 _OK_STATUSES = ("ok", "diverged")  # a diverged trial is a result, not a crash
 _MAX_RUN_ID = 64
@@ -47,92 +35,8 @@ _MAX_RUN_ID = 64
 _INIT_TIMEOUT_S = 120.0
 # Online only: stop waiting for uploads at the end of a run; the data stays on disk for `wandb sync`.
 _FINISH_TIMEOUT_S = 120.0
-_INSPECT_TIMEOUT_S = 60.0
-# How wandb's transaction log spells non-finite floats (history values come back like this).
-_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 _T = TypeVar("_T")
-
-
-# --------------------------------------------------------------------------- mode
-
-
-def resolve_mode(requested: str | None = None) -> str:
-    """Decide the W&B mode for a sweep: ``"online"``, ``"offline"`` or ``"disabled"``.
-
-    Precedence: ``requested`` (the CLI's ``--wandb-mode``), then the ``WANDB_MODE``
-    environment variable, then ``"online"`` if W&B finds credentials without network
-    access (``WANDB_API_KEY``, an identity token file, a netrc entry, the settings file) and
-    ``"offline"`` otherwise.
-
-    Args:
-        requested: The value of ``--wandb-mode``, or None when not given.
-
-    Returns:
-        One of ``"online"``, ``"offline"``, ``"disabled"``.
-
-    Raises:
-        ConfigError: ``requested`` or ``WANDB_MODE`` is not a valid mode.
-    """
-    if requested is not None:
-        return _valid_mode(requested, "--wandb-mode")
-    env = os.environ.get("WANDB_MODE", "").strip()
-    if env:
-        return _valid_mode(env, "WANDB_MODE")
-    return "online" if _has_credentials() else "offline"
-
-
-def _valid_mode(value: str, source: str) -> str:
-    mode = str(value).strip().lower()
-    mode = _MODE_ALIASES.get(mode, mode)
-    if mode not in MODES:
-        hint = "" if source == "--wandb-mode" else " (or pass --wandb-mode)"
-        raise ConfigError(
-            f"{source}: unknown W&B mode {value!r}{suggest(mode, MODES)}; "
-            f"--wandb-mode takes one of {', '.join(MODES)}{hint}"
-        )
-    return mode
-
-
-def _has_credentials() -> bool:
-    """Whether wandb would find credentials, asked the way ``wandb.init`` asks, without network.
-
-    wandb 0.31 looks at WANDB_API_KEY / WANDB_IDENTITY_TOKEN_FILE, then the netrc entry for
-    its base URL (the default is the Forge proxy, whose netrc lookup falls back to
-    api.wandb.ai), then the settings file. A hand-written netrc check would miss those rules.
-    """
-    try:
-        from wandb.errors import AuthenticationError
-        from wandb.sdk import wandb_setup
-        from wandb.sdk.lib import wbauth
-    except ImportError as err:  # wandb missing or its internals moved: nothing to go online with
-        _log.warning("W&B credentials could not be checked (%s); tracking offline", err)
-        return False
-    try:
-        base_url = wandb_setup.singleton().settings.base_url
-        auth = wbauth.authenticate_session(
-            host=base_url, source="sweeper", prompt=False, verify=False, update_session=False,
-        )
-    except AuthenticationError as err:  # e.g. a mistyped key: offline runs can be synced later
-        _log.warning("W&B credentials are not usable (%s); tracking offline", _redact(str(err)))
-        return False
-    except Exception as err:  # noqa: BLE001 - a lookup problem must not stop a sweep
-        _log.warning("W&B credentials could not be checked (%s); tracking offline", _redact(str(err)))
-        return False
-    return auth is not None
-
-
-def _project() -> str:
-    return os.environ.get("WANDB_PROJECT") or _DEFAULT_PROJECT
-
-
-def _redact(text: str) -> str:
-    """Remove the API key from a message that may quote it (wandb errors sometimes echo input)."""
-    key = os.environ.get("WANDB_API_KEY")
-    return text.replace(key, "***") if key else text
-
-
-# --------------------------------------------------------------------------- runs
 
 
 def _clean(text: str) -> str:
@@ -257,7 +161,7 @@ class TrialTracker:
         root = _wandb_root(self.wandb_dir)
         root.mkdir(parents=True, exist_ok=True)
         return wandb.init(
-            project=_project(),
+            project=default_project(),
             group=self.sweep_name,
             job_type="trial",
             name=self.trial_id,
@@ -331,7 +235,7 @@ class TrialTracker:
         if exc is None:
             self.finish({}, "ok")
         else:
-            self.finish({"error": _redact(f"{type(exc).__name__}: {exc}")}, "error")
+            self.finish({"error": redact(f"{type(exc).__name__}: {exc}")}, "error")
 
     # -- failure handling
 
@@ -346,90 +250,6 @@ class TrialTracker:
                 self.ok = False
                 _log.warning(
                     "W&B tracking off for trial %s (%s failed: %s: %s); the trial goes on",
-                    self.trial_id, what, type(err).__name__, _redact(str(err)),
+                    self.trial_id, what, type(err).__name__, redact(str(err)),
                 )
             return None
-
-
-# --------------------------------------------------------------------------- reading back
-
-
-def _wandb_command() -> list[str]:
-    """The wandb CLI of this interpreter's environment (a Ray worker's PATH may lack it)."""
-    beside = Path(sys.executable).parent / "wandb"  # not resolved: a venv's python is a symlink
-    if beside.is_file():
-        return [str(beside)]
-    found = shutil.which("wandb")
-    return [found] if found else [sys.executable, "-m", "wandb"]
-
-
-def _inspect_run(run_dir: Path) -> dict[str, Any]:
-    """``wandb leet inspect --summary --json <run_dir>``: run state, config and summary."""
-    path = Path(run_dir)
-    if not path.exists():
-        raise FileNotFoundError(f"no W&B run at {path}")
-    # The reader needs no credentials; don't hand it any.
-    env = {k: v for k, v in os.environ.items() if k != "WANDB_API_KEY"}
-    command = [*_wandb_command(), "leet", "inspect", "--summary", "--json", str(path)]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=_INSPECT_TIMEOUT_S, env=env)
-    except subprocess.TimeoutExpired as err:
-        raise RuntimeError(f"`wandb leet inspect` timed out after {_INSPECT_TIMEOUT_S:.0f}s on {path}") from err
-    if done.returncode != 0:
-        raise RuntimeError(f"`wandb leet inspect` failed on {path}: {(done.stderr or done.stdout).strip()}")
-    try:
-        record = json.loads(done.stdout)
-    except json.JSONDecodeError as err:
-        raise RuntimeError(f"`wandb leet inspect` printed no JSON for {path}: {err}") from err
-    if not isinstance(record, dict):
-        raise RuntimeError(f"`wandb leet inspect` printed {type(record).__name__}, not an object, for {path}")
-    return record
-
-
-def read_run_summary(run_dir: Path) -> dict[str, Any]:
-    """Read one local run's summary with ``wandb leet inspect --summary --json``.
-
-    Args:
-        run_dir: A run directory (``.../offline-run-...``), its ``.wandb`` file, or a wandb
-            directory (then its latest run).
-
-    Returns:
-        The run summary: the final and best metrics, ``status``, ``seconds``... as written by
-        :meth:`TrialTracker.finish` plus wandb's ``_step``/``_runtime``; non-finite values
-        come back as floats.
-
-    Raises:
-        FileNotFoundError: ``run_dir`` does not exist.
-        RuntimeError: the wandb CLI failed, timed out or printed something unexpected.
-    """
-    summary = _inspect_run(run_dir).get("summary") or {}
-    return {k: _NON_FINITE.get(v, v) if isinstance(v, str) else v for k, v in summary.items()}
-
-
-# --------------------------------------------------------------------------- sweeps
-
-
-def register_sweep(wandb_config: dict, project: str | None, *, mode: str | None = None) -> str | None:
-    """Register the spec (minus ``sweeper:``) as a W&B sweep when tracking online.
-
-    Args:
-        wandb_config: The W&B sweep configuration.
-        project: The W&B project; default ``WANDB_PROJECT`` or ``"sweeper"`` (the runs' project).
-        mode: The resolved mode; resolved with :func:`resolve_mode` when None.
-
-    Returns:
-        The sweep id, or None when offline/disabled or when W&B refused (a warning is logged).
-    """
-    try:
-        if resolve_mode(mode) != "online":
-            return None
-        import wandb
-
-        started = time.monotonic()
-        sweep_id = wandb.sweep(dict(wandb_config), project=project or _project())
-        _log.info("registered W&B sweep %s in %.1fs", sweep_id, time.monotonic() - started)
-        return str(sweep_id) if sweep_id else None
-    except Exception as err:  # noqa: BLE001 - a sweep that can't register still runs, untracked by W&B sweeps
-        _log.warning("could not register a W&B sweep (%s: %s); runs are tracked without one",
-                     type(err).__name__, _redact(str(err)))
-        return None

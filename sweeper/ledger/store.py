@@ -1,4 +1,5 @@
-"""The ledger: ``trials.parquet`` and ``epochs.parquet`` in a sweep folder, the sweep's truth.
+"""The ledger's files in a sweep folder: ``trials.parquet``, ``epochs.parquet`` and
+``race.parquet``, read and written by :class:`Ledger`.
 
 One writer at a time (the sweep driver; a second one waits on a lock and then sees the
 first one's rows), any number of readers (``sweeper status``/``report`` while it runs).
@@ -20,61 +21,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from model.errors import UserError
 from sweeper.folder import TMP_PREFIX, writable, write_atomic
-from sweeper.records import EPOCH_SCHEMA, RACE_SCHEMA, STATUSES, TRIAL_SCHEMA, Column, Elimination, EpochRow, TrialRow
+from sweeper.ledger.export import CSV_NAMES, RACE_CSV, read_csv_export, read_csv_table
+from sweeper.ledger.tables import LedgerError, arrow_schema, arrow_table, to_pandas, with_added_columns
+from sweeper.records import EPOCH_SCHEMA, RACE_SCHEMA, TRIAL_SCHEMA, Column, Elimination, EpochRow, TrialRow
 
 try:  # POSIX; elsewhere writers are not serialised (the driver is the only writer anyway)
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = [
-    "Ledger", "LedgerError", "TRIAL_COLUMNS", "EPOCH_COLUMNS", "STATUSES", "CSV_NAMES", "RACE_CSV", "arrow_table",
-    "read_csv_export",
-]
+__all__ = ["Ledger"]
 
 _LOCK_NAME = ".ledger.lock"
-CSV_NAMES = ("trials.csv", "epochs.csv")  # the committed form of a ledger
-RACE_CSV = "race.csv"  # and of a race's eliminations, when the sweep was raced
-TRIAL_COLUMNS: tuple[str, ...] = tuple(TRIAL_SCHEMA)
-EPOCH_COLUMNS: tuple[str, ...] = tuple(EPOCH_SCHEMA)
-
-_ARROW = {str: pa.string(), float: pa.float64(), int: pa.int64()}
-
-
-def _pandas_dtype(column: Column) -> str:
-    # The dtype every frame the ledger returns has, empty or not; nullable ints (a parameter a
-    # row lacks) are pandas' Int64.
-    if column.kind is int:
-        return "Int64" if column.nullable else "int64"
-    return "str" if column.kind is str else "float64"
-
-
-class LedgerError(UserError):
-    """A ledger file cannot be read (truncated, corrupt or not a ledger)."""
-
-
-def _arrow_schema(columns: Mapping[str, Column]) -> pa.Schema:
-    return pa.schema([(name, _ARROW[col.kind]) for name, col in columns.items()])
-
-
-def arrow_table(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, Column]) -> pa.Table:
-    """Rows (mappings of column -> value) as an arrow table with the ledger's types."""
-    return pa.Table.from_pylist(list(rows), schema=_arrow_schema(columns))
-
-
-def _to_pandas(table: pa.Table, columns: Mapping[str, Column]) -> Any:
-    # One conversion for empty and full tables, so dtypes never depend on the row count.
-    frame = table.to_pandas()
-    return frame.astype({name: _pandas_dtype(col) for name, col in columns.items()})
-
-
-def _added_later(columns: Mapping[str, Column], present: Any) -> list[str]:
-    """Parameter columns a ledger written before that parameter existed lacks (unknown, null:
-    such a trial ran with the parameter's old behaviour, which its id records)."""
-    have = set(present)
-    return [name for name, col in columns.items() if col.nullable and name not in have] if "trial_id" in have else []
 
 
 def _signature(path: Path) -> tuple[int, int, int] | None:
@@ -131,14 +90,12 @@ class Ledger:
                 f"{path} is unreadable ({reason}): `sweeper run SPEC --resume` sets it aside, recovers "
                 "the trials found in the sweep's ray/ folder and re-runs the rest"
             ) from None
-        for name in _added_later(columns, table.column_names):
-            table = table.append_column(pa.field(name, _ARROW[columns[name].kind]),
-                                        pa.nulls(len(table), _ARROW[columns[name].kind]))
+        table = with_added_columns(table, columns)
         missing = [c for c in columns if c not in table.column_names]
         try:
             if missing:
                 raise ValueError(f"missing columns {', '.join(missing)}")
-            return table.select(list(columns)).cast(_arrow_schema(columns))
+            return table.select(list(columns)).cast(arrow_schema(columns))
         except (ValueError, pa.ArrowException) as err:
             reason = str(err).strip().splitlines()[0]
             raise LedgerError(
@@ -168,7 +125,7 @@ class Ledger:
         """
         if self._export_only():
             return read_csv_export(self.sweep_dir)[0]
-        return _to_pandas(self._read_table(self.trials_path, TRIAL_SCHEMA), TRIAL_SCHEMA)
+        return to_pandas(self._read_table(self.trials_path, TRIAL_SCHEMA), TRIAL_SCHEMA)
 
     def epochs(self) -> Any:
         """Per-epoch rows of the recorded trials (rows of unrecorded trials are left out).
@@ -182,7 +139,7 @@ class Ledger:
         # epochs read next hold them all (the reverse order could miss a just-committed one).
         done = self._read_table(self.trials_path, TRIAL_SCHEMA)["trial_id"]
         epochs = self._read_table(self.epochs_path, EPOCH_SCHEMA)
-        return _to_pandas(epochs.filter(pc.is_in(epochs["trial_id"], value_set=done.combine_chunks())), EPOCH_SCHEMA)
+        return to_pandas(epochs.filter(pc.is_in(epochs["trial_id"], value_set=done.combine_chunks())), EPOCH_SCHEMA)
 
     def snapshot(self) -> tuple[Any, Any]:
         """Trials and the epochs of exactly those trials: one consistent view while a sweep
@@ -202,8 +159,8 @@ class Ledger:
             LedgerError: ``race.parquet`` is unreadable.
         """
         if self._export_only():
-            return _read_csv(self.sweep_dir / RACE_CSV, RACE_SCHEMA, required=False)
-        return _to_pandas(self._read_table(self.race_path, RACE_SCHEMA), RACE_SCHEMA)
+            return read_csv_table(self.sweep_dir / RACE_CSV, RACE_SCHEMA, required=False)
+        return to_pandas(self._read_table(self.race_path, RACE_SCHEMA), RACE_SCHEMA)
 
     def done_ids(self) -> set[str]:
         """Ids of every recorded trial, whatever its status."""
@@ -336,7 +293,7 @@ class Ledger:
                 return 0
             for frame, columns, path in ((race, RACE_SCHEMA, self.race_path), (epochs, EPOCH_SCHEMA, self.epochs_path),
                                          (trials, TRIAL_SCHEMA, self.trials_path)):  # trials last: the commit
-                self._write(pa.Table.from_pandas(frame, schema=_arrow_schema(columns), preserve_index=False)
+                self._write(pa.Table.from_pandas(frame, schema=arrow_schema(columns), preserve_index=False)
                             .replace_schema_metadata(None), path)
         return len(trials)
 
@@ -360,41 +317,3 @@ class Ledger:
             write_atomic(path, frame.to_csv(index=False))  # a reader never sees half a file
         return trials_csv, epochs_csv
 
-
-def read_csv_export(directory: str | Path) -> tuple[Any, Any]:
-    """Trials and epochs from a CSV export (see :meth:`Ledger.export_csv`), typed like the ledger.
-
-    A missing ``epochs.csv`` reads as no epochs.
-
-    Raises:
-        LedgerError: ``trials.csv`` is missing or is not a ledger export.
-    """
-    folder = Path(directory)
-    return (_read_csv(folder / CSV_NAMES[0], TRIAL_SCHEMA, required=True),
-            _read_csv(folder / CSV_NAMES[1], EPOCH_SCHEMA, required=False))
-
-
-def _read_csv(path: Path, columns: Mapping[str, Column], *, required: bool) -> Any:
-    """One table of a CSV export with the ledger's dtypes; a missing optional one is empty."""
-    import pandas as pd
-
-    if not path.is_file() and not required:
-        return _to_pandas(arrow_table([], columns), columns)
-    try:
-        # CSV writes "" and a null alike: a blank is "" in text columns (error, node) but
-        # a missing value in parameter and number columns, as in the ledger.
-        blank_is_text = [c for c, col in columns.items() if col.kind is str and not col.nullable]
-        frame = pd.read_csv(path, dtype={c: "str" for c, col in columns.items() if col.kind is str},
-                            keep_default_na=False,
-                            na_values={c: [""] for c in columns if c not in blank_is_text})
-        for name in _added_later(columns, frame.columns):
-            frame[name] = None
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise ValueError(f"missing columns {', '.join(missing)}")
-        return frame[list(columns)].astype({c: _pandas_dtype(col) for c, col in columns.items()})
-    except FileNotFoundError:
-        raise LedgerError(f"{path}: no such ledger export") from None
-    except (ValueError, TypeError, pd.errors.ParserError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise LedgerError(f"{path} is not a sweeper ledger export ({reason})") from None

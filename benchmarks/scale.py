@@ -4,19 +4,15 @@ precision side by side. Registered in ``benchmarks/run.py``, which runs each in 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import Figures
 from benchmarks.timing import later_epochs_rate
-
-ROOT = Path(__file__).resolve().parent.parent
-
-Figures = dict[str, Any]
+from benchmarks.trial_memory import peak_rss_mib
 
 # 1280x720 is GoPro's frame; --quick keeps the pair counts small.
 _SCALE = {
@@ -53,32 +49,17 @@ def _make_dataset(root: Path, name: str, pairs: int, width: int, height: int) ->
     return root, name
 
 
-# A trial's data path in a fresh process: the split (cache or memory), a stream feeding 20
-# steps of the model's fit, then every evaluation crop. Prints the peak RSS in KiB.
-_TRIAL_RSS = """
-import sys
-from model.runtime import configure_runtime
-configure_runtime(1)
-from model.cache import open_split
-from model.data import DatasetRef, eval_arrays, load_split, train_pipeline
+# A trial's data path (see benchmarks.trial_memory): the training split feeding 20 steps of
+# the model's fit, then every evaluation crop of the test split.
+_TRIAL = f"""
+pairs = split("train")
 from model.params import TrainParams
 from model.train import compiled_model
-ref = DatasetRef(sys.argv[1], sys.argv[2])
-pairs = open_split(ref, "train") if sys.argv[3] == "cache" else load_split(ref, "train")
-net = compiled_model(TrainParams(batch_size=16, patch_size=64), None)
-net.fit(train_pipeline(pairs, patch_size=64, batch_size=16, seed=0), steps_per_epoch=int(sys.argv[4]), epochs=1, verbose=0)
-for blur, sharp in eval_arrays(open_split(ref, "test") if sys.argv[3] == "cache" else load_split(ref, "test")):
+net = compiled_model(TrainParams(batch_size={_BATCH}, patch_size={_PATCH}), None)
+net.fit(train_pipeline(pairs, patch_size={_PATCH}, batch_size={_BATCH}, seed=0), steps_per_epoch={_FIT_STEPS}, epochs=1, verbose=0)
+for blur, sharp in eval_arrays(split("test")):
     pass
-# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child would report its parent's peak
-print(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')))
 """
-
-
-def _trial_peak_rss_mib(ref: tuple[Path, str], how: str) -> float:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, "-c", _TRIAL_RSS, str(ref[0]), ref[1], how, str(_FIT_STEPS)],
-                          capture_output=True, text=True, timeout=3600, env=env, cwd=ROOT, check=True)
-    return int(done.stdout.split()[-1]) / 1024
 
 
 def _patches_per_s(stream: Any, batches: int) -> float:
@@ -139,9 +120,9 @@ def bench_dataset_scale(quick: bool) -> Figures:
         figures["model_images_per_s"] = _model_images_per_s(stream)
         figures["pipeline_over_model"] = figures["pipeline_patches_per_s"] / figures["model_images_per_s"]
         for n in size["pairs"]:
-            figures[f"trial_peak_rss_mib_cached_{n}"] = _trial_peak_rss_mib(refs[n], "cache")
+            figures[f"trial_peak_rss_mib_cached_{n}"] = peak_rss_mib(_TRIAL, refs[n], "cache", timeout=3600)
         for n in size["memory_pairs"]:
-            figures[f"trial_peak_rss_mib_in_memory_{n}"] = _trial_peak_rss_mib(refs[n], "memory")
+            figures[f"trial_peak_rss_mib_in_memory_{n}"] = peak_rss_mib(_TRIAL, refs[n], "memory", timeout=3600)
     small, large = size["pairs"]
     figures["cached_rss_growth_mib"] = (figures[f"trial_peak_rss_mib_cached_{large}"]
                                         - figures[f"trial_peak_rss_mib_cached_{small}"])

@@ -3,19 +3,17 @@ and ``benchmarks/run.py`` prints one JSON object per line. Nothing here times an
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 
 import pytest
 
+from benchmarks.report_scale import written_ledger
+from benchmarks.search import asha_replay
+from benchmarks.timing import later_epochs_rate
+from benchmarks.training import forward_flops_per_image
 from tests.conftest import ROOT
-
-# benchmarks/run.py is a script, not a package (and `run` is also the write-up's run.py).
-_spec = importlib.util.spec_from_file_location("sweeper_benchmarks", ROOT / "benchmarks" / "run.py")
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
 
 
 def test_conv_flops_agree_with_tensorflows_profiler() -> None:
@@ -41,15 +39,15 @@ def test_conv_flops_agree_with_tensorflows_profiler() -> None:
     tf_conv = sum(flops for name, flops in by_type.items()
                   if graph.get_operation_by_name(name).type in conv_ops)
     assert tf_conv > 0
-    assert bench._forward_flops_per_image(patch) == tf_conv
+    assert forward_flops_per_image(patch) == tf_conv
 
 
 def test_later_epochs_rate_skips_the_warm_up_epoch() -> None:
     # 10 images an epoch; epoch 1 took 5 s (tracing), epochs 2 and 3 took 1 s each.
     history = ({"epoch": 1, "images_per_second": 10 / 5}, {"epoch": 2, "images_per_second": 20 / 6},
                {"epoch": 3, "images_per_second": 30 / 7})
-    assert bench._later_epochs_rate(history, 10) == pytest.approx(10.0)
-    assert bench._later_epochs_rate(history[:1], 10) == pytest.approx(2.0)
+    assert later_epochs_rate(history, 10) == pytest.approx(10.0)
+    assert later_epochs_rate(history[:1], 10) == pytest.approx(2.0)
 
 
 def test_asha_replay_runs_the_sweepers_own_scheduler_on_recorded_curves() -> None:
@@ -64,11 +62,11 @@ def test_asha_replay_runs_the_sweepers_own_scheduler_on_recorded_curves() -> Non
     spec = load(ROOT / "search_spaces" / "lr_rho.yaml",
                 ("epochs=3", "early_terminate={type: hyperband, min_iter: 1, eta: 3}"))
     curves = {"best": [22.0, 23.0, 24.0], "mid": [21.0, 21.5, 22.0], "low": [20.0, 20.5, 20.7]}
-    assert bench._asha_replay(spec, curves, ["best", "mid", "low"], concurrent=1) == (5, 24.0)
-    assert bench._asha_replay(spec, curves, ["low", "mid", "best"], concurrent=1) == (9, 24.0)
+    assert asha_replay(spec, curves, ["best", "mid", "low"], concurrent=1) == (5, 24.0)
+    assert asha_replay(spec, curves, ["low", "mid", "best"], concurrent=1) == (9, 24.0)
     # Two side by side: mid passes epoch 1 unopposed and best beats it, so both run to the end;
     # low starts in the freed slot and is stopped at epoch 1 (3 + 3 + 1).
-    assert bench._asha_replay(spec, curves, ["mid", "best", "low"], concurrent=2) == (7, 24.0)
+    assert asha_replay(spec, curves, ["mid", "best", "low"], concurrent=2) == (7, 24.0)
 
 
 def test_cli_prints_a_machine_line_then_one_json_object_per_benchmark(tmp_path) -> None:
@@ -102,7 +100,7 @@ def test_report_scale_writes_a_ledger_the_report_reads_whole(tmp_path) -> None:
     from sweeper.ledger import Ledger
     from sweeper.report import build_report
 
-    assert bench._written_ledger(tmp_path / "r", 3, 2, 4, epochs=2) == 24
+    assert written_ledger(tmp_path / "r", 3, 2, 4, epochs=2) == 24
     trials, epochs = Ledger(tmp_path / "r", create=False).snapshot()
     assert len(trials) == 24 and len(epochs) == 48 and trials["trial_id"].is_unique
     result = build_report(tmp_path / "r", plots=False)

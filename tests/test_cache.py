@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.trial_memory import peak_rss_mib
 from model.cache import CACHE_DIRNAME, open_split
 from model.data import DatasetRef, eval_arrays, load_split, train_pipeline
 from model.errors import DataError
@@ -160,22 +161,16 @@ def test_full_disk_while_caching_is_one_line_and_a_rerun_recovers(ref: DatasetRe
     assert "train: 5 pairs, 0.0 MiB in" in ok.stdout and len(_caches(ref)) == 1
 
 
-_PEAK_RSS = """
-import sys
-from model.runtime import configure_runtime
-configure_runtime(1)
-from model.cache import open_split
-from model.data import DatasetRef, eval_arrays, load_split, train_pipeline
-ref = DatasetRef(sys.argv[1], sys.argv[2])
-pairs = open_split(ref, "train") if sys.argv[3] == "cache" else load_split(ref, "train")
+# A trial's data path without the model (see benchmarks.trial_memory): 40 batches of patches,
+# then every evaluation crop of the training split (the largest).
+_TRIAL = """
+pairs = split("train")
 stream = iter(train_pipeline(pairs, patch_size=64, batch_size=16, seed=0))
 for _ in range(40):
     next(stream)
 for blur, sharp in eval_arrays(pairs):
     pass
 del stream  # a live iterator at exit deadlocks TensorFlow's numpy_function threads
-# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child would report its parent's peak
-print(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')))
 """
 
 
@@ -193,10 +188,7 @@ def _large(root: Path, name: str, pairs: int) -> DatasetRef:
 
 
 def _peak_rss_mib(ref: DatasetRef, how: str) -> float:
-    done = subprocess.run([sys.executable, "-c", _PEAK_RSS, str(ref.dir), ref.name, how], capture_output=True,
-                          text=True, timeout=300, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert done.returncode == 0, done.stderr[-2000:]
-    return int(done.stdout.split()[-1]) / 1024  # VmHWM is in KiB
+    return peak_rss_mib(_TRIAL, (ref.dir, ref.name), how, timeout=300)
 
 
 def test_trial_memory_does_not_grow_with_the_dataset(tmp_path: Path) -> None:

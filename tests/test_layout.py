@@ -1,6 +1,6 @@
 """The package layout keeps its shape: no import cycle among project modules, no private name
-imported across modules, one concern per file (a size bound), and the stages' boundaries
-(which modules may import Ray, W&B and TensorFlow at all)."""
+imported across modules, one concern per file (under 400 lines, benchmarks included), and the
+stages' boundaries (which modules may import Ray, W&B and TensorFlow at all)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import ROOT
 
 PACKAGES = ("sweeper", "model")
-MAX_LINES = 400
+MAX_LINES = 400  # a file this long holds more than one concern
 
 
 def _modules() -> dict[str, Path]:
@@ -93,10 +93,15 @@ def test_no_private_name_is_imported_from_another_module() -> None:
     assert not offenders, offenders
 
 
-@pytest.mark.parametrize("name", sorted(MODULES))
+# The benchmarks are modules too (one per bench group), though not a package of the stages.
+SIZED = {**MODULES,
+         **{f"benchmarks.{path.stem}": path for path in sorted((ROOT / "benchmarks").glob("*.py"))}}
+
+
+@pytest.mark.parametrize("name", sorted(SIZED))
 def test_each_module_stays_one_concern_in_size(name: str) -> None:
-    lines = len(MODULES[name].read_text().splitlines())
-    assert lines <= MAX_LINES + 70, f"{MODULES[name]}: {lines} lines; split it by concern"
+    lines = len(SIZED[name].read_text().splitlines())
+    assert lines < MAX_LINES, f"{SIZED[name]}: {lines} lines; split it by concern"
 
 
 @pytest.mark.parametrize(("library", "allowed"), [

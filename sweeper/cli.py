@@ -235,7 +235,7 @@ def run_cmd(
     yes: Annotated[bool, typer.Option("--yes", help="Allow grids over 100,000 trials.")] = False,
 ) -> None:
     """Run every trial of a search space on Ray Tune; re-running resumes from the ledger."""
-    from sweeper.dispatch import RunOptions, plan, run
+    from sweeper.dispatch import RunOptions, plan, resume_command, supervise
     from sweeper.ledger import Ledger
     from sweeper.spec import load
 
@@ -260,7 +260,8 @@ def run_cmd(
         else:
             _trial_table(spec, sweep.trials, done)
         return
-    summary = run(spec, options)
+    # The driver runs in a child process: when Ray ends it (its node died), this one says so in one line.
+    summary = supervise(spec, options, resume_command(spec_path, set_ or (), options, allow_huge=yes))
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.status_counts.items())) or "none"
     if summary.interrupted:
         typer.echo(

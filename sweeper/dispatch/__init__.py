@@ -11,6 +11,9 @@ Modules, in the order a run uses them: :mod:`~sweeper.dispatch.plan` (which tria
 :mod:`~sweeper.dispatch.results` (Tune results -> ledger rows, recovery;
 :mod:`~sweeper.dispatch.callback`), :mod:`~sweeper.dispatch.console` (progress, watchdog,
 Ctrl-C), :mod:`~sweeper.dispatch.provenance`, and :mod:`~sweeper.dispatch.driver` (``run``).
+``sweeper run`` runs the driver in a child process of its own
+(:mod:`~sweeper.dispatch.supervisor`, ``python -m sweeper.dispatch``): when Ray ends the
+driver because its node died, the command still says so in one line.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from sweeper.dispatch.cluster import LOCAL_HOST, connect, pin_resources
 from sweeper.dispatch.driver import RunOptions, RunSummary, run
 from sweeper.dispatch.plan import SweepPlan, plan
 from sweeper.dispatch.results import record_from_results
+from sweeper.dispatch.supervisor import EXIT_DRIVER_LOST, DriverLost, resume_command, supervise
 
 __all__ = [
-    "LOCAL_HOST", "RunOptions", "RunSummary", "SweepPlan", "connect", "pin_resources", "plan",
-    "record_from_results", "run",
+    "EXIT_DRIVER_LOST", "LOCAL_HOST", "DriverLost", "RunOptions", "RunSummary", "SweepPlan", "connect",
+    "pin_resources", "plan", "record_from_results", "resume_command", "run", "supervise",
 ]

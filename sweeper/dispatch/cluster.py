@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -15,7 +16,7 @@ from model.errors import ConfigError, UserError
 from model.runtime import VERBOSE_ENV
 from sweeper.spec import Resources
 
-__all__ = ["LOCAL_HOST", "connect", "pin_resources"]
+__all__ = ["LOCAL_HOST", "DriverNode", "connect", "driver_node", "pin_resources"]
 
 LOCAL_HOST = "127.0.0.1"
 
@@ -199,6 +200,57 @@ def pin_resources(wanted: Resources, cluster: Mapping[str, float]) -> tuple[dict
         )
     return cpu, f"the cluster has {missing}; running trials on CPU (sweeper.resources.fallback: cpu)"
 
+
+@dataclass(frozen=True)
+class DriverNode:
+    """The Ray processes a driver cannot outlive, for a supervisor to watch.
+
+    Attributes:
+        ip: The address of the node the driver is attached to.
+        gcs_address: The cluster's GCS (``host:port``): its head.
+        raylet_pid: That node's raylet, when it runs on this host (it does unless Ray Client).
+        gcs_pid: The GCS server, when the head runs on this host (a local Ray's always does).
+    """
+
+    ip: str = ""
+    gcs_address: str = ""
+    raylet_pid: int | None = None
+    gcs_pid: int | None = None
+
+
+def driver_node() -> DriverNode:
+    """The node this (connected) driver uses and its cluster's head, found among this host's
+    processes by the raylet's socket and the head's session, which their command lines name."""
+    import ray
+
+    try:
+        context = ray.get_runtime_context()
+        node_id, gcs_address = context.get_node_id(), str(context.gcs_address)
+        info = next((n for n in ray.nodes() if n.get("NodeID") == node_id), {})
+    except Exception:  # noqa: BLE001 - Ray Client, or a cluster already failing: nothing to watch
+        return DriverNode()
+    raylet_socket = str(info.get("RayletSocketName") or "")
+    # <temp>/session_<stamp>/sockets/raylet: the head's GCS names the same session
+    session = Path(raylet_socket).parent.parent.name if raylet_socket else ""
+    raylet_pid = gcs_pid = None
+    for pid, argv in _processes():
+        if raylet_socket and f"--raylet_socket_name={raylet_socket}" in argv:
+            raylet_pid = pid
+        elif session and argv[0].endswith("gcs_server") and f"--session-name={session}" in argv:
+            gcs_pid = pid
+    return DriverNode(ip=str(info.get("NodeManagerAddress") or ""), gcs_address=gcs_address,
+                      raylet_pid=raylet_pid, gcs_pid=gcs_pid)
+
+
+def _processes() -> Iterator[tuple[int, list[str]]]:
+    """(pid, argv) of this host's processes, from /proc (none where there is no /proc)."""
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if argv and argv[0]:
+            yield int(entry.name), argv
 
 
 def _verbose() -> bool:

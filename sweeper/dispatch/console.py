@@ -16,8 +16,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
 from sweeper.records import STATUSES, TrialRow
 from sweeper.spec import SweepSpec
 
-__all__ = ["MISSING_S", "Progress", "ResourceWatch", "StopFlag", "Watchdog", "graceful_ctrl_c", "resource_watch",
-           "stop_gracefully", "watchdog", "STALL_S", "STALL_FACTOR", "WATCH_POLL_S"]
+__all__ = ["MISSING_S", "Bar", "Progress", "ProgressSink", "ResourceWatch", "StopFlag", "Watchdog", "graceful_ctrl_c",
+           "resource_watch", "stop_gracefully", "watchdog", "STALL_S", "STALL_FACTOR", "WATCH_POLL_S"]
 
 _log = logging.getLogger(__name__)
 
@@ -31,42 +31,71 @@ STALL_FACTOR = 10.0
 WATCH_POLL_S = 10.0
 
 
-class Progress:
-    """Trials done / running / failed and the best so far, as a rich progress bar."""
+ProgressSink = Callable[[int, int, str], None]
+"""Where a :class:`Progress` shows itself instead of its own bar: ``(total, completed, detail)``."""
 
-    def __init__(self, total: int, spec: SweepSpec, enabled: bool) -> None:
-        self.spec, self.total, self.enabled = spec, total, enabled
-        self.counts = dict.fromkeys(STATUSES, 0)
-        self.best: float | None = None
+
+class Bar:
+    """The sweep's rich progress bar on this process's terminal (a context manager)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
         self._bar: Any = None
+        self._task: Any = None
 
-    def __enter__(self) -> "Progress":
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-            from rich.progress import Progress as Bar
+    def __enter__(self) -> "Bar":
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as RichProgress
 
-            self._bar = Bar(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), transient=False,
-            )
-            self._bar.start()
-            self._task = self._bar.add_task(self.spec.name, total=self.total, detail="")
+        self._bar = RichProgress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), transient=False,
+        )
+        self._bar.start()
+        self._task = self._bar.add_task(self.name, total=0, detail="")
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._bar is not None:
             self._bar.stop()
+            self._bar = None
+
+    def show(self, total: int, completed: int, detail: str) -> None:
+        """Redraw: ``completed`` of ``total`` trials, and the running / failed / best line."""
+        if self._bar is not None:
+            self._bar.update(self._task, total=total, completed=completed, detail=detail)
+
+
+class Progress:
+    """Trials done / running / failed and the best so far: drawn as a :class:`Bar`, or handed
+    to ``sink`` (a supervising process draws it: :mod:`sweeper.dispatch.supervisor`)."""
+
+    def __init__(self, total: int, spec: SweepSpec, enabled: bool, sink: ProgressSink | None = None) -> None:
+        self.spec, self.total, self.enabled = spec, total, enabled
+        self.counts = dict.fromkeys(STATUSES, 0)
+        self.best: float | None = None
+        self._bar: Bar | None = None
+        self._sink = sink if enabled else None
+        self._detail = ""
+
+    def __enter__(self) -> "Progress":
+        if self.enabled and self._sink is None:
+            self._bar = Bar(self.spec.name).__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
 
     def extend(self, trials: int) -> None:
         """Count ``trials`` more to run (a race adds each round's as it decides them)."""
         self.total += trials
-        if self._bar is not None:
-            self._bar.update(self._task, total=self.total)
+        self._draw()
 
     def __getstate__(self) -> dict[str, Any]:
-        # Tuner pickles its callbacks into the experiment state; a live terminal bar holds
-        # locks and means nothing in another process, so it is left out.
-        return {**self.__dict__, "_bar": None}
+        # Tuner pickles its callbacks into the experiment state; a live terminal bar (or a
+        # pipe to the supervisor) holds locks and means nothing in another process.
+        return {**self.__dict__, "_bar": None, "_sink": None}
 
     def finished(self, row: TrialRow) -> None:
         """Count a trial the ledger has just recorded."""
@@ -78,15 +107,21 @@ class Progress:
 
     def update(self, trials: Iterable[Any]) -> None:
         """Redraw with Tune's trials (those ``RUNNING`` are counted as running)."""
-        if self._bar is None:
+        if self._bar is None and self._sink is None:
             return
         running = sum(1 for t in trials if getattr(t, "status", "") == "RUNNING")
-        done = sum(self.counts.values())
         best = f"best {self.spec.metric} {self.best:.3f}" if self.best is not None else "best -"
         counts = self.counts
-        detail = (f"running {running}  ok {counts['ok']}  failed {counts['error']}  diverged {counts['diverged']}"
-                  f"  {best}")
-        self._bar.update(self._task, completed=done, detail=detail)
+        self._detail = (f"running {running}  ok {counts['ok']}  failed {counts['error']}  "
+                        f"diverged {counts['diverged']}  {best}")
+        self._draw()
+
+    def _draw(self) -> None:
+        done = sum(self.counts.values())
+        if self._bar is not None:
+            self._bar.show(self.total, done, self._detail)
+        elif self._sink is not None:
+            self._sink(self.total, done, self._detail)
 
 
 class Watchdog(threading.Thread):

@@ -15,14 +15,14 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from model.errors import ConfigError, UserError
 from model.synth import ensure_dataset
 from sweeper import tracking, trainable
 from sweeper.dispatch import search
-from sweeper.dispatch.cluster import connect, pin_resources
-from sweeper.dispatch.console import Progress, StopFlag, graceful_ctrl_c, resource_watch, watchdog
+from sweeper.dispatch.cluster import DriverNode, connect, driver_node, pin_resources
+from sweeper.dispatch.console import Progress, ProgressSink, StopFlag, graceful_ctrl_c, resource_watch, watchdog
 from sweeper.dispatch.lock import driver_lock
 from sweeper.dispatch.plan import SweepPlan, plan
 from sweeper.dispatch.provenance import write_provenance
@@ -34,7 +34,7 @@ from sweeper.space import Trial
 from sweeper.spec import SweepSpec
 from sweeper.study import STUDY_FILE, mirror_to_optuna
 
-__all__ = ["RunOptions", "RunSummary", "run"]
+__all__ = ["Hooks", "RunOptions", "RunSummary", "run", "sweep_folder"]
 
 _log = logging.getLogger(__name__)
 
@@ -93,13 +93,46 @@ class RunSummary:
     remaining: int = 0  # planned trials not in the ledger when run() returned
 
 
+@dataclass(frozen=True)
+class Hooks:
+    """What a supervising process hears of a run (:mod:`sweeper.dispatch.supervisor`).
+
+    Attributes:
+        progress: Shows the progress instead of a bar in this process.
+        joined: Told which Ray node the driver is attached to, once it is.
+    """
+
+    progress: ProgressSink | None = None
+    joined: Callable[[DriverNode], None] | None = None
+
+
 def _warn(summary: RunSummary, message: str) -> None:
     summary.warnings.append(message)
     _log.warning("%s", message)
 
 
-def run(spec: SweepSpec, options: RunOptions = RunOptions()) -> RunSummary:
+def sweep_folder(spec: SweepSpec, options: RunOptions) -> Path:
+    """The sweep's folder, ``<results_dir>/<spec.name>``, resolved.
+
+    Raises:
+        UserError: ``options.resume`` and the folder holds no sweep.
+    """
+    sweep_dir = (options.results_dir / spec.name).resolve()
+    if options.resume and not is_sweep(sweep_dir):
+        raise UserError(f"--resume: {sweep_dir} holds no sweep to resume; check --results-dir, "
+                        "or leave out --resume to start it")
+    return sweep_dir
+
+
+def run(spec: SweepSpec, options: RunOptions = RunOptions(), *, hooks: Hooks = Hooks(),
+        locked: bool = False) -> RunSummary:
     """Run (or resume) a sweep: every trial the ledger lacks, on Ray Tune.
+
+    Args:
+        spec: The sweep.
+        options: The command line's choices.
+        hooks: What a supervising process is told (none by default).
+        locked: The caller holds the sweep's driver lock already (a supervisor does).
 
     Returns:
         A :class:`RunSummary`.
@@ -109,15 +142,14 @@ def run(spec: SweepSpec, options: RunOptions = RunOptions()) -> RunSummary:
             (:class:`~sweeper.dispatch.lock.SweepBusy`), a missing dataset, a cluster that
             cannot be joined or lacks the GPU the spec insists on.
     """
-    sweep_dir = (options.results_dir / spec.name).resolve()
-    if options.resume and not is_sweep(sweep_dir):
-        raise UserError(f"--resume: {sweep_dir} holds no sweep to resume; check --results-dir, "
-                        "or leave out --resume to start it")
+    sweep_dir = sweep_folder(spec, options)
+    if locked:
+        return _run(spec, options, sweep_dir, hooks)
     with driver_lock(sweep_dir):
-        return _run(spec, options, sweep_dir)
+        return _run(spec, options, sweep_dir, hooks)
 
 
-def _run(spec: SweepSpec, options: RunOptions, sweep_dir: Path) -> RunSummary:
+def _run(spec: SweepSpec, options: RunOptions, sweep_dir: Path, hooks: Hooks) -> RunSummary:
     """:func:`run`, holding the sweep's driver lock."""
     ledger = Ledger(sweep_dir)
     summary = RunSummary(sweep_dir=sweep_dir, planned=0, already_done=0)
@@ -144,7 +176,7 @@ def _run(spec: SweepSpec, options: RunOptions, sweep_dir: Path) -> RunSummary:
     else:
         n_todo, batches = sweep.remaining(ledger.done_ids()), iter(search.batches(spec, sweep))
     if n_todo:
-        _dispatch(spec, options, sweep, ledger, summary, data_dir, n_todo, batches)
+        _dispatch(spec, options, hooks, sweep, ledger, summary, data_dir, n_todo, batches)
     done = ledger.done_ids()
     if done:
         _mirror(ledger.sweep_dir)
@@ -194,12 +226,14 @@ def _label(state: RaceState, cid: str) -> str:
     return ", ".join(f"{k}={state.configs[cid][k]}" for k in varied) or cid
 
 
-def _dispatch(spec: SweepSpec, options: RunOptions, sweep: SweepPlan, ledger: Ledger, summary: RunSummary,
-              data_dir: Path, n_todo: int, batches: Iterator[Sequence[Trial]]) -> None:
+def _dispatch(spec: SweepSpec, options: RunOptions, hooks: Hooks, sweep: SweepPlan, ledger: Ledger,
+              summary: RunSummary, data_dir: Path, n_todo: int, batches: Iterator[Sequence[Trial]]) -> None:
     """The Ray part of :func:`run`: connect, pin, and run one Tuner per batch."""
     wandb_mode = tracking.resolve_mode(options.wandb_mode)
     sweep_id = tracking.register_sweep(spec.wandb_config(), None, mode=wandb_mode) if options.wandb_sweep else None
     connect(options.address)
+    if hooks.joined is not None:
+        hooks.joined(driver_node())
     import ray
     from ray import tune
 
@@ -218,7 +252,7 @@ def _dispatch(spec: SweepSpec, options: RunOptions, sweep: SweepPlan, ledger: Le
         vgg_weights=os.environ.get("SWEEPER_VGG_WEIGHTS") or "auto",
     )
     stop = StopFlag()
-    with Progress(0, spec, options.progress) as progress, graceful_ctrl_c(stop):
+    with Progress(0, spec, options.progress, hooks.progress) as progress, graceful_ctrl_c(stop):
         for batch in batches:
             if stop.is_set():
                 break

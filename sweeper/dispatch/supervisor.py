@@ -1,0 +1,380 @@
+"""``sweeper run`` in two processes: the driver in a child, watched by the command's own.
+
+When the Ray node a driver is attached to dies (its raylet killed, as the OOM killer would),
+Ray ends the driver from C++ with no Python in between: at its next use of the dead node's
+object store ("The connection to the plasma store is failed. Terminate the process") or
+raylet socket ("the Raylet IPC connection failed and the local Raylet is dead"), or a minute
+after it lost the cluster's GCS ("Failed to connect to GCS within 60 seconds"), each a
+``QuickExit``, that is ``_exit(1)``. Before that, Tune logs its trials' deaths as tracebacks
+and Ray prints the raylet's last log lines. Nothing inside the driver can catch an
+``_exit``; its parent sees it. So the ``sweeper run`` process (no Ray, no TensorFlow) holds
+the sweep's driver lock, starts the driver (``python -m sweeper.dispatch``) with Ray's
+output in ``<sweep>/ray/driver.log`` (on the terminal with ``--verbose``), draws its progress
+bar, prints its log lines and receives its outcome over a socket. A driver that ends without
+an outcome died: the parent, which watched the driver's raylet and the cluster's GCS while
+it ran, names what died, counts the ledger and gives the command that resumes, in one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import pickle
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import IO, Any, Iterator, Sequence
+
+from model.errors import UserError
+from model.runtime import VERBOSE_ENV
+from sweeper.dispatch.cluster import DriverNode
+from sweeper.dispatch.console import Bar
+from sweeper.dispatch.driver import Hooks, RunOptions, RunSummary, run, sweep_folder
+from sweeper.dispatch.lock import driver_lock
+from sweeper.dispatch.plan import plan
+from sweeper.ledger import Ledger, LedgerError
+from sweeper.spec import SweepSpec
+
+__all__ = ["EXIT_DRIVER_LOST", "LOG_NAME", "DriverCrashed", "DriverLost", "child_main", "resume_command", "supervise"]
+
+_log = logging.getLogger(__name__)
+
+EXIT_DRIVER_LOST = 75
+"""``sweeper run``'s exit status when its driver died under it: sysexits' EX_TEMPFAIL (a
+temporary failure; the same command, run again, resumes)."""
+LOG_NAME = "driver.log"
+"""Ray's own output in a supervised run, in ``<sweep>/ray/`` (appended to, run after run)."""
+
+POLL_S = 0.5  # how often the parent looks at the driver's raylet and GCS
+PROBE_S = 5.0  # a GCS on another host is dialled this often; gone after PROBE_MISSES refusals
+PROBE_MISSES = 3
+# Ray ends a driver whose node died within seconds (the GCS marks the node dead after ~15 s
+# without health checks), one without a GCS after 60 s; a driver Ray has not ended this long
+# after its node died is ended here: it cannot work without that node.
+GRACE_S = 120.0
+EXIT_WAIT_S = 60.0  # a driver that sent its outcome gets this long to shut Ray down
+
+
+class DriverLost(UserError):
+    """The sweep's driver died under it: its Ray node or the cluster's head died, or the
+    driver process itself was killed. Everything recorded is in the ledger."""
+
+    exit_code = EXIT_DRIVER_LOST
+
+
+class DriverCrashed(RuntimeError):
+    """The driver raised an unexpected exception on a healthy cluster (a bug): its traceback."""
+
+
+def resume_command(spec_path: Path, overrides: Sequence[str], options: RunOptions, *, allow_huge: bool = False) -> str:
+    """The ``sweeper run`` command that resumes this sweep: the spec and every choice that says
+    which sweep folder, data, cluster and trials it is."""
+    argv = ["sweeper", "run", str(spec_path)]
+    if options.results_dir != RunOptions().results_dir:
+        argv += ["--results-dir", str(options.results_dir)]
+    if options.data_dir is not None:
+        argv += ["--data-dir", str(options.data_dir)]
+    if options.address is not None:
+        argv += ["--address", options.address]
+    if options.max_concurrent is not None:
+        argv += ["--max-concurrent", str(options.max_concurrent)]
+    if options.wandb_mode is not None:
+        argv += ["--wandb-mode", options.wandb_mode]
+    if options.wandb_sweep:
+        argv.append("--wandb-sweep")
+    for override in overrides:
+        argv += ["--set", override]
+    if allow_huge:
+        argv.append("--yes")
+    return shlex.join(argv)
+
+
+def supervise(spec: SweepSpec, options: RunOptions, resume: str) -> RunSummary:
+    """:func:`~sweeper.dispatch.driver.run` in a child process, watched from this one.
+
+    Args:
+        spec: The sweep.
+        options: The command line's choices.
+        resume: The command that resumes the sweep (:func:`resume_command`), for the message
+            when the driver dies.
+
+    Returns:
+        The driver's :class:`~sweeper.dispatch.driver.RunSummary`.
+
+    Raises:
+        UserError: what :func:`~sweeper.dispatch.driver.run` raised in the driver.
+        DriverLost: the driver died: one line naming what died, the trials in the ledger and
+            ``resume``.
+        DriverCrashed: the driver raised an unexpected exception and its cluster is alive.
+        KeyboardInterrupt: a second Ctrl-C stopped the driver at once.
+    """
+    sweep_dir = sweep_folder(spec, options)
+    with driver_lock(sweep_dir):  # held here, so a driver that dies cannot let a second one in early
+        outcome, watch, code, pid, log = _drive(spec, options, sweep_dir)
+    kind = outcome[0] if outcome else "died"
+    if kind == "done":
+        return outcome[1]
+    if kind == "error":
+        raise outcome[1]
+    if kind == "interrupted":
+        raise KeyboardInterrupt
+    if kind == "crash" and not watch.dead:
+        raise DriverCrashed(f"the sweep's driver failed:\n{outcome[1]}")
+    what = watch.dead or _driver_death(pid, code)
+    if kind == "crash":
+        _log.debug("the driver's last words: %s", outcome[1])
+    raise DriverLost(_lost(what, spec, sweep_dir, resume, log, head_gone="head" in what))
+
+
+def _drive(spec: SweepSpec, options: RunOptions,
+           sweep_dir: Path) -> tuple[tuple[Any, ...] | None, "_Watch", int, int, Path | None]:
+    """Start the driver, relay what it says until it ends. Returns (its outcome or None, what
+    the watch saw, its exit status, its pid, Ray's log file)."""
+    ours, theirs = socket.socketpair()
+    log, log_path = _ray_output(sweep_dir)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sweeper.dispatch", str(theirs.fileno()), str(os.getpid())],
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        )
+    finally:
+        theirs.close()
+        if log is not None and log is not subprocess.DEVNULL:
+            log.close()
+    conn = Connection(ours.detach())
+    watch = _Watch()
+    outcome: tuple[Any, ...] | None = None
+    with conn, _ignore_sigint(), (Bar(spec.name) if options.progress else contextlib.nullcontext()) as bar:
+        with contextlib.suppress(OSError):  # a driver that died at start: its EOF says so below
+            conn.send(("job", spec, options))
+        while True:
+            if conn.poll(POLL_S):
+                try:
+                    message = conn.recv()
+                except (EOFError, OSError):  # the driver has ended (or closed its end after its outcome)
+                    break
+                if message[0] == "log":
+                    _relay(*message[1:])
+                elif message[0] == "progress":
+                    if bar is not None:
+                        bar.show(*message[1:])
+                elif message[0] == "node":
+                    watch.node = message[1]
+                else:
+                    outcome = message
+            watch.check()
+            if watch.dead and time.monotonic() - watch.since > GRACE_S and proc.poll() is None:
+                _log.debug("the driver outlived its Ray node by %.0f s; ending it", GRACE_S)
+                proc.kill()
+        try:
+            code = proc.wait(timeout=EXIT_WAIT_S if outcome else None)
+        except subprocess.TimeoutExpired:  # done, but stuck shutting Ray down: its work is recorded
+            proc.kill()
+            code = proc.wait()
+    watch.check()  # a driver that died at once, between two looks
+    return outcome, watch, code, proc.pid, log_path
+
+
+def _ray_output(sweep_dir: Path) -> tuple[IO[bytes] | int | None, Path | None]:
+    """Where the driver's stdout and stderr go: the terminal with ``--verbose``, else Ray's log
+    file in the sweep folder (nowhere when it cannot be written: the run goes on, and its
+    own errors say which file)."""
+    if os.environ.get(VERBOSE_ENV):
+        return None, None
+    path = sweep_dir / "ray" / LOG_NAME
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "ab")  # noqa: SIM115 - handed to the child, closed by the caller
+        handle.write(f"\n=== sweeper run (pid {os.getpid()}) {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n".encode())
+        handle.flush()
+        return handle, path
+    except OSError:
+        return subprocess.DEVNULL, None
+
+
+def _relay(name: str, level: int, message: str) -> None:
+    """A log record of the driver, as if logged here (the command line prints it)."""
+    logger = logging.getLogger(name)
+    if logger.isEnabledFor(level):
+        logger.log(level, "%s", message)
+
+
+@contextlib.contextmanager
+def _ignore_sigint() -> Iterator[None]:
+    """Ctrl-C reaches the driver from the terminal (one process group): it stops gracefully
+    and says so. This process waits for it instead of dying, which would take it down."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _Watch:
+    """Which of the driver's Ray processes died first, seen from outside the driver."""
+
+    def __init__(self) -> None:
+        self.node: DriverNode | None = None
+        self.dead = ""
+        self.since = 0.0
+        self._probed, self._misses = 0.0, 0
+
+    def check(self) -> None:
+        node = self.node
+        if node is None or self.dead:
+            return
+        if node.raylet_pid is not None and not _alive(node.raylet_pid):
+            self._died(f"the Ray node at {node.ip or 'this host'} died (raylet gone)")
+        elif node.gcs_pid is not None and not _alive(node.gcs_pid):
+            self._died(f"the Ray cluster's head at {node.gcs_address} died (GCS gone)")
+        elif node.gcs_pid is None and node.gcs_address and time.monotonic() - self._probed > PROBE_S:
+            self._probed = time.monotonic()
+            self._misses = 0 if _answers(node.gcs_address) else self._misses + 1
+            if self._misses >= PROBE_MISSES:
+                self._died(f"the Ray cluster's head at {node.gcs_address} is gone (its GCS does not answer)")
+
+    def _died(self, what: str) -> None:
+        self.dead, self.since = what, time.monotonic()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not: a killed raylet stays one until reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):  # no /proc here
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+
+
+def _answers(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_S):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _driver_death(pid: int, code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"the sweep's driver (pid {pid}) was killed by {signal.Signals(-code).name}"
+    return f"the sweep's driver (pid {pid}) ended without a result (exit status {code})"
+
+
+def _lost(what: str, spec: SweepSpec, sweep_dir: Path, resume: str, log: Path | None, *, head_gone: bool) -> str:
+    """The one line for a driver that died: what died, what the ledger holds, how to resume."""
+    try:
+        ledger = Ledger(sweep_dir, create=False)
+        counts = ledger.status_counts()
+        done = ledger.done_ids()
+        planned = plan(spec, done).planned if spec.race is None else None  # a race decides as it goes
+        held = sum(counts.values())
+        of = f" of {planned}" if planned else ""
+        detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+        ledger_line = f"{held}{of} trials are in the ledger ({detail}), nothing recorded is lost"
+    except (LedgerError, OSError) as err:
+        ledger_line = f"the ledger could not be read ({err})"
+    when = "once the cluster is back, resume" if head_gone else "resume"
+    account = f"; Ray's account: {log}" if log is not None else ""
+    return f"{what}; {ledger_line}; {when} with `{resume}`{account}"
+
+
+# ------------------------------------------------------------------ the driver's side
+
+
+class _Channel:
+    """The driver's end of the socket; log records come from threads too, so sends take turns."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn, self._lock = conn, threading.Lock()
+
+    def send(self, *message: Any) -> None:
+        with self._lock:
+            self.conn.send(message)
+
+
+class _Forward(logging.Handler):
+    """The driver's log records, sent to the supervising process, which prints them."""
+
+    def __init__(self, channel: _Channel) -> None:
+        super().__init__(logging.DEBUG)
+        self.channel = channel
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.channel.send("log", record.name, record.levelno, record.getMessage())
+        except Exception:  # noqa: BLE001 - logging must never take the driver down
+            self.handleError(record)
+
+
+def child_main(argv: Sequence[str]) -> int:
+    """The driver of a supervised sweep (``python -m sweeper.dispatch FD PARENT_PID``): take the
+    job from the socket ``FD``, run it, send back its outcome. Returns the exit status."""
+    fd, parent = int(argv[0]), int(argv[1])
+    _die_with(parent)
+    channel = _Channel(Connection(fd))
+    _, spec, options = channel.conn.recv()
+    handler = _Forward(channel)
+    for name in ("sweeper", "model"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.DEBUG if os.environ.get(VERBOSE_ENV) else logging.INFO)
+        logger.addHandler(handler)
+    hooks = Hooks(progress=lambda total, done, detail: channel.send("progress", total, done, detail),
+                  joined=lambda node: channel.send("node", node))
+    try:
+        outcome: tuple[Any, ...] = ("done", run(spec, options, hooks=hooks, locked=True))
+    except UserError as err:
+        outcome = ("error", _portable(err))
+    except KeyboardInterrupt:
+        outcome = ("interrupted",)
+    except BaseException:  # noqa: BLE001 - the parent decides: a dead cluster, or a bug to show
+        outcome = ("crash", traceback.format_exc())
+    channel.send(*outcome)
+    channel.conn.close()
+    if outcome[0] == "crash":
+        # Ray's exit handlers would wait on a cluster that may be gone; the parent has the story.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+    return {"done": 0, "error": 1, "interrupted": 130}[outcome[0]]
+
+
+def _die_with(parent: int) -> None:
+    """SIGKILL this process when its parent dies (Linux), as Ray does for the processes it
+    starts: a ``kill -9`` of ``sweeper run`` ends its driver and, with it, its local Ray."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+
+def _portable(err: UserError) -> UserError:
+    """``err`` if it survives pickling, else a plain UserError with its message and exit status."""
+    try:
+        pickle.loads(pickle.dumps(err))
+        return err
+    except Exception:  # noqa: BLE001 - an exception type whose __init__ pickle cannot replay
+        plain = UserError(str(err))
+        plain.exit_code = err.exit_code
+        return plain

@@ -8,23 +8,14 @@ from __future__ import annotations
 
 from model.lazy import lazy_exports
 
-_WHERE = {
-    "build_model": "model.architecture",
-    "ResidualBlock": "model.architecture",
-    "train": "model.train",
-    "predict": "model.train",
-    "TrainParams": "model.params",
-    "TrainResult": "model.train",
-    "DatasetRef": "model.data",
-    "synthesize": "model.synth",
-    "get_loss": "model.losses",
-    "parse_loss": "model.losses",
-    "LOSSES": "model.losses",
-    "METRICS": "model.metrics",
-    "OPTIMIZERS": "model.optimizers",
-    "UserError": "model.errors",
-    "DataError": "model.errors",
-    "ConfigError": "model.errors",
-}
-__all__ = list(_WHERE)
-__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "model.architecture": ("build_model", "ResidualBlock"),
+    "model.train": ("train", "predict", "TrainResult"),
+    "model.params": ("TrainParams",),
+    "model.data": ("DatasetRef",),
+    "model.synth": ("synthesize",),
+    "model.losses": ("get_loss", "parse_loss", "LOSSES"),
+    "model.metrics": ("METRICS",),
+    "model.optimizers": ("OPTIMIZERS",),
+    "model.errors": ("UserError", "DataError", "ConfigError"),
+})

@@ -8,30 +8,38 @@ not import the heavy libraries (TensorFlow, Ray, pandas, pyarrow) behind some of
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 __all__ = ["lazy_exports"]
 
 
-def lazy_exports(package: str, where: Mapping[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """Module ``__getattr__`` and ``__dir__`` that import each public name on first use.
+def lazy_exports(
+    package: str, exports: Mapping[str, Sequence[str]]
+) -> tuple[list[str], Callable[[str], Any], Callable[[], list[str]]]:
+    """A package's ``__all__``, and module ``__getattr__`` and ``__dir__`` that import each
+    public name on first use.
 
     Args:
         package: The package's ``__name__`` (for the AttributeError message).
-        where: Public name -> ``"module"`` or ``"module:attribute"`` (when the attribute's
-            name differs from the public one).
+        exports: Module -> the public names it provides, each ``"name"`` or, where the public
+            name differs from the module's, ``"attribute as name"`` (as in an import).
 
     Returns:
-        ``(__getattr__, __dir__)`` to assign at module level.
+        ``(__all__, __getattr__, __dir__)`` to assign at module level.
     """
+    where: dict[str, tuple[str, str]] = {}  # public name -> (module, attribute)
+    for module, names in exports.items():
+        for entry in names:
+            attribute, _, public = entry.partition(" as ")
+            where[public or attribute] = (module, attribute)
 
     def __getattr__(name: str) -> Any:
         if name not in where:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        module, _, attribute = where[name].partition(":")
-        return getattr(importlib.import_module(module), attribute or name)
+        module, attribute = where[name]
+        return getattr(importlib.import_module(module), attribute)
 
     def __dir__() -> list[str]:
         return sorted(where)
 
-    return __getattr__, __dir__
+    return list(where), __getattr__, __dir__

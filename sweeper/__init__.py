@@ -14,23 +14,11 @@ from __future__ import annotations
 
 from model.lazy import lazy_exports
 
-_WHERE = {
-    "SweepSpec": "sweeper.spec",
-    "SpecError": "sweeper.spec",
-    "load_spec": "sweeper.spec:load",
-    "Trial": "sweeper.space",
-    "expand": "sweeper.space",
-    "trial_id": "sweeper.space",
-    "RunOptions": "sweeper.dispatch",
-    "RunSummary": "sweeper.dispatch",
-    "run": "sweeper.dispatch",
-    "TrialReport": "sweeper.records",
-    "TrialRow": "sweeper.records",
-    "EpochRow": "sweeper.records",
-    "Ledger": "sweeper.ledger",
-    "Report": "sweeper.report",
-    "build_report": "sweeper.report",
-    "report": "sweeper.report",
-}
-__all__ = list(_WHERE)
-__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "sweeper.spec": ("SweepSpec", "SpecError", "load as load_spec"),
+    "sweeper.space": ("Trial", "expand", "trial_id"),
+    "sweeper.dispatch": ("RunOptions", "RunSummary", "run"),
+    "sweeper.records": ("TrialReport", "TrialRow", "EpochRow"),
+    "sweeper.ledger": ("Ledger",),
+    "sweeper.report": ("Report", "build_report", "report"),
+})

@@ -1,11 +1,8 @@
 """The ledger: ``trials.parquet`` and ``epochs.parquet`` in a sweep folder, the sweep's truth.
 
-One writer at a time (the sweep driver; a second one waits on a lock and then sees the
-first one's rows), any number of readers (``sweeper status``/``report`` while it runs).
-Every write replaces a whole file atomically (temp file in the same folder, fsync,
-``os.replace``), so a reader or a ``kill -9`` at any moment sees the old or the new file,
-never a torn one. Epochs are written before trials: ``trials.parquet`` is the commit point,
-and epoch rows of a trial it does not list are ignored. No Ray, no TensorFlow here.
+Written by the sweep driver alone, read by anyone at any moment (``sweeper status`` and
+``report`` while it runs): every file is replaced whole, and ``trials.parquet`` is the commit
+point (the rules are :class:`Ledger`'s, in :mod:`~sweeper.ledger.store`). No Ray, no TensorFlow.
 
 Modules: :mod:`~sweeper.ledger.store` (:class:`Ledger`: the parquet files, the lock),
 :mod:`~sweeper.ledger.tables` (arrow and pandas types) and :mod:`~sweeper.ledger.export`

@@ -15,17 +15,8 @@ from typing import Any, Mapping
 
 from model.metrics import VAL_METRICS
 from model.params import PARAMETER_NAMES
-from sweeper.records.columns import (
-    EPOCH_SCHEMA,
-    PARAM_PREFIX,
-    RACE_SCHEMA,
-    STATUSES,
-    TRIAL_SCHEMA,
-    coerce_columns,
-    param_column,
-    params_of,
-    refuse_unknown,
-)
+from sweeper.records.columns import (EPOCH_SCHEMA, PARAM_PREFIX, RACE_SCHEMA, STATUSES, TRIAL_SCHEMA, coerce_columns,
+                                     param_column, params_of, refuse_unknown)
 from sweeper.records.placement import Placement
 
 __all__ = ["Elimination", "EpochRow", "TrialRow"]

@@ -58,25 +58,28 @@ _CROP_TRIES = 8
 
 @dataclass(frozen=True)
 class _Options:
-    n_train: int = 24
-    n_test: int = 6
-    size: int = 128
-    seed: int = 0
-    kernel_size: int = 17
-    exposure: float = 1.0
-    noise_sigma: float = 0.01
-    sources: Path | None = None
+    """:func:`synthesize`'s arguments, as :func:`_validated` checks them (its signature holds
+    their defaults)."""
+
+    n_train: int
+    n_test: int
+    size: int
+    seed: int
+    kernel_size: int
+    exposure: float
+    noise_sigma: float
+    sources: Path | None
 
 
-BUILT_IN: dict[str, _Options] = {
-    SYNTHETIC: _Options(),
+BUILT_IN: dict[str, dict[str, int]] = {
+    SYNTHETIC: {},  # synthesize's defaults
     # The reference races' data: 8x the pairs of `synthetic` (more kernels and crops), since
     # longer training on 24 pairs stopped generalising: Adam + MAE plateaued at +0.67 dB over
     # the blurred input there, and reached +0.87 dB after 2250 steps here, still rising.
-    "synthetic_large": _Options(n_train=192, n_test=12),
+    "synthetic_large": {"n_train": 192, "n_test": 12},
 }
 """Datasets made on first use wherever one of these names is asked for, each always the same
-bytes (``sweeper data synth`` makes any other)."""
+bytes (``sweeper data synth`` makes any other): name -> :func:`synthesize`'s arguments."""
 
 
 def synthesize(
@@ -91,6 +94,7 @@ def synthesize(
     exposure: float = 1.0,
     noise_sigma: float = 0.01,
     sources: str | Path | None = None,
+    replace: bool = True,
 ) -> Path:
     """Write a synthetic deblurring dataset to ``out_dir/name/{train,test}/{blur,sharp}``.
 
@@ -113,6 +117,9 @@ def synthesize(
         noise_sigma: Standard deviation of the noise added to blurred images (>= 0).
         sources: A folder of your own sharp images instead of scikit-image's; its files
             (sorted by name) are split between train and test, never shared.
+        replace: Replace the ``train``/``test`` folders of an existing dataset of that name;
+            ``False`` keeps an existing non-empty one (made by another process meanwhile),
+            since the dataset is built aside and moved into place whole.
 
     Returns:
         The dataset folder ``out_dir/name``.
@@ -127,7 +134,7 @@ def synthesize(
             Path(sources) if sources is not None else None,
         )  # fmt: skip
     )
-    return _build(DatasetRef(Path(out_dir), name), options, replace=True)
+    return _build(DatasetRef(Path(out_dir), name), options, replace=replace)
 
 
 def ensure_synthetic(out_dir: str | Path, name: str = "synthetic") -> Path:
@@ -143,7 +150,7 @@ def ensure_synthetic(out_dir: str | Path, name: str = "synthetic") -> Path:
         raise DataError(f"{root}: exists but is not a folder; remove it or choose another dataset name")
     if root.is_dir() and any(root.iterdir()):
         return root
-    return _build(ref, BUILT_IN.get(name, BUILT_IN[SYNTHETIC]), replace=False)
+    return synthesize(out_dir, name, **BUILT_IN.get(name, BUILT_IN[SYNTHETIC]), replace=False)
 
 
 def ensure_dataset(out_dir: str | Path, name: str, *, fix: str = "", make: bool = True) -> Path:

@@ -149,11 +149,12 @@ def test_ensure_synthetic_makes_once(tmp_path: Path, monkeypatch: pytest.MonkeyP
     calls = []
     real = synth._build
 
-    def tiny_build(ref, options, *, replace):  # the defaults take ~1 s; keep the test quick
+    def counted_build(ref, options, *, replace):  # noqa: ANN001
         calls.append(ref)
-        return real(ref, synth._Options(**TINY), replace=replace)
+        return real(ref, options, replace=replace)
 
-    monkeypatch.setattr(synth, "_build", tiny_build)
+    monkeypatch.setitem(synth.BUILT_IN, "synthetic", TINY)  # the defaults take ~1 s; keep the test quick
+    monkeypatch.setattr(synth, "_build", counted_build)
     root = ensure_synthetic(tmp_path, "synthetic")
     assert (root / "train" / "blur" / "0000.png").is_file()
     before = _digests(root)
@@ -195,8 +196,8 @@ def test_the_built_in_large_dataset_is_made_on_first_use_under_its_name(tmp_path
 
     root = ensure_dataset(tmp_path, "synthetic_large")
     options = BUILT_IN["synthetic_large"]
-    assert len(list((root / "train" / "blur").iterdir())) == options.n_train == 192
-    assert len(list((root / "test" / "sharp").iterdir())) == options.n_test == 12
+    assert len(list((root / "train" / "blur").iterdir())) == options["n_train"] == 192
+    assert len(list((root / "test" / "sharp").iterdir())) == options["n_test"] == 12
     stamp = (root / "train" / "blur" / "0000.png").stat().st_mtime_ns
     assert ensure_dataset(tmp_path, "synthetic_large") == root
     assert (root / "train" / "blur" / "0000.png").stat().st_mtime_ns == stamp  # made once

@@ -16,19 +16,28 @@ class SweepPlan:
     """The trials of a sweep against what its ledger holds.
 
     A grid or random sweep lists its trials up front; a bayes sweep's are proposed by Optuna
-    while it runs, so only their number is known (``searched``).
+    while it runs, so only their number is known (``proposed``). Which of the two a plan is,
+    and how many trials it runs, follow from that, so they cannot disagree.
 
     Attributes:
         trials: Every listed trial, in the sweep's order (empty when searched).
         todo: The listed trials the ledger lacks, in the same order.
-        planned: How many trials the sweep runs in all.
-        searched: Trials are proposed at run time by a searcher, not listed.
+        proposed: How many trials a searcher proposes at run time; ``None`` when listed.
     """
 
     trials: tuple[Trial, ...]
     todo: tuple[Trial, ...]
-    planned: int
-    searched: bool
+    proposed: int | None = None
+
+    @property
+    def searched(self) -> bool:
+        """Trials are proposed at run time by a searcher, not listed."""
+        return self.proposed is not None
+
+    @property
+    def planned(self) -> int:
+        """How many trials the sweep runs in all."""
+        return len(self.trials) if self.proposed is None else self.proposed
 
     def remaining(self, done: Collection[str]) -> int:
         """Planned trials not in ``done`` (the ids recorded so far): what is still to run."""
@@ -40,7 +49,6 @@ class SweepPlan:
 def plan(spec: SweepSpec, done: Collection[str]) -> SweepPlan:
     """List a sweep's trials (grid, random) or count them (bayes), against the recorded ids."""
     if spec.method == "bayes":
-        return SweepPlan(trials=(), todo=(), planned=trial_count(spec), searched=True)
+        return SweepPlan(trials=(), todo=(), proposed=trial_count(spec))
     trials = tuple(expand(spec))
-    done_ids = set(done)
-    return SweepPlan(trials=trials, todo=tuple(pending(trials, done_ids)), planned=len(trials), searched=False)
+    return SweepPlan(trials=trials, todo=tuple(pending(trials, set(done))))

@@ -72,6 +72,7 @@ def _setup(
 _Sweep = Annotated[Optional[Path], typer.Argument(metavar="[SWEEP]", help="A sweep folder (default: the latest in results/).")]
 _ResultsDir = Annotated[Path, typer.Option("--results-dir", help="Where sweep folders go.")]
 _Metric = Annotated[Optional[str], typer.Option("--metric", help="Rank by val_psnr, val_ssim or val_mae (default: the spec's metric).")]
+_DatasetName = Annotated[str, typer.Option("--name", help="Dataset name (its sub-folder of the datasets folder).")]
 
 
 @contextlib.contextmanager
@@ -90,7 +91,7 @@ def _user_errors() -> Iterator[None]:
 @_user_errors()
 def data_synth(
     out: Annotated[Path, typer.Option("--out", help="Folder to write DATASET into.")] = Path("data"),
-    name: Annotated[str, typer.Option("--name", help="Dataset name (sub-folder of --out).")] = "synthetic",
+    name: _DatasetName = "synthetic",
     train: Annotated[int, typer.Option("--train", help="Training pairs.")] = 24,
     test: Annotated[int, typer.Option("--test", help="Test pairs.")] = 6,
     size: Annotated[int, typer.Option("--size", help="Side of each square image (multiple of 4).")] = 128,
@@ -113,8 +114,8 @@ def data_synth(
 @data_app.command("cache")
 @_user_errors()
 def data_cache(
+    name: _DatasetName = "synthetic",
     dataset_dir: Annotated[Path, typer.Option("--dir", help="Folder holding datasets.")] = Path("data"),
-    name: Annotated[str, typer.Option("--name", help="Dataset name (sub-folder of --dir).")] = "synthetic",
 ) -> None:
     """Build (or check) the node's decoded cache of a dataset, as the first trial would."""
     from model.cache import open_split

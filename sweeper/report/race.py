@@ -95,8 +95,8 @@ class RaceSummary:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return {
-            "test": self.test, "alpha": self.alpha, "level_per_look": self.level, "seeds_first": self.first,
-            "seeds_max": self.max, "done": self.done, "why": self.why,
+            "test": self.test, "alpha": self.alpha, "level_per_look": self.level,
+            "seeds_first": self.first, "seeds_max": self.max, "done": self.done, "why": self.why,
             "configs": [{**dataclasses.asdict(c), "mean": json_number(c.mean), "p_value": json_number(c.p_value),
                          "seconds": json_number(c.seconds)} for c in self.configs],
             "rounds": [{"seeds": s, "tested": n, "p_value": json_number(p), "eliminated": list(e)}

@@ -1,9 +1,12 @@
-"""Shared fixtures: tiny synthetic datasets made on disk, and a quiet, repeatable TF runtime."""
+"""Shared fixtures: tiny synthetic datasets made on disk, a quiet, repeatable TF runtime, and
+helpers several test modules use (one-line errors, a free port, a light CLI run)."""
 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -42,6 +45,26 @@ def tiny_params(**overrides: object) -> dict:
     params = dict(optimizer="adam", loss="mae", learning_rate=0.001, epochs=2, steps_per_epoch=3, batch_size=2, patch_size=16, seed=0)
     params.update(overrides)
     return params
+
+
+def one_line_error(kind: type[Exception], call: Callable[..., object], *args: object, **kwargs: object) -> str:
+    """Run ``call(*args, **kwargs)``; it must raise ``kind`` with a one-line message.
+
+    Returns:
+        The message.
+    """
+    with pytest.raises(kind) as info:
+        call(*args, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (the OS's pick, so tests never collide)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run_cli_light(argv: list[str], heavy: tuple[str, ...] = ("tensorflow", "ray", "keras", "wandb")) -> "object":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from typer.testing import CliRunner
 
 from sweeper.cli import app
 from sweeper.study import mirror_to_optuna
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 from tests.test_report import OPT_LOSS, make_sweep, opt_loss
 
 runner = CliRunner()
@@ -66,12 +65,6 @@ def test_dashboard_refuses_a_bad_port_and_an_empty_sweep(tmp_path: Path) -> None
     assert result.exit_code == 1 and "no trials recorded yet" in result.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> bytes:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -90,7 +83,7 @@ def test_the_dashboard_lists_the_sweeps_trials_in_headless_chromium(tmp_path: Pa
     browser = shutil.which("chromium")
     assert browser, "Debian's chromium is needed (apt-get install chromium; .ci/run installs it)"
     sweep = _sweep(tmp_path)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "sweeper.cli", "dashboard", str(sweep), "--port", str(port)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -18,6 +18,7 @@ from model.data import DatasetRef, Split, eval_arrays, list_pairs, load_split, t
 from model.errors import ConfigError, DataError
 from model.images import read_image
 from model.synth import synthesize
+from tests.conftest import one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,15 +41,6 @@ def _save(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array, mode).save(path) if mode else Image.fromarray(array).save(path)
     return path
-
-
-def _data_error(call, *args, **kwargs) -> str:  # noqa: ANN001
-    """Run ``call``; it must raise a one-line DataError. Returns the message."""
-    with pytest.raises(DataError) as info:
-        call(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message
-    return message
 
 
 def _png_claiming_size(path: Path, width: int, height: int) -> Path:
@@ -92,36 +84,34 @@ def test_bad_split_name(synthetic: DatasetRef) -> None:
 
 def test_missing_root(tmp_path: Path) -> None:
     ref = DatasetRef(tmp_path, "nope")
-    assert str(ref.root) in _data_error(list_pairs, ref, "train")
+    assert str(ref.root) in one_line_error(DataError, list_pairs, ref, "train")
 
 
 def test_missing_split(copy: DatasetRef) -> None:
     shutil.rmtree(copy.root / "test")
-    assert str(copy.root / "test") in _data_error(list_pairs, copy, "test")
+    assert str(copy.root / "test") in one_line_error(DataError, list_pairs, copy, "test")
 
 
 def test_missing_sharp_folder(copy: DatasetRef) -> None:
     shutil.rmtree(copy.root / "train" / "sharp")
-    assert str(copy.root / "train" / "sharp") in _data_error(list_pairs, copy, "train")
+    assert str(copy.root / "train" / "sharp") in one_line_error(DataError, list_pairs, copy, "train")
 
 
 def test_empty_split(copy: DatasetRef) -> None:
     for sub in ("blur", "sharp"):
         shutil.rmtree(copy.root / "test" / sub)
         (copy.root / "test" / sub).mkdir()
-    assert str(copy.root / "test") in _data_error(list_pairs, copy, "test")
+    assert str(copy.root / "test") in one_line_error(DataError, list_pairs, copy, "test")
 
 
-def test_unpaired_blur(copy: DatasetRef) -> None:
-    (copy.root / "train" / "sharp" / "0002.png").unlink()
-    message = _data_error(list_pairs, copy, "train")
-    assert str(copy.root / "train" / "blur" / "0002.png") in message and "no sharp partner" in message
-
-
-def test_unpaired_sharp(copy: DatasetRef) -> None:
-    (copy.root / "train" / "blur" / "0001.png").unlink()
-    message = _data_error(list_pairs, copy, "train")
-    assert str(copy.root / "train" / "sharp" / "0001.png") in message and "no blurred partner" in message
+@pytest.mark.parametrize(("kept", "lost", "file", "complaint"), [
+    ("blur", "sharp", "0002.png", "no sharp partner"),
+    ("sharp", "blur", "0001.png", "no blurred partner"),
+])
+def test_an_unpaired_image_is_named(copy: DatasetRef, kept: str, lost: str, file: str, complaint: str) -> None:
+    (copy.root / "train" / lost / file).unlink()
+    message = one_line_error(DataError, list_pairs, copy, "train")
+    assert str(copy.root / "train" / kept / file) in message and complaint in message
 
 
 # --- decoding -------------------------------------------------------------------------
@@ -164,7 +154,7 @@ def test_palette_image(tmp_path: Path) -> None:
 def test_zero_byte_file(tmp_path: Path) -> None:
     path = tmp_path / "empty.png"
     path.write_bytes(b"")
-    assert str(path) in _data_error(read_image, path)
+    assert str(path) in one_line_error(DataError, read_image, path)
 
 
 def test_truncated_png(tmp_path: Path) -> None:
@@ -172,39 +162,39 @@ def test_truncated_png(tmp_path: Path) -> None:
     path = _save(tmp_path / "cut.png", noise)
     raw = path.read_bytes()
     path.write_bytes(raw[: len(raw) // 2])
-    assert str(path) in _data_error(read_image, path)
+    assert str(path) in one_line_error(DataError, read_image, path)
 
 
 def test_text_with_png_suffix(tmp_path: Path) -> None:
     path = tmp_path / "fake.png"
     path.write_text("not an image\n")
-    message = _data_error(read_image, path)
+    message = one_line_error(DataError, read_image, path)
     assert str(path) in message and "not a readable image" in message
 
 
 def test_too_many_pixels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _save(tmp_path / "big.png", np.zeros((20, 30, 3), np.uint8))
     monkeypatch.setattr(images, "MAX_PIXELS", 100)
-    message = _data_error(read_image, path)
+    message = one_line_error(DataError, read_image, path)
     assert str(path) in message and "30x20" in message and "100" in message
 
 
 def test_decompression_bomb_header(tmp_path: Path) -> None:
     # Far beyond PIL's own bomb limit: its error is turned into ours, no pixel decoded.
     path = _png_claiming_size(tmp_path / "bomb.png", 20_000, 10_000)
-    message = _data_error(read_image, path)
+    message = one_line_error(DataError, read_image, path)
     assert str(path) in message and "limit" in message
 
 
 def test_corrupt_image_in_split_named(copy: DatasetRef) -> None:
     bad = copy.root / "test" / "sharp" / "0001.png"
     bad.write_bytes(b"")
-    assert str(bad) in _data_error(load_split, copy, "test")
+    assert str(bad) in one_line_error(DataError, load_split, copy, "test")
 
 
 def test_size_mismatch(copy: DatasetRef) -> None:
     _save(copy.root / "test" / "blur" / "0001.png", np.zeros((36, 32, 3), np.uint8))
-    message = _data_error(load_split, copy, "test")
+    message = one_line_error(DataError, load_split, copy, "test")
     assert str(copy.root / "test" / "blur" / "0001.png") in message
     assert str(copy.root / "test" / "sharp" / "0001.png") in message
 
@@ -274,7 +264,7 @@ def test_pipeline_crops_aligned_across_sizes_and_epochs() -> None:
 
 
 def test_patch_larger_than_image() -> None:
-    message = _data_error(train_pipeline, _mixed_split(), patch_size=20, batch_size=1, seed=0)
+    message = one_line_error(DataError, train_pipeline, _mixed_split(), patch_size=20, batch_size=1, seed=0)
     assert "/d/train/blur/b.png" in message and "40x16" in message and "20x20" in message
 
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from model.errors import ConfigError
 from model.losses import LOSSES, get_loss, parse_loss
+from tests.conftest import one_line_error
 
 REPO = Path(__file__).resolve().parents[1]
 VGG_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -186,11 +187,7 @@ def test_parse_loss_good(expr: str, terms: tuple[tuple[float, str], ...]) -> Non
     ],
 )
 def test_parse_loss_bad(expr: Any, needle: str) -> None:
-    with pytest.raises(ConfigError) as caught:
-        parse_loss(expr)
-    message = str(caught.value)
-    assert needle in message
-    assert "\n" not in message
+    assert needle in one_line_error(ConfigError, parse_loss, expr)
 
 
 @pytest.mark.parametrize(("typo", "meant"), [("sobl", "sobel"), ("MAE", "mae"), ("perceptal", "perceptual")])

@@ -10,6 +10,7 @@ from skimage.metrics import peak_signal_noise_ratio
 
 from model.errors import ConfigError, DataError
 from model.metrics import METRIC_GOALS, METRICS, evaluate, mae, metric_goal, psnr, reference_metrics, ssim
+from tests.conftest import one_line_error
 
 
 def _pairs() -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -98,9 +99,7 @@ def test_metric_goal_good(name: str, goal: str) -> None:
      ("PSNR", " (did you mean 'psnr'?)")],
 )
 def test_metric_goal_bad(name: str, hint: str) -> None:
-    with pytest.raises(ConfigError) as caught:
-        metric_goal(name)
-    message = str(caught.value)
+    message = one_line_error(ConfigError, metric_goal, name)
     assert message == f"unknown metric {name!r}{hint}; valid: val_psnr, val_ssim, val_mae (the 'val_' prefix is optional)"
 
 

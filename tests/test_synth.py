@@ -12,6 +12,7 @@ from PIL import Image
 from model.errors import ConfigError, DataError
 from model.kernels import blur, random_kernel, trajectory
 from model.synth import TEST_SOURCES, TRAIN_SOURCES, ensure_synthetic, synthesize
+from tests.conftest import one_line_error
 
 TINY = dict(n_train=3, n_test=2, size=32, kernel_size=7)
 
@@ -179,10 +180,8 @@ def test_ensure_synthetic_makes_once(tmp_path: Path, monkeypatch: pytest.MonkeyP
     ],
 )
 def test_bad_arguments_name_themselves(tmp_path: Path, argument: str, value: object) -> None:
-    with pytest.raises(ConfigError) as info:
-        synthesize(tmp_path, "bad", **{**TINY, argument: value})
-    message = str(info.value)
-    assert f"{argument}={value!r}" in message and "\n" not in message
+    message = one_line_error(ConfigError, synthesize, tmp_path, "bad", **{**TINY, argument: value})
+    assert f"{argument}={value!r}" in message
     assert not (tmp_path / "bad").exists()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import math
@@ -552,6 +553,66 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_loses_nothing(tiny_data, tm
     assert set(trials["status"]) == {"ok"}
 
 
+def _quick_trial_env(epoch_s: float, **extra: str) -> dict[str, str]:
+    """`sweeper run`'s environment with trials that sleep ``epoch_s`` an epoch instead of training
+    (tests/quick_trial/sitecustomize.py), and a GCS that declares a silent node dead after 1.5 s
+    of missed health checks instead of 15 s."""
+    return _env(PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "quick_trial"), str(ROOT)]),
+                SWEEPER_TEST_EPOCH_S=str(epoch_s), RAY_health_check_period_ms="500",
+                RAY_health_check_failure_threshold="3", **extra)
+
+
+def test_the_drivers_own_node_dying_is_one_line_and_the_rerun_runs_each_trial_once(tiny_data, tmp_path) -> None:
+    """kill -9 of the raylet of the local Ray `sweeper run` started, while the last of three
+    trials is held mid-trial. Ray ends the driver (exit 1 from its C++ core at its next use of
+    the dead node, which no Python handler sees); the command's own process says what died in
+    one line, exits 75 and leaves the ledger as it was; the same command then runs the rest,
+    each trial once."""
+    import psutil
+
+    from sweeper.dispatch import EXIT_DRIVER_LOST
+    from sweeper.ledger import Ledger
+    from sweeper.space import expand
+
+    spec_path, results, cmd = _three_trial_sweep("nodeloss", tiny_data, tmp_path)
+    # CPU trials: no fallback warning, so the error is the only line on stderr
+    spec_path.write_text(spec_path.read_text().replace("gpu: 1, accelerator_type: T4, fallback: cpu", "gpu: 0"))
+    ids = [t.id for t in expand(loads(spec_path.read_text()))]  # the order the grid runs them in
+    hold = tmp_path / "hold"
+    hold.write_text(ids[-1])  # the last trial waits after its first epoch
+    sweep = results / "nodeloss"
+    driver = subprocess.Popen(cmd, cwd=ROOT, env=_quick_trial_env(0.5, SWEEPER_TEST_HOLD=str(hold)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300  # a hang guard
+        while (time.monotonic() < deadline and driver.poll() is None
+               and not any(p.stat().st_size for p in sweep.glob(f"ray/run-001/{ids[-1]}_*/result.json"))):
+            time.sleep(0.05)
+        raylets = [p for p in psutil.Process(driver.pid).children(recursive=True) if p.name() == "raylet"]
+        assert len(raylets) == 1 and driver.poll() is None  # the driver's own node, its last trial held
+        raylets[0].kill()
+        out, err = driver.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # hygiene: anything of that Ray left behind
+            os.killpg(driver.pid, signal.SIGKILL)
+    first = Ledger(sweep).trials()
+    assert driver.returncode == EXIT_DRIVER_LOST, err[-3000:]
+    assert "Traceback" not in err and "Traceback" not in out
+    assert sorted(first["trial_id"]) == sorted(ids[:-1]) and set(first["status"]) == {"ok"}  # the held one is not
+    assert err.strip().splitlines() == [
+        "sweeper: error: the Ray node at 127.0.0.1 died (raylet gone); 2 of 3 trials are in the ledger (ok 2), "
+        f"nothing recorded is lost; resume with `sweeper run {spec_path} --results-dir {results}`; "
+        f"Ray's account: {sweep / 'driver.log'}"]
+
+    hold.unlink()
+    again = subprocess.run(cmd, cwd=ROOT, env=_quick_trial_env(0.5), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    trials = Ledger(sweep).trials()
+    assert sorted(trials["trial_id"]) == sorted(ids)  # every trial, exactly once
+    second_run = {p.name.split("_")[0] for p in (sweep / "ray").glob("run-002/*") if p.is_dir()}
+    assert second_run == {ids[-1]}  # only the trial the ledger lacked ran again
+
+
 def test_a_corrupt_ledger_is_set_aside_and_rebuilt_from_ray_or_rerun(t4_ray, tiny_data, tmp_path, caplog) -> None:
     import shutil
 
@@ -891,3 +952,77 @@ def test_losing_the_only_t4_node_mid_sweep_is_named_within_a_minute_and_a_new_on
         if driver is not None and driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
         cluster.shutdown()
+
+
+def test_a_trial_on_a_node_that_dies_is_retried_on_another_and_the_sweep_finishes(tiny_data, tmp_path,
+                                                                                 monkeypatch) -> None:
+    """Two nodes with a fake T4 each, one trial on each (the driver on the head); kill -9 the
+    other node's raylet while its trial runs. Tune retries that trial (max_failures: 1) on the
+    node left once it is free; every trial is recorded once, both on the head, and trained
+    once to the end (one Ray trial folder each)."""
+    import threading
+
+    import psutil
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from sweeper import trainable
+    from sweeper.ledger import Ledger
+
+    def quick_trial(config, context):  # sleeps instead of training; reports where it ran
+        import time
+
+        import ray
+        from ray import tune
+
+        from sweeper.records import Placement, TrialReport
+        from sweeper.space import config_trial
+
+        params, tid = config_trial(config)
+        where = Placement(accelerator="T4", node=ray.get_runtime_context().get_node_id())
+        for epoch in range(1, int(params["epochs"]) + 1):
+            time.sleep(1.0)
+            tune.report(TrialReport(trial_id=tid, epoch=epoch, train_loss=0.1, placement=where, metrics={
+                "val_psnr": 20.0 + epoch, "val_ssim": 0.5, "val_mae": 0.05}).to_dict())
+
+    monkeypatch.setattr(trainable, "run_trial", quick_trial)
+    ray.shutdown()
+    t4 = {"num_cpus": 1, "num_gpus": 1, "resources": {"accelerator_type:T4": 1}}
+    # The GCS declares a silent node dead after 1.5 s of missed health checks instead of 15 s.
+    cluster = Cluster(initialize_head=True, head_node_args={
+        **t4, "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3}})
+    head, doomed = cluster.head_node.node_id, cluster.add_node(**t4)
+    raylet = psutil.Process(doomed.all_processes["raylet"][0].process.pid)
+    killed: list[int] = []
+
+    def kill_the_raylet_under_a_trial() -> None:
+        deadline = time.monotonic() + 300  # a hang guard
+        while time.monotonic() < deadline and not killed:
+            try:
+                if any("ImplicitFunc" in " ".join(p.cmdline()) for p in raylet.children()):
+                    time.sleep(0.5)  # into its first epoch
+                    raylet.kill()
+                    killed.append(raylet.pid)
+                    return
+            except psutil.Error:
+                pass
+            time.sleep(0.1)
+
+    try:
+        cluster.wait_for_nodes()
+        spec = loads(spec_text("nodedies", tiny_data, "  optimizer: {values: [adam, sgd]}\n"))
+        killer = threading.Thread(target=kill_the_raylet_under_a_trial, daemon=True)
+        killer.start()
+        summary = run(spec, RunOptions(results_dir=tmp_path, address=cluster.address, wandb_mode="disabled",
+                                       progress=False))
+        killer.join(timeout=5)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert killed, "no trial was seen on the node to kill"
+    trials = Ledger(tmp_path / "nodedies").trials()
+    assert summary.dispatched == 2 and len(trials) == 2 and set(trials["status"]) == {"ok"}, trials[["status", "error"]]
+    assert sorted(trials["attempts"]) == [1, 2]  # the trial on the dead node ran again, once
+    assert set(trials["node"]) == {head}  # ...on the node left
+    assert (trials["epochs_run"] == 2).all()
+    assert len(list((tmp_path / "nodedies" / "ray").glob("run-*/*/result.json"))) == 2  # one Ray trial each

@@ -9,7 +9,7 @@ after it lost the cluster's GCS ("Failed to connect to GCS within 60 seconds"), 
 and Ray prints the raylet's last log lines. Nothing inside the driver can catch an
 ``_exit``; its parent sees it. So the ``sweeper run`` process (no Ray, no TensorFlow) holds
 the sweep's driver lock, starts the driver (``python -m sweeper.dispatch``) with Ray's
-output in ``<sweep>/ray/driver.log`` (on the terminal with ``--verbose``), draws its progress
+output in ``<sweep>/driver.log`` (on the terminal with ``--verbose``), draws its progress
 bar, prints its log lines and receives its outcome over a socket. A driver that ends without
 an outcome died: the parent, which watched the driver's raylet and the cluster's GCS while
 it ran, names what died, counts the ledger and gives the command that resumes, in one line.
@@ -52,7 +52,8 @@ EXIT_DRIVER_LOST = 75
 """``sweeper run``'s exit status when its driver died under it: sysexits' EX_TEMPFAIL (a
 temporary failure; the same command, run again, resumes)."""
 LOG_NAME = "driver.log"
-"""Ray's own output in a supervised run, in ``<sweep>/ray/`` (appended to, run after run)."""
+"""Ray's own output in a supervised run, in the sweep folder (appended to, run after run; not
+in ``ray/``, whose appearance tells that Ray Tune has started)."""
 
 POLL_S = 0.5  # how often the parent looks at the driver's raylet and GCS
 PROBE_S = 5.0  # a GCS on another host is dialled this often; gone after PROBE_MISSES refusals
@@ -153,7 +154,10 @@ def _drive(spec: SweepSpec, options: RunOptions,
     conn = Connection(ours.detach())
     watch = _Watch()
     outcome: tuple[Any, ...] | None = None
-    with conn, _ignore_sigint(), (Bar(spec.name) if options.progress else contextlib.nullcontext()) as bar:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(conn)
+        stack.enter_context(_ignore_sigint())
+        bar: Bar | None = None  # drawn once there is progress: a run with nothing to do shows none
         with contextlib.suppress(OSError):  # a driver that died at start: its EOF says so below
             conn.send(("job", spec, options))
         while True:
@@ -165,13 +169,17 @@ def _drive(spec: SweepSpec, options: RunOptions,
                 if message[0] == "log":
                     _relay(*message[1:])
                 elif message[0] == "progress":
+                    if options.progress and bar is None:
+                        bar = stack.enter_context(Bar(spec.name))
                     if bar is not None:
                         bar.show(*message[1:])
                 elif message[0] == "node":
                     watch.node = message[1]
                 else:
                     outcome = message
-            watch.check()
+            if outcome is not None:
+                continue  # what dies from here on (its local Ray, with it) is not why it ended
+            watch.check(proc)
             if watch.dead and time.monotonic() - watch.since > GRACE_S and proc.poll() is None:
                 _log.debug("the driver outlived its Ray node by %.0f s; ending it", GRACE_S)
                 proc.kill()
@@ -180,7 +188,6 @@ def _drive(spec: SweepSpec, options: RunOptions,
         except subprocess.TimeoutExpired:  # done, but stuck shutting Ray down: its work is recorded
             proc.kill()
             code = proc.wait()
-    watch.check()  # a driver that died at once, between two looks
     return outcome, watch, code, proc.pid, log_path
 
 
@@ -190,9 +197,8 @@ def _ray_output(sweep_dir: Path) -> tuple[IO[bytes] | int | None, Path | None]:
     own errors say which file)."""
     if os.environ.get(VERBOSE_ENV):
         return None, None
-    path = sweep_dir / "ray" / LOG_NAME
+    path = sweep_dir / LOG_NAME
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(path, "ab")  # noqa: SIM115 - handed to the child, closed by the caller
         handle.write(f"\n=== sweeper run (pid {os.getpid()}) {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n".encode())
         handle.flush()
@@ -231,22 +237,24 @@ class _Watch:
         self.since = 0.0
         self._probed, self._misses = 0.0, 0
 
-    def check(self) -> None:
+    def check(self, driver: subprocess.Popen) -> None:
+        """Look at the driver's raylet and GCS once; a death counts only while ``driver`` runs:
+        a local Ray dies with its driver, and would otherwise take the blame for its end."""
         node = self.node
         if node is None or self.dead:
             return
+        what = ""
         if node.raylet_pid is not None and not _alive(node.raylet_pid):
-            self._died(f"the Ray node at {node.ip or 'this host'} died (raylet gone)")
+            what = f"the Ray node at {node.ip or 'this host'} died (raylet gone)"
         elif node.gcs_pid is not None and not _alive(node.gcs_pid):
-            self._died(f"the Ray cluster's head at {node.gcs_address} died (GCS gone)")
+            what = f"the Ray cluster's head at {node.gcs_address} died (GCS gone)"
         elif node.gcs_pid is None and node.gcs_address and time.monotonic() - self._probed > PROBE_S:
             self._probed = time.monotonic()
             self._misses = 0 if _answers(node.gcs_address) else self._misses + 1
             if self._misses >= PROBE_MISSES:
-                self._died(f"the Ray cluster's head at {node.gcs_address} is gone (its GCS does not answer)")
-
-    def _died(self, what: str) -> None:
-        self.dead, self.since = what, time.monotonic()
+                what = f"the Ray cluster's head at {node.gcs_address} is gone (its GCS does not answer)"
+        if what and driver.poll() is None:
+            self.dead, self.since = what, time.monotonic()
 
 
 def _alive(pid: int) -> bool:

@@ -3,7 +3,9 @@
 Every file the sweeper writes into a sweep folder is replaced whole (:func:`write_atomic`): a
 reader (``sweeper status``/``report`` while a sweep runs, a browser refreshing the report)
 or a ``kill -9`` at any moment sees the old file or the new one, never half of one. Temp
-files start with :data:`TMP_PREFIX`; the ledger removes any a killed writer left behind.
+files start with :data:`TMP_PREFIX`; the ledger removes any a killed writer left behind. The
+one exception is ``driver.log``, Ray's output in a supervised run, appended to as it comes
+(:mod:`sweeper.dispatch.supervisor`): a log, never read back.
 """
 
 from __future__ import annotations

@@ -127,3 +127,15 @@ def test_fallback_none_without_a_t4_refuses_before_making_any_data(tmp_path: Pat
     assert len(errors) == 1 and "the cluster has no T4 GPU and fallback is 'none'" in errors[0]
     assert "sweeper.resources.fallback: cpu" in errors[0]
     assert not (data / "synthetic").exists()  # the built-in data is made only once the trials can run
+
+
+def test_the_resume_command_repeats_every_option_that_names_the_sweep(tmp_path: Path) -> None:
+    """What a lost driver's one line tells the user to run: the same sweep, data, cluster and
+    overrides, quoted for a shell."""
+    from sweeper.dispatch import RunOptions, resume_command
+
+    options = RunOptions(results_dir=tmp_path / "my results", address="127.0.0.1:6390", max_concurrent=2)
+    assert resume_command(SPEC, ["epochs=3", "parameters.seed.values=[0, 1]"], options, allow_huge=True) == (
+        f"sweeper run {SPEC} --results-dir '{tmp_path / 'my results'}' --address 127.0.0.1:6390 --max-concurrent 2 "
+        "--set epochs=3 --set 'parameters.seed.values=[0, 1]' --yes")
+    assert resume_command(SPEC, [], RunOptions()) == f"sweeper run {SPEC}"

@@ -8,7 +8,8 @@ after it lost the cluster's GCS ("Failed to connect to GCS within 60 seconds"), 
 ``QuickExit``, that is ``_exit(1)``. Before that, Tune logs its trials' deaths as tracebacks
 and Ray prints the raylet's last log lines. Nothing inside the driver can catch an
 ``_exit``; its parent sees it. So the ``sweeper run`` process (no Ray, no TensorFlow) holds
-the sweep's driver lock, starts the driver (``python -m sweeper.dispatch``) with Ray's
+the sweep's driver lock, starts the driver (``python -m sweeper.dispatch``:
+:mod:`sweeper.dispatch.supervised`) with Ray's
 output in ``<sweep>/driver.log`` (on the terminal with ``--verbose``), draws its progress
 bar, prints its log lines and receives its outcome over a socket. A driver that ends without
 an outcome died: the parent, which watched the driver's raylet and the cluster's GCS while
@@ -18,10 +19,8 @@ it ran, names what died, counts the ledger and gives the command that resumes, i
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
-import pickle
 import shlex
 import signal
 import socket
@@ -29,7 +28,6 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO, Any, Iterator, Sequence
@@ -38,13 +36,13 @@ from model.errors import UserError
 from model.runtime import VERBOSE_ENV
 from sweeper.dispatch.cluster import DriverNode
 from sweeper.dispatch.console import Bar
-from sweeper.dispatch.driver import Hooks, RunOptions, RunSummary, run, sweep_folder
+from sweeper.dispatch.driver import RunOptions, RunSummary, sweep_folder
 from sweeper.dispatch.lock import driver_lock
 from sweeper.dispatch.plan import plan
 from sweeper.ledger import Ledger, LedgerError
 from sweeper.spec import SweepSpec
 
-__all__ = ["EXIT_DRIVER_LOST", "LOG_NAME", "DriverCrashed", "DriverLost", "child_main", "resume_command", "supervise"]
+__all__ = ["EXIT_DRIVER_LOST", "LOG_NAME", "DriverCrashed", "DriverLost", "resume_command", "supervise"]
 
 _log = logging.getLogger(__name__)
 
@@ -63,6 +61,7 @@ PROBE_MISSES = 3
 # after its node died is ended here: it cannot work without that node.
 GRACE_S = 120.0
 EXIT_WAIT_S = 60.0  # a driver that sent its outcome gets this long to shut Ray down
+DRAIN_S = 5.0  # and its output this long to reach the log once it has ended
 
 
 class DriverLost(UserError):
@@ -141,16 +140,19 @@ def _drive(spec: SweepSpec, options: RunOptions,
     """Start the driver, relay what it says until it ends. Returns (its outcome or None, what
     the watch saw, its exit status, its pid, Ray's log file)."""
     ours, theirs = socket.socketpair()
-    log, log_path = _ray_output(sweep_dir)
+    # Ray's output: on the terminal with --verbose, else through a pipe into the sweep's log.
+    quiet = not os.environ.get(VERBOSE_ENV)
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "sweeper.dispatch", str(theirs.fileno()), str(os.getpid())],
-            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT if quiet else None,
         )
     finally:
         theirs.close()
-        if log is not None and log is not subprocess.DEVNULL:
-            log.close()
+    log = _Drain(proc.stdout, sweep_dir / LOG_NAME) if proc.stdout is not None else None
+    if log is not None:
+        log.start()
     conn = Connection(ours.detach())
     watch = _Watch()
     outcome: tuple[Any, ...] | None = None
@@ -188,23 +190,44 @@ def _drive(spec: SweepSpec, options: RunOptions,
         except subprocess.TimeoutExpired:  # done, but stuck shutting Ray down: its work is recorded
             proc.kill()
             code = proc.wait()
-    return outcome, watch, code, proc.pid, log_path
+    if log is not None:
+        log.join(timeout=DRAIN_S)  # the rest of what the driver said (a process it left may hold the pipe)
+    return outcome, watch, code, proc.pid, log.path if log is not None and log.written else None
 
 
-def _ray_output(sweep_dir: Path) -> tuple[IO[bytes] | int | None, Path | None]:
-    """Where the driver's stdout and stderr go: the terminal with ``--verbose``, else Ray's log
-    file in the sweep folder (nowhere when it cannot be written: the run goes on, and its
-    own errors say which file)."""
-    if os.environ.get(VERBOSE_ENV):
-        return None, None
-    path = sweep_dir / LOG_NAME
-    try:
-        handle = open(path, "ab")  # noqa: SIM115 - handed to the child, closed by the caller
-        handle.write(f"\n=== sweeper run (pid {os.getpid()}) {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n".encode())
-        handle.flush()
-        return handle, path
-    except OSError:
-        return subprocess.DEVNULL, None
+class _Drain(threading.Thread):
+    """Copies the driver's output (Ray's logs, Tune's tracebacks) into ``path``, appending.
+
+    Through a pipe rather than the file itself: a write that fails (a full disk) drops the
+    rest of the log here, while the driver, whose own writes never fail, goes on.
+    """
+
+    def __init__(self, source: IO[bytes], path: Path) -> None:
+        super().__init__(name="sweeper-driver-log", daemon=True)
+        self.source, self.path = source, path
+        self.written = False
+
+    def run(self) -> None:
+        handle: IO[bytes] | None = None
+        try:
+            handle = open(self.path, "ab")  # noqa: SIM115 - closed below, however the drain ends
+            handle.write(f"\n=== sweeper run (pid {os.getpid()}) {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n".encode())
+            self.written = True
+        except OSError:
+            handle = None
+        for chunk in iter(lambda: self.source.read1(1 << 16), b""):  # type: ignore[attr-defined]
+            if handle is None:
+                continue
+            try:
+                handle.write(chunk)
+                handle.flush()
+            except OSError:
+                handle.close()
+                handle = None
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                handle.close()
+        self.source.close()
 
 
 def _relay(name: str, level: int, message: str) -> None:
@@ -306,83 +329,3 @@ def _lost(what: str, spec: SweepSpec, sweep_dir: Path, resume: str, log: Path | 
     when = "once the cluster is back, resume" if head_gone else "resume"
     account = f"; Ray's account: {log}" if log is not None else ""
     return f"{what}; {ledger_line}; {when} with `{resume}`{account}"
-
-
-# ------------------------------------------------------------------ the driver's side
-
-
-class _Channel:
-    """The driver's end of the socket; log records come from threads too, so sends take turns."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn, self._lock = conn, threading.Lock()
-
-    def send(self, *message: Any) -> None:
-        with self._lock:
-            self.conn.send(message)
-
-
-class _Forward(logging.Handler):
-    """The driver's log records, sent to the supervising process, which prints them."""
-
-    def __init__(self, channel: _Channel) -> None:
-        super().__init__(logging.DEBUG)
-        self.channel = channel
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.channel.send("log", record.name, record.levelno, record.getMessage())
-        except Exception:  # noqa: BLE001 - logging must never take the driver down
-            self.handleError(record)
-
-
-def child_main(argv: Sequence[str]) -> int:
-    """The driver of a supervised sweep (``python -m sweeper.dispatch FD PARENT_PID``): take the
-    job from the socket ``FD``, run it, send back its outcome. Returns the exit status."""
-    fd, parent = int(argv[0]), int(argv[1])
-    _die_with(parent)
-    channel = _Channel(Connection(fd))
-    _, spec, options = channel.conn.recv()
-    handler = _Forward(channel)
-    for name in ("sweeper", "model"):
-        logger = logging.getLogger(name)
-        logger.setLevel(logging.DEBUG if os.environ.get(VERBOSE_ENV) else logging.INFO)
-        logger.addHandler(handler)
-    hooks = Hooks(progress=lambda total, done, detail: channel.send("progress", total, done, detail),
-                  joined=lambda node: channel.send("node", node))
-    try:
-        outcome: tuple[Any, ...] = ("done", run(spec, options, hooks=hooks, locked=True))
-    except UserError as err:
-        outcome = ("error", _portable(err))
-    except KeyboardInterrupt:
-        outcome = ("interrupted",)
-    except BaseException:  # noqa: BLE001 - the parent decides: a dead cluster, or a bug to show
-        outcome = ("crash", traceback.format_exc())
-    channel.send(*outcome)
-    channel.conn.close()
-    if outcome[0] == "crash":
-        # Ray's exit handlers would wait on a cluster that may be gone; the parent has the story.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(1)
-    return {"done": 0, "error": 1, "interrupted": 130}[outcome[0]]
-
-
-def _die_with(parent: int) -> None:
-    """SIGKILL this process when its parent dies (Linux), as Ray does for the processes it
-    starts: a ``kill -9`` of ``sweeper run`` ends its driver and, with it, its local Ray."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before the line above took effect
-        os._exit(1)
-
-
-def _portable(err: UserError) -> UserError:
-    """``err`` if it survives pickling, else a plain UserError with its message and exit status."""
-    try:
-        pickle.loads(pickle.dumps(err))
-        return err
-    except Exception:  # noqa: BLE001 - an exception type whose __init__ pickle cannot replay
-        plain = UserError(str(err))
-        plain.exit_code = err.exit_code
-        return plain

@@ -108,10 +108,12 @@ def bench_load(quick: bool) -> Figures:
                                   cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         ledger = Ledger(root / "results" / "load", create=False)
         samples: list[tuple[float, int, float]] = []  # (seconds, rows, driver RSS MB)
-        proc = psutil.Process(driver.pid)
+        supervisor = psutil.Process(driver.pid)
         while driver.poll() is None:
             try:
-                rss = proc.memory_info().rss / 2**20
+                # `sweeper run` supervises the driver in a child (`python -m sweeper.dispatch`):
+                # the Tuner's memory is the child's, so the supervisor's alone would read flat.
+                rss = sum(p.memory_info().rss for p in (supervisor, *supervisor.children())) / 2**20
                 rows = len(ledger.done_ids())
             except (psutil.Error, Exception):  # the driver exiting, or a ledger mid-creation
                 time.sleep(1.0)

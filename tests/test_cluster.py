@@ -12,16 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 from tests.test_dispatch import spec_text
 
 RAY = str(Path(sys.executable).parent / "ray")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _kill_cluster(temp_dir: Path) -> None:
@@ -56,7 +50,7 @@ def ray_start_cluster(tmp_path_factory):
     base.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
     env = {**base, "HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0", "WANDB_MODE": "disabled"}
     subprocess.run([RAY, "get-auth-token", "--generate"], env=env, capture_output=True, check=True, timeout=60)
-    port = _free_port()
+    port = free_port()
     try:
         # The head on loopback only (Ray's clusters-off mode binds and dials 127.0.0.1).
         subprocess.run([RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus",
@@ -118,7 +112,7 @@ def test_a_driver_without_the_clusters_token_gets_one_line_saying_how_to_get_it(
 def test_an_address_nobody_listens_on_fails_at_once_in_one_line(tiny_data, tmp_path) -> None:
     spec = tmp_path / "nobody.yaml"
     spec.write_text(spec_text("nobody", tiny_data, "  optimizer: {value: adam}\n"))
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "WANDB_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
     proc = _sweeper(["run", str(spec), "--results-dir", str(tmp_path / "r"), "--address", f"127.0.0.1:{port}"], env,

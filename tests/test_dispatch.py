@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -498,10 +499,22 @@ def _wait_for_file(marker: Path, driver: subprocess.Popen) -> None:
     assert driver.poll() is None, "the sweep finished before it could be interrupted"
 
 
+def _rerun_finishes_every_trial(cmd: list[str], sweep_dir: Path, spec_path: Path) -> Any:
+    """Run ``cmd`` again (the resume) and check it succeeds with every trial of the spec in the
+    ledger exactly once; returns the ledger's trials."""
+    from sweeper.ledger import Ledger
+    from sweeper.space import expand
+
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = Ledger(sweep_dir).trials()
+    assert sorted(trials["trial_id"]) == sorted(t.id for t in expand(loads(spec_path.read_text())))
+    return trials
+
+
 @pytest.mark.parametrize("moment", ["before_the_first_trial_ends", "mid_sweep"])
 def test_kill_9_of_the_driver_then_resume_runs_every_trial_exactly_once(tiny_data, tmp_path, moment) -> None:
     from sweeper.ledger import Ledger
-    from sweeper.space import expand
 
     spec_path, results, cmd, driver = _start_three_trial_driver("kill", tiny_data, tmp_path)
     # Before: Ray Tune has started (its run folder exists) but no trial is in the ledger yet.
@@ -517,18 +530,13 @@ def test_kill_9_of_the_driver_then_resume_runs_every_trial_exactly_once(tiny_dat
     first = set(Ledger(results / "kill").trials()["trial_id"])
     assert (1 <= len(first) < 3) if moment == "mid_sweep" else not first
 
-    proc = subprocess.run([*cmd, "--resume"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    trials = Ledger(results / "kill").trials()
-    expected = {t.id for t in expand(loads(spec_path.read_text()))}
-    assert sorted(trials["trial_id"]) == sorted(expected)  # every trial, exactly once
+    _rerun_finishes_every_trial([*cmd, "--resume"], results / "kill", spec_path)
     second_run = {p.name.split("_")[0] for p in (results / "kill" / "ray").glob("run-002/*") if p.is_dir()}
     assert not (second_run & first), "a trial already in the ledger was dispatched again"
 
 
 def test_ctrl_c_stops_cleanly_says_how_to_resume_and_loses_nothing(tiny_data, tmp_path) -> None:
     from sweeper.ledger import Ledger
-    from sweeper.space import expand
 
     spec_path, results, cmd, driver = _start_three_trial_driver("intr", tiny_data, tmp_path, capture=True)
     _wait_for_file(results / "intr" / "trials.parquet", driver)
@@ -546,11 +554,7 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_loses_nothing(tiny_data, tm
     assert f"interrupted: {len(first)} of 3 trials in the ledger (ok {len(first)})" in err
     assert (first["epochs_run"] == 2).all()
 
-    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    trials = Ledger(results / "intr").trials()
-    assert sorted(trials["trial_id"]) == sorted(t.id for t in expand(loads(spec_path.read_text())))
-    assert set(trials["status"]) == {"ok"}
+    assert set(_rerun_finishes_every_trial(cmd, results / "intr", spec_path)["status"]) == {"ok"}
 
 
 def _quick_trial_env(epoch_s: float, **extra: str) -> dict[str, str]:
@@ -648,6 +652,40 @@ def test_a_corrupt_ledger_is_set_aside_and_rebuilt_from_ray_or_rerun(t4_ray, tin
     assert sorted(Ledger(sweep_dir).trials()["trial_id"]) == sorted(before.index)
 
 
+def _is_trial(proc: Any) -> bool:
+    """Whether ``proc`` is a Ray worker running a trial (Tune titles it ray::ImplicitFunc)."""
+    import psutil
+
+    try:
+        return "ImplicitFunc" in " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
+
+
+def _kill_once_seen(find: Callable[[], Any], victim: Callable[[Any], Any], settle_s: float, guard_s: float,
+                    killed: list[int]) -> None:
+    """Poll ``find`` until it returns a process, wait ``settle_s`` (into the trial), then kill -9
+    ``victim(found)`` and append its pid to ``killed``; give up after ``guard_s`` (a hang guard)."""
+    import psutil
+
+    deadline = time.monotonic() + guard_s
+    while time.monotonic() < deadline:
+        try:
+            found = find()
+        except psutil.Error:
+            found = None
+        if found is not None:
+            time.sleep(settle_s)
+            target = victim(found)
+            try:
+                target.kill()
+            except psutil.Error:
+                continue
+            killed.append(target.pid)
+            return
+        time.sleep(0.1)
+
+
 def test_a_worker_killed_mid_trial_is_retried_and_the_sweep_finishes(t4_ray, tiny_data, tmp_path) -> None:
     import threading
 
@@ -659,25 +697,14 @@ def test_a_worker_killed_mid_trial_is_retried_and_the_sweep_finishes(t4_ray, tin
   optimizer: {value: adam}
   loss: {values: [mae, mse]}
 """).replace("max_concurrent: 2", "max_concurrent: 1"))
+    # Ray's workers are this process's grandchildren (via the raylet); a trial's is titled
+    # ray::ImplicitFunc. Kill -9 it mid-trial, as a dying node or the OOM killer would.
+    def first_trial_worker() -> psutil.Process | None:
+        return next((p for p in psutil.Process().children(recursive=True) if _is_trial(p)), None)
+
     killed: list[int] = []
-
-    def kill_the_first_trial_worker() -> None:
-        # Ray's workers are this process's grandchildren (via the raylet); a trial's is titled
-        # ray::ImplicitFunc. Kill -9 it mid-trial, as a dying node or the OOM killer would.
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not killed:
-            for proc in psutil.Process().children(recursive=True):
-                try:
-                    if "ImplicitFunc" in " ".join(proc.cmdline()):
-                        time.sleep(1.0)
-                        proc.kill()
-                        killed.append(proc.pid)
-                        return
-                except psutil.Error:
-                    continue
-            time.sleep(0.1)
-
-    killer = threading.Thread(target=kill_the_first_trial_worker, daemon=True)
+    killer = threading.Thread(target=_kill_once_seen, args=(first_trial_worker, lambda p: p, 1.0, 120, killed),
+                              daemon=True)
     killer.start()
     summary = run(spec, RunOptions(results_dir=tmp_path, wandb_mode="disabled", progress=False))
     killer.join(timeout=5)
@@ -854,7 +881,6 @@ def test_a_full_disk_or_read_only_folder_is_one_line_and_the_rerun_loses_nothing
     never torn, the error is one line naming the file, and once the disk can be written again
     the same command records every trial exactly once (those trained meanwhile recovered)."""
     from sweeper.ledger import Ledger
-    from sweeper.space import expand
 
     spec_path, results, cmd = _three_trial_sweep("full", tiny_data, tmp_path)
     env = _env(PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "fault_write"), str(ROOT)]),
@@ -868,10 +894,7 @@ def test_a_full_disk_or_read_only_folder_is_one_line_and_the_rerun_loses_nothing
     ledger = Ledger(results / "full")
     assert len(ledger.trials()) == after  # whole: the commit before the fault, nothing torn
     assert not list((results / "full").glob(".tmp-*"))
-    again = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
-    trials = Ledger(results / "full").trials()
-    assert sorted(trials["trial_id"]) == sorted(t.id for t in expand(loads(spec_path.read_text())))
+    _rerun_finishes_every_trial(cmd, results / "full", spec_path)
 
 
 def test_a_sweep_on_the_terminal_shows_the_sweepers_lines_not_rays(cli_sweep) -> None:
@@ -995,23 +1018,15 @@ def test_a_trial_on_a_node_that_dies_is_retried_on_another_and_the_sweep_finishe
     raylet = psutil.Process(doomed.all_processes["raylet"][0].process.pid)
     killed: list[int] = []
 
-    def kill_the_raylet_under_a_trial() -> None:
-        deadline = time.monotonic() + 300  # a hang guard
-        while time.monotonic() < deadline and not killed:
-            try:
-                if any("ImplicitFunc" in " ".join(p.cmdline()) for p in raylet.children()):
-                    time.sleep(0.5)  # into its first epoch
-                    raylet.kill()
-                    killed.append(raylet.pid)
-                    return
-            except psutil.Error:
-                pass
-            time.sleep(0.1)
+    def trial_on_the_node() -> psutil.Process | None:
+        return next((p for p in raylet.children() if _is_trial(p)), None)
 
     try:
         cluster.wait_for_nodes()
         spec = loads(spec_text("nodedies", tiny_data, "  optimizer: {values: [adam, sgd]}\n"))
-        killer = threading.Thread(target=kill_the_raylet_under_a_trial, daemon=True)
+        # 0.5 s: into its first epoch; 300 s: a hang guard
+        killer = threading.Thread(target=_kill_once_seen, args=(trial_on_the_node, lambda p: raylet, 0.5, 300, killed),
+                                  daemon=True)
         killer.start()
         summary = run(spec, RunOptions(results_dir=tmp_path, address=cluster.address, wandb_mode="disabled",
                                        progress=False))

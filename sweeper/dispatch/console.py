@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
 from sweeper.records import STATUSES, TrialRow
 from sweeper.spec import SweepSpec
 
-__all__ = ["MISSING_S", "Bar", "Progress", "ProgressSink", "ResourceWatch", "StopFlag", "Watchdog", "graceful_ctrl_c",
+__all__ = ["MISSING_S", "Bar", "Progress", "ProgressSink", "ResourceWatch", "StopFlag", "Watchdog", "graceful_ctrl_c", "swapped_signals",
            "resource_watch", "stop_gracefully", "watchdog", "STALL_S", "STALL_FACTOR", "WATCH_POLL_S"]
 
 _log = logging.getLogger(__name__)
@@ -261,6 +261,18 @@ class _DropRestoreHint(logging.Filter):
 
 
 @contextlib.contextmanager
+def swapped_signals(handlers: Mapping[int, Any]) -> Iterator[None]:
+    """Install ``handlers`` (signal -> handler) for the block, then put the previous ones back.
+    Main thread only, as :func:`signal.signal` requires."""
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
 def graceful_ctrl_c(stop: StopFlag) -> Iterator[None]:
     """First Ctrl-C: Ray Tune's graceful stop (finished trials are recorded, running ones are
     not); a second one stops at once. Outside the main thread, Ray's default applies."""
@@ -283,15 +295,12 @@ def graceful_ctrl_c(stop: StopFlag) -> Iterator[None]:
 
     previous_env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # our handler, not Tune's, owns SIGINT
-    previous = signal.signal(signal.SIGINT, on_sigint)
     # Tune installs its SIGUSR1 handler only inside fit(); before the first fit (or between
     # two Tuners) SIGUSR1's default action would kill the driver. The stop flag does the job there.
-    previous_usr1 = signal.signal(signal.SIGUSR1, lambda signum, frame: None)
     try:
-        yield
+        with swapped_signals({signal.SIGINT: on_sigint, signal.SIGUSR1: lambda signum, frame: None}):
+            yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        signal.signal(signal.SIGUSR1, previous_usr1)
         tune_logger.removeFilter(hint_filter)
         if previous_env is None:
             os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)

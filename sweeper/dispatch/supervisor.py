@@ -35,7 +35,7 @@ from typing import IO, Any, Iterator, Sequence
 from model.errors import UserError
 from model.runtime import VERBOSE_ENV
 from sweeper.dispatch.cluster import DriverNode
-from sweeper.dispatch.console import Bar
+from sweeper.dispatch.console import Bar, swapped_signals
 from sweeper.dispatch.driver import RunOptions, RunSummary, sweep_folder
 from sweeper.dispatch.lock import driver_lock
 from sweeper.dispatch.plan import plan
@@ -79,16 +79,14 @@ def resume_command(spec_path: Path, overrides: Sequence[str], options: RunOption
     """The ``sweeper run`` command that resumes this sweep: the spec and every choice that says
     which sweep folder, data, cluster and trials it is."""
     argv = ["sweeper", "run", str(spec_path)]
-    if options.results_dir != RunOptions().results_dir:
-        argv += ["--results-dir", str(options.results_dir)]
-    if options.data_dir is not None:
-        argv += ["--data-dir", str(options.data_dir)]
-    if options.address is not None:
-        argv += ["--address", options.address]
-    if options.max_concurrent is not None:
-        argv += ["--max-concurrent", str(options.max_concurrent)]
-    if options.wandb_mode is not None:
-        argv += ["--wandb-mode", options.wandb_mode]
+    valued = {
+        "--results-dir": options.results_dir if options.results_dir != RunOptions().results_dir else None,
+        "--data-dir": options.data_dir, "--address": options.address,
+        "--max-concurrent": options.max_concurrent, "--wandb-mode": options.wandb_mode,
+    }
+    for flag, value in valued.items():
+        if value is not None:
+            argv += [flag, str(value)]
     if options.wandb_sweep:
         argv.append("--wandb-sweep")
     for override in overrides:
@@ -244,11 +242,8 @@ def _ignore_sigint() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
+    with swapped_signals({signal.SIGINT: signal.SIG_IGN}):
         yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 class _Watch:

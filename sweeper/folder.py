@@ -89,15 +89,18 @@ def is_sweep(folder: Path) -> bool:
 
 
 def find_sweep(sweep: Path | None, results_dir: Path) -> Path:
-    """The sweep folder named, or the most recently updated one under ``results_dir``.
+    """The sweep folder named (a path, or a sweep's name under ``results_dir``, as `sweeper run`
+    names it), or the most recently updated one under ``results_dir``.
 
     Raises:
         UserError: the folder named does not exist, or ``results_dir`` holds no sweep.
     """
     if sweep is not None:
-        if not sweep.is_dir():
-            raise UserError(f"{sweep}: no such sweep folder")
-        return sweep
+        if sweep.is_dir():
+            return sweep
+        if len(sweep.parts) == 1 and (results_dir / sweep).is_dir():
+            return results_dir / sweep
+        raise UserError(f"{sweep}: no such sweep folder (nor {results_dir / sweep})")
     candidates = [d for d in results_dir.glob("*") if is_sweep(d)]
     if not candidates:
         raise UserError(f"{results_dir}: no sweeps yet; start one with `sweeper run search_spaces/optim_loss.yaml`")

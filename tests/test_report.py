@@ -297,6 +297,8 @@ def test_cli_report_formats_and_bad_options(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "did you mean 'val_psnr'" in bad.stderr
     missing = runner.invoke(app, ["report", str(tmp_path / "nope")])
     assert missing.exit_code == 1 and "no such sweep folder" in missing.stderr
+    by_name = runner.invoke(app, ["report", "optim", "--results-dir", str(tmp_path / "r"), "--format", "md"])
+    assert by_name.exit_code == 0 and by_name.stdout.startswith("# Sweep report: optim"), by_name.output
 
 
 def test_cli_report_as_a_subprocess(tmp_path: Path) -> None:

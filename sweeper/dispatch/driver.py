@@ -95,12 +95,9 @@ class RunSummary:
 
 @dataclass(frozen=True)
 class Hooks:
-    """What a supervising process hears of a run (:mod:`sweeper.dispatch.supervisor`).
-
-    Attributes:
-        progress: Shows the progress instead of a bar in this process.
-        joined: Told which Ray node the driver is attached to, once it is.
-    """
+    """What a supervising process (:mod:`sweeper.dispatch.supervisor`) hears of a run:
+    ``progress`` shows the progress instead of a bar in this process, and ``joined`` is told
+    which Ray node the driver is attached to, once it is."""
 
     progress: ProgressSink | None = None
     joined: Callable[[DriverNode], None] | None = None

@@ -91,6 +91,18 @@ def test_clearly_worse_configurations_are_eliminated_at_the_first_test(test: str
         assert set(later.eliminated) <= set(bad) and len(later.eliminated) >= max(at_least, len(bad) // 2)
 
 
+def test_configurations_every_seed_ranks_the_same_way_are_eliminated_worst_first() -> None:
+    """Three configurations in the same order on all six seeds (the omnibus p is 6 / 6^6 for
+    exact permutations): Conover's residual spread is zero there, the clearest evidence there
+    is, and the worst goes; then Wilcoxon, with two left, cannot decide on six seeds (its
+    smallest two-sided p is 2 / 2^6)."""
+    rng = np.random.default_rng(5)
+    x = np.array([25.4, 25.0, 24.0]) + 3.0 * rng.normal(size=(6, 1)) + 0.01 * rng.normal(size=(6, 3))
+    result = look(x, "friedman", look_level(0.05, 9))
+    assert result.best == 0 and set(result.eliminated) == {2} and result.eliminated[2] == 0.0
+    assert look(x[:2], "friedman", look_level(0.05, 9)).eliminated == {}  # two seeds: 1/36 > the level
+
+
 def test_seeds_needed_grows_as_the_difference_shrinks() -> None:
     wide = seeds_needed([0.2, 0.3, 0.25, 0.22], level=0.01)
     narrow = seeds_needed([0.02, 0.3, -0.2, 0.05], level=0.01)

@@ -121,7 +121,10 @@ def _friedman_step(x: Any, level: float, step: int, comparisons: int) -> tuple[f
     scale = math.sqrt(max(0.0, 2.0 * (n * float((ranks**2).sum()) - float((sums**2).sum())) / df))
     worst, best = int(np.argmax(sums)), int(np.argmin(sums))
     if scale <= _TINY:
-        return p, None, math.nan
+        # Every seed ranks the configurations the same way: Conover's residual spread is zero
+        # and its statistic unbounded, the clearest case there is (the omnibus test already
+        # rejected at the level), not a reason to keep the worst.
+        return (p, worst, 0.0) if sums[worst] > sums[best] else (p, None, math.nan)
     pair = float(2.0 * stats.t.sf((sums[worst] - sums[best]) / scale, df))
     return (p, worst, pair) if pair < level else (p, None, pair)
 

@@ -236,7 +236,7 @@ def run_cmd(
     yes: Annotated[bool, typer.Option("--yes", help="Allow grids over 100,000 trials.")] = False,
 ) -> None:
     """Run every trial of a search space on Ray Tune; re-running resumes from the ledger."""
-    from sweeper.dispatch import RunOptions, plan, resume_command, supervise
+    from sweeper.dispatch import EXIT_INTERRUPTED, RunOptions, plan, resume_command, supervise
     from sweeper.ledger import Ledger
     from sweeper.spec import load
 
@@ -270,7 +270,7 @@ def run_cmd(
             f"sweeper: interrupted: {sum(summary.status_counts.values())} of {summary.planned} trials in the "
             f"ledger ({counts}); resume with `sweeper run {spec_path}`", err=True,
         )
-        raise typer.Exit(130)
+        raise typer.Exit(EXIT_INTERRUPTED)
     typer.echo(
         f"{spec.name}: {summary.dispatched} trials run now, {summary.already_done} already in the ledger"
         + (f", {summary.recovered} recovered from an interrupted run" if summary.recovered else "")

@@ -566,6 +566,42 @@ def _quick_trial_env(epoch_s: float, **extra: str) -> dict[str, str]:
                 RAY_health_check_failure_threshold="3", **extra)
 
 
+def _hold_the_last_trial(name: str, tiny_data, tmp_path: Path):
+    """`sweeper run` of the 3-trial grid on CPU with quick trials (own session, output captured),
+    returned once the last trial is held mid-trial after its first epoch. Returns (spec path,
+    results dir, command, trial ids in grid order, the hold file, the sweep folder, process)."""
+    from sweeper.space import expand
+
+    spec_path, results, cmd = _three_trial_sweep(name, tiny_data, tmp_path)
+    # CPU trials: no fallback warning, so the error is the only line on stderr
+    spec_path.write_text(spec_path.read_text().replace("gpu: 1, accelerator_type: T4, fallback: cpu", "gpu: 0"))
+    ids = [t.id for t in expand(loads(spec_path.read_text()))]  # the order the grid runs them in
+    hold = tmp_path / "hold"
+    hold.write_text(ids[-1])
+    sweep = results / name
+    driver = subprocess.Popen(cmd, cwd=ROOT, env=_quick_trial_env(0.5, SWEEPER_TEST_HOLD=str(hold)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300  # a hang guard
+    while (time.monotonic() < deadline and driver.poll() is None
+           and not any(p.stat().st_size for p in sweep.glob(f"ray/run-001/{ids[-1]}_*/result.json"))):
+        time.sleep(0.05)
+    return spec_path, results, cmd, ids, hold, sweep, driver
+
+
+def _release_and_rerun(cmd: list[str], ids: list[str], hold: Path, sweep: Path) -> None:
+    """Let held trials go and run ``cmd`` again: every trial is in the ledger exactly once and
+    only the held one (absent from the ledger) ran again."""
+    from sweeper.ledger import Ledger
+
+    hold.unlink()
+    again = subprocess.run(cmd, cwd=ROOT, env=_quick_trial_env(0.5), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    trials = Ledger(sweep).trials()
+    assert sorted(trials["trial_id"]) == sorted(ids)  # every trial, exactly once
+    second_run = {p.name.split("_")[0] for p in (sweep / "ray").glob("run-002/*") if p.is_dir()}
+    assert second_run == {ids[-1]}  # only the trial the ledger lacked ran again
+
+
 def test_the_drivers_own_node_dying_is_one_line_and_the_rerun_runs_each_trial_once(tiny_data, tmp_path) -> None:
     """kill -9 of the raylet of the local Ray `sweeper run` started, while the last of three
     trials is held mid-trial. Ray ends the driver (exit 1 from its C++ core at its next use of
@@ -576,22 +612,9 @@ def test_the_drivers_own_node_dying_is_one_line_and_the_rerun_runs_each_trial_on
 
     from sweeper.dispatch import EXIT_DRIVER_LOST
     from sweeper.ledger import Ledger
-    from sweeper.space import expand
 
-    spec_path, results, cmd = _three_trial_sweep("nodeloss", tiny_data, tmp_path)
-    # CPU trials: no fallback warning, so the error is the only line on stderr
-    spec_path.write_text(spec_path.read_text().replace("gpu: 1, accelerator_type: T4, fallback: cpu", "gpu: 0"))
-    ids = [t.id for t in expand(loads(spec_path.read_text()))]  # the order the grid runs them in
-    hold = tmp_path / "hold"
-    hold.write_text(ids[-1])  # the last trial waits after its first epoch
-    sweep = results / "nodeloss"
-    driver = subprocess.Popen(cmd, cwd=ROOT, env=_quick_trial_env(0.5, SWEEPER_TEST_HOLD=str(hold)),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    spec_path, results, cmd, ids, hold, sweep, driver = _hold_the_last_trial("nodeloss", tiny_data, tmp_path)
     try:
-        deadline = time.monotonic() + 300  # a hang guard
-        while (time.monotonic() < deadline and driver.poll() is None
-               and not any(p.stat().st_size for p in sweep.glob(f"ray/run-001/{ids[-1]}_*/result.json"))):
-            time.sleep(0.05)
         raylets = [p for p in psutil.Process(driver.pid).children(recursive=True) if p.name() == "raylet"]
         assert len(raylets) == 1 and driver.poll() is None  # the driver's own node, its last trial held
         raylets[0].kill()
@@ -607,14 +630,35 @@ def test_the_drivers_own_node_dying_is_one_line_and_the_rerun_runs_each_trial_on
         "sweeper: error: the Ray node at 127.0.0.1 died (raylet gone); 2 of 3 trials are in the ledger (ok 2), "
         f"nothing recorded is lost; resume with `sweeper run {spec_path} --results-dir {results}`; "
         f"Ray's account: {sweep / 'driver.log'}"]
+    _release_and_rerun(cmd, ids, hold, sweep)
 
-    hold.unlink()
-    again = subprocess.run(cmd, cwd=ROOT, env=_quick_trial_env(0.5), capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
-    trials = Ledger(sweep).trials()
-    assert sorted(trials["trial_id"]) == sorted(ids)  # every trial, exactly once
-    second_run = {p.name.split("_")[0] for p in (sweep / "ray").glob("run-002/*") if p.is_dir()}
-    assert second_run == {ids[-1]}  # only the trial the ledger lacked ran again
+
+def test_a_second_ctrl_c_stops_at_once_in_one_line_that_says_how_to_resume(tiny_data, tmp_path) -> None:
+    """Ctrl-C while the last trial is held mid-trial (so the graceful stop is still waiting on
+    it), then Ctrl-C again: exit 130 at once, the graceful stop's warning then one line with
+    the ledger's count and the resume command, no traceback; the rerun runs the held trial only."""
+    from sweeper.dispatch import EXIT_INTERRUPTED
+    from sweeper.ledger import Ledger
+
+    spec_path, results, cmd, ids, hold, sweep, driver = _hold_the_last_trial("twice", tiny_data, tmp_path)
+    try:
+        assert driver.poll() is None, "the sweep ended before its last trial was held"
+        os.killpg(driver.pid, signal.SIGINT)  # as a shell's Ctrl-C: the whole foreground job
+        time.sleep(1.0)
+        os.killpg(driver.pid, signal.SIGINT)
+        out, err = driver.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # hygiene: anything of that Ray left behind
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert driver.returncode == EXIT_INTERRUPTED, err[-3000:]
+    assert "Traceback" not in err and "Traceback" not in out
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("sweeper: warning: stopping after Ctrl-C"), lines
+    assert lines[-1] == (
+        "sweeper: error: stopped at once by a second Ctrl-C; 2 of 3 trials are in the ledger (ok 2), nothing "
+        f"recorded is lost; resume with `sweeper run {spec_path} --results-dir {results}`"), lines
+    assert sorted(Ledger(sweep).trials()["trial_id"]) == sorted(ids[:-1])
+    _release_and_rerun(cmd, ids, hold, sweep)
 
 
 def test_a_corrupt_ledger_is_set_aside_and_rebuilt_from_ray_or_rerun(t4_ray, tiny_data, tmp_path, caplog) -> None:

@@ -22,9 +22,10 @@ from sweeper.dispatch.cluster import LOCAL_HOST, connect, pin_resources
 from sweeper.dispatch.driver import RunOptions, RunSummary, run
 from sweeper.dispatch.plan import SweepPlan, plan
 from sweeper.dispatch.results import record_from_results
-from sweeper.dispatch.supervisor import EXIT_DRIVER_LOST, DriverLost, resume_command, supervise
+from sweeper.dispatch.supervisor import (EXIT_DRIVER_LOST, EXIT_INTERRUPTED, DriverLost, StoppedAtOnce, resume_command,
+                                         supervise)
 
 __all__ = [
-    "EXIT_DRIVER_LOST", "LOCAL_HOST", "DriverLost", "RunOptions", "RunSummary", "SweepPlan", "connect",
-    "pin_resources", "plan", "record_from_results", "resume_command", "run", "supervise",
+    "EXIT_DRIVER_LOST", "EXIT_INTERRUPTED", "LOCAL_HOST", "DriverLost", "RunOptions", "RunSummary", "StoppedAtOnce",
+    "SweepPlan", "connect", "pin_resources", "plan", "record_from_results", "resume_command", "run", "supervise",
 ]

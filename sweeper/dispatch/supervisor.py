@@ -42,13 +42,16 @@ from sweeper.dispatch.plan import plan
 from sweeper.ledger import Ledger, LedgerError
 from sweeper.spec import SweepSpec
 
-__all__ = ["EXIT_DRIVER_LOST", "LOG_NAME", "DriverCrashed", "DriverLost", "resume_command", "supervise"]
+__all__ = ["EXIT_DRIVER_LOST", "EXIT_INTERRUPTED", "LOG_NAME", "DriverCrashed", "DriverLost", "StoppedAtOnce",
+           "resume_command", "supervise"]
 
 _log = logging.getLogger(__name__)
 
 EXIT_DRIVER_LOST = 75
 """``sweeper run``'s exit status when its driver died under it: sysexits' EX_TEMPFAIL (a
 temporary failure; the same command, run again, resumes)."""
+EXIT_INTERRUPTED = 130
+"""``sweeper run``'s exit status after Ctrl-C (128 + SIGINT, as a shell reports it)."""
 LOG_NAME = "driver.log"
 """Ray's own output in a supervised run, in the sweep folder (appended to, run after run; not
 in ``ray/``, whose appearance tells that Ray Tune has started)."""
@@ -69,6 +72,13 @@ class DriverLost(UserError):
     driver process itself was killed. Everything recorded is in the ledger."""
 
     exit_code = EXIT_DRIVER_LOST
+
+
+class StoppedAtOnce(UserError):
+    """A second Ctrl-C stopped the driver without waiting for its trials. Everything recorded
+    is in the ledger."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 class DriverCrashed(RuntimeError):
@@ -113,7 +123,8 @@ def supervise(spec: SweepSpec, options: RunOptions, resume: str) -> RunSummary:
         DriverLost: the driver died: one line naming what died, the trials in the ledger and
             ``resume``.
         DriverCrashed: the driver raised an unexpected exception and its cluster is alive.
-        KeyboardInterrupt: a second Ctrl-C stopped the driver at once.
+        StoppedAtOnce: a second Ctrl-C stopped the driver at once: one line with the trials in
+            the ledger and ``resume``.
     """
     sweep_dir = sweep_folder(spec, options)
     with driver_lock(sweep_dir):  # held here, so a driver that dies cannot let a second one in early
@@ -124,7 +135,7 @@ def supervise(spec: SweepSpec, options: RunOptions, resume: str) -> RunSummary:
     if kind == "error":
         raise outcome[1]
     if kind == "interrupted":
-        raise KeyboardInterrupt
+        raise StoppedAtOnce(_lost("stopped at once by a second Ctrl-C", spec, sweep_dir, resume, None, head_gone=False))
     if kind == "crash" and not watch.dead:
         raise DriverCrashed(f"the sweep's driver failed:\n{outcome[1]}")
     what = watch.dead or _driver_death(pid, code)
@@ -309,7 +320,8 @@ def _driver_death(pid: int, code: int) -> str:
 
 
 def _lost(what: str, spec: SweepSpec, sweep_dir: Path, resume: str, log: Path | None, *, head_gone: bool) -> str:
-    """The one line for a driver that died: what died, what the ledger holds, how to resume."""
+    """The one line for a driver that died or was stopped: what happened, what the ledger
+    holds, how to resume."""
     try:
         ledger = Ledger(sweep_dir, create=False)
         counts = ledger.status_counts()

@@ -602,22 +602,30 @@ def _release_and_rerun(cmd: list[str], ids: list[str], hold: Path, sweep: Path) 
     assert second_run == {ids[-1]}  # only the trial the ledger lacked ran again
 
 
-def test_the_drivers_own_node_dying_is_one_line_and_the_rerun_runs_each_trial_once(tiny_data, tmp_path) -> None:
-    """kill -9 of the raylet of the local Ray `sweeper run` started, while the last of three
-    trials is held mid-trial. Ray ends the driver (exit 1 from its C++ core at its next use of
-    the dead node, which no Python handler sees); the command's own process says what died in
-    one line, exits 75 and leaves the ledger as it was; the same command then runs the rest,
-    each trial once."""
+@pytest.mark.parametrize("victim", ["raylet", "driver"])
+def test_the_drivers_own_node_dying_is_one_line_and_the_rerun_runs_each_trial_once(victim, tiny_data,
+                                                                                  tmp_path) -> None:
+    """kill -9 of the raylet of the local Ray `sweeper run` started, or of the driver process
+    itself, while the last of three trials is held mid-trial. Ray ends a driver whose raylet
+    died (exit 1 from its C++ core at its next use of the dead node, which no Python handler
+    sees); the command's own process says what died in one line, exits 75 and leaves the
+    ledger as it was; the same command then runs the rest, each trial once."""
     import psutil
 
     from sweeper.dispatch import EXIT_DRIVER_LOST
     from sweeper.ledger import Ledger
 
-    spec_path, results, cmd, ids, hold, sweep, driver = _hold_the_last_trial("nodeloss", tiny_data, tmp_path)
+    spec_path, results, cmd, ids, hold, sweep, driver = _hold_the_last_trial(f"lost{victim}", tiny_data, tmp_path)
     try:
-        raylets = [p for p in psutil.Process(driver.pid).children(recursive=True) if p.name() == "raylet"]
-        assert len(raylets) == 1 and driver.poll() is None  # the driver's own node, its last trial held
-        raylets[0].kill()
+        family = psutil.Process(driver.pid).children(recursive=True)
+        if victim == "raylet":
+            victims = [p for p in family if p.name() == "raylet"]  # the driver's own node
+            what = "the Ray node at 127.0.0.1 died (raylet gone)"
+        else:
+            victims = [p for p in family if "sweeper.dispatch" in " ".join(p.cmdline())]
+            what = f"the sweep's driver (pid {victims[0].pid if victims else '?'}) was killed by SIGKILL"
+        assert len(victims) == 1 and driver.poll() is None, family  # its last trial held
+        victims[0].kill()
         out, err = driver.communicate(timeout=300)
     finally:
         with contextlib.suppress(ProcessLookupError):  # hygiene: anything of that Ray left behind
@@ -627,7 +635,7 @@ def test_the_drivers_own_node_dying_is_one_line_and_the_rerun_runs_each_trial_on
     assert "Traceback" not in err and "Traceback" not in out
     assert sorted(first["trial_id"]) == sorted(ids[:-1]) and set(first["status"]) == {"ok"}  # the held one is not
     assert err.strip().splitlines() == [
-        "sweeper: error: the Ray node at 127.0.0.1 died (raylet gone); 2 of 3 trials are in the ledger (ok 2), "
+        f"sweeper: error: {what}; 2 of 3 trials are in the ledger (ok 2), "
         f"nothing recorded is lost; resume with `sweeper run {spec_path} --results-dir {results}`; "
         f"Ray's account: {sweep / 'driver.log'}"]
     _release_and_rerun(cmd, ids, hold, sweep)

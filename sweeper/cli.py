@@ -262,13 +262,14 @@ def run_cmd(
             _trial_table(spec, sweep.trials, done)
         return
     # The driver runs in a child process: when Ray ends it (its node died), this one says so in one line.
-    summary = supervise(spec, options, resume_command(spec_path, set_ or (), options, allow_huge=yes))
+    resume_with = resume_command(spec_path, set_ or (), options, allow_huge=yes)
+    summary = supervise(spec, options, resume_with)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.status_counts.items())) or "none"
     if summary.interrupted:
         typer.echo(
             # What the ledger holds, counted there: a race's `remaining` is only its next round.
             f"sweeper: interrupted: {sum(summary.status_counts.values())} of {summary.planned} trials in the "
-            f"ledger ({counts}); resume with `sweeper run {spec_path}`", err=True,
+            f"ledger ({counts}); resume with `{resume_with}`", err=True,
         )
         raise typer.Exit(EXIT_INTERRUPTED)
     typer.echo(

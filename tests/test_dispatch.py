@@ -548,7 +548,7 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_loses_nothing(tiny_data, tm
         pass
     assert driver.returncode == 130, err[-3000:]
     assert "Traceback" not in err and "Tuner.restore" not in err
-    assert f"resume with `sweeper run {spec_path}`" in err
+    assert f"resume with `sweeper run {spec_path} --results-dir {results}`" in err  # every option given
     first = Ledger(results / "intr").trials()
     assert 1 <= len(first) < 3 and set(first["status"]) == {"ok"}  # no stopped trial recorded as a result
     assert f"interrupted: {len(first)} of 3 trials in the ledger (ok {len(first)})" in err

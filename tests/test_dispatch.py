@@ -512,6 +512,12 @@ def _rerun_finishes_every_trial(cmd: list[str], sweep_dir: Path, spec_path: Path
     return trials
 
 
+def _reap(driver: subprocess.Popen) -> None:
+    """Hygiene: kill whatever of that Ray outlived its driver, in the driver's session."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(driver.pid, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("moment", ["before_the_first_trial_ends", "mid_sweep"])
 def test_kill_9_of_the_driver_then_resume_runs_every_trial_exactly_once(tiny_data, tmp_path, moment) -> None:
     from sweeper.ledger import Ledger
@@ -523,10 +529,7 @@ def test_kill_9_of_the_driver_then_resume_runs_every_trial_exactly_once(tiny_dat
     os.kill(driver.pid, signal.SIGKILL)  # the driver only; Ray's own processes share its fate
     driver.wait(timeout=60)
     time.sleep(2)
-    try:  # hygiene: reap whatever of that Ray outlived its driver in the driver's session
-        os.killpg(driver.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    _reap(driver)
     first = set(Ledger(results / "kill").trials()["trial_id"])
     assert (1 <= len(first) < 3) if moment == "mid_sweep" else not first
 
@@ -542,10 +545,7 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_loses_nothing(tiny_data, tm
     _wait_for_file(results / "intr" / "trials.parquet", driver)
     os.killpg(driver.pid, signal.SIGINT)
     out, err = driver.communicate(timeout=180)
-    try:
-        os.killpg(driver.pid, signal.SIGKILL)  # hygiene: anything of that Ray left behind
-    except ProcessLookupError:
-        pass
+    _reap(driver)
     assert driver.returncode == 130, err[-3000:]
     assert "Traceback" not in err and "Tuner.restore" not in err
     assert f"resume with `sweeper run {spec_path} --results-dir {results}`" in err  # every option given
@@ -628,8 +628,7 @@ def test_the_drivers_own_node_dying_is_one_line_and_the_rerun_runs_each_trial_on
         victims[0].kill()
         out, err = driver.communicate(timeout=300)
     finally:
-        with contextlib.suppress(ProcessLookupError):  # hygiene: anything of that Ray left behind
-            os.killpg(driver.pid, signal.SIGKILL)
+        _reap(driver)
     first = Ledger(sweep).trials()
     assert driver.returncode == EXIT_DRIVER_LOST, err[-3000:]
     assert "Traceback" not in err and "Traceback" not in out
@@ -656,8 +655,7 @@ def test_a_second_ctrl_c_stops_at_once_in_one_line_that_says_how_to_resume(tiny_
         os.killpg(driver.pid, signal.SIGINT)
         out, err = driver.communicate(timeout=300)
     finally:
-        with contextlib.suppress(ProcessLookupError):  # hygiene: anything of that Ray left behind
-            os.killpg(driver.pid, signal.SIGKILL)
+        _reap(driver)
     assert driver.returncode == EXIT_INTERRUPTED, err[-3000:]
     assert "Traceback" not in err and "Traceback" not in out
     lines = err.strip().splitlines()

@@ -333,9 +333,36 @@ def report_cmd(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: run the command, flush every stream, and end the process.
+
+    The end is ``os._exit``, not the interpreter's teardown: at teardown pyarrow's thread pools
+    (the ledger is parquet) can abort the process with SIGABRT, "terminate called without an
+    active exception" (apache/arrow#34314). On a loaded machine that turned a finished
+    ``sweeper status`` or ``sweeper run``, its output all printed, into exit -6. This process
+    starts no Ray of its own (the driver is a child with its own exit), so no exit handler of
+    ours is skipped.
+    """
+    try:
+        app()
+        code = 0
+    except SystemExit as stop:
+        code = _exit_status(stop.code)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a reader that left (`| head`), a closed stream
+            stream.flush()
+    os._exit(code)
+
+
+def _exit_status(code: object) -> int:
+    """The process exit status ``sys.exit(code)`` would give."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

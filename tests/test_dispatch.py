@@ -602,6 +602,32 @@ def _release_and_rerun(cmd: list[str], ids: list[str], hold: Path, sweep: Path) 
     assert second_run == {ids[-1]}  # only the trial the ledger lacked ran again
 
 
+def test_a_killed_driver_is_blamed_even_when_its_raylet_looked_dead_first() -> None:
+    """The kernel sends Ray's parent-death signal to the raylet before a killed driver becomes
+    waitable: for a moment the raylet is gone and the driver looks alive (CI saw kill -9 of the
+    driver reported as the raylet's death). A signal this process did not send names the driver;
+    the SIGKILL the supervisor sends to a driver that outlived its node does not."""
+    from sweeper.dispatch.cluster import DriverNode
+    from sweeper.dispatch.supervisor import _Watch
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a raylet that has died (its pid reaped)
+    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        watch = _Watch()
+        watch.node = DriverNode(ip="127.0.0.1", raylet_pid=gone.pid)
+        watch.check(driver)
+        assert watch.dead == "the Ray node at 127.0.0.1 died (raylet gone)"  # what the window shows
+        assert watch.killed_from_outside(-signal.SIGKILL) and watch.killed_from_outside(-signal.SIGTERM)
+        assert not watch.killed_from_outside(1)  # Ray's core ends a driver whose raylet died: exit 1
+        assert not watch.killed_from_outside(-signal.SIGABRT)
+        watch.ended_it = True  # the supervisor's own kill after GRACE_S
+        assert not watch.killed_from_outside(-signal.SIGKILL)
+    finally:
+        driver.kill()
+        driver.wait()
+
+
 @pytest.mark.parametrize("victim", ["raylet", "driver"])
 def test_the_drivers_own_node_dying_is_one_line_and_the_rerun_runs_each_trial_once(victim, tiny_data,
                                                                                   tmp_path) -> None:

@@ -138,7 +138,7 @@ def supervise(spec: SweepSpec, options: RunOptions, resume: str) -> RunSummary:
         raise StoppedAtOnce(_lost("stopped at once by a second Ctrl-C", spec, sweep_dir, resume, None, head_gone=False))
     if kind == "crash" and not watch.dead:
         raise DriverCrashed(f"the sweep's driver failed:\n{outcome[1]}")
-    what = watch.dead or _driver_death(pid, code)
+    what = watch.dead if watch.dead and not watch.killed_from_outside(code) else _driver_death(pid, code)
     if kind == "crash":
         _log.debug("the driver's last words: %s", outcome[1])
     raise DriverLost(_lost(what, spec, sweep_dir, resume, log, head_gone="head" in what))
@@ -193,10 +193,12 @@ def _drive(spec: SweepSpec, options: RunOptions,
             watch.check(proc)
             if watch.dead and time.monotonic() - watch.since > GRACE_S and proc.poll() is None:
                 _log.debug("the driver outlived its Ray node by %.0f s; ending it", GRACE_S)
+                watch.ended_it = True
                 proc.kill()
         try:
             code = proc.wait(timeout=EXIT_WAIT_S if outcome else None)
         except subprocess.TimeoutExpired:  # done, but stuck shutting Ray down: its work is recorded
+            watch.ended_it = True
             proc.kill()
             code = proc.wait()
     if log is not None:
@@ -265,6 +267,18 @@ class _Watch:
         self.dead = ""
         self.since = 0.0
         self._probed, self._misses = 0.0, 0
+        self.ended_it = False  # this process killed the driver (it outlived its node)
+
+    def killed_from_outside(self, code: int) -> bool:
+        """Whether a signal this process did not send (kill -9, the OOM killer) ended the driver.
+
+        Then the driver's death came first, whatever the watch saw: the Ray processes that
+        ``ray.init`` started die with their parent (Ray's parent-death signal), and the kernel
+        sends that signal before the killed driver becomes waitable, so for a moment the
+        raylet is gone while the driver still looks alive. A raylet's death ends the driver
+        with an exit status (Ray's core exits), or with this process's SIGKILL.
+        """
+        return code in (-signal.SIGKILL, -signal.SIGTERM) and not self.ended_it
 
     def check(self, driver: subprocess.Popen) -> None:
         """Look at the driver's raylet and GCS once; a death counts only while ``driver`` runs:

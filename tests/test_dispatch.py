@@ -774,9 +774,14 @@ def test_a_worker_killed_mid_trial_is_retried_and_the_sweep_finishes(t4_ray, tin
   loss: {values: [mae, mse]}
 """).replace("max_concurrent: 2", "max_concurrent: 1"))
     # Ray's workers are this process's grandchildren (via the raylet); a trial's is titled
-    # ray::ImplicitFunc. Kill -9 it mid-trial, as a dying node or the OOM killer would.
+    # ray::ImplicitFunc. Kill -9 it mid-trial, as a dying node or the OOM killer would. Not one
+    # an earlier test's sweep left on the shared cluster, still exiting under its old title:
+    # killing that one would leave this sweep's trials alone (CI saw attempts [1, 1]).
+    before = {p.pid for p in psutil.Process().children(recursive=True) if _is_trial(p)}
+
     def first_trial_worker() -> psutil.Process | None:
-        return next((p for p in psutil.Process().children(recursive=True) if _is_trial(p)), None)
+        return next((p for p in psutil.Process().children(recursive=True)
+                     if p.pid not in before and _is_trial(p)), None)
 
     killed: list[int] = []
     killer = threading.Thread(target=_kill_once_seen, args=(first_trial_worker, lambda p: p, 1.0, 120, killed),

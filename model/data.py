@@ -234,7 +234,9 @@ def load_split(ref: DatasetRef, split: str) -> Split:
     )
 
 
-def train_pipeline(pairs: Pairs, *, patch_size: int, batch_size: int, seed: int) -> "tf.data.Dataset":
+def train_pipeline(
+    pairs: Pairs, *, patch_size: int, batch_size: int, seed: int, start: int = 0
+) -> "tf.data.Dataset":
     """An endless, deterministic stream of random training patches.
 
     Each element takes the next image of a per-epoch seeded permutation, crops the SAME
@@ -253,6 +255,8 @@ def train_pipeline(pairs: Pairs, *, patch_size: int, batch_size: int, seed: int)
         patch_size: Side of each square patch; a multiple of 4 (the network halves twice).
         batch_size: Patches per batch; the last partial batch never happens (infinite).
         seed: The stream's seed.
+        start: Index of the first patch: a run resumed after ``k`` epochs of ``s`` steps passes
+            ``k * s * batch_size`` and gets exactly the patches the uninterrupted run would.
 
     Returns:
         A ``tf.data.Dataset`` of ``(blur, sharp)`` float32 batches, shape
@@ -267,6 +271,9 @@ def train_pipeline(pairs: Pairs, *, patch_size: int, batch_size: int, seed: int)
     if b < 1:
         raise ConfigError(f"batch_size={batch_size!r}: must be >= 1, e.g. batch_size=8")
     s = int_arg("seed", seed)
+    first = int_arg("start", start)
+    if first < 0:
+        raise ConfigError(f"start={start!r}: must be >= 0 (the index of the first patch), e.g. start=0")
     if not len(pairs):
         raise DataError(f"{getattr(pairs, 'blur_dir', None) or 'split'}: no image pairs to train on")
     for i in range(len(pairs)):
@@ -277,10 +284,10 @@ def train_pipeline(pairs: Pairs, *, patch_size: int, batch_size: int, seed: int)
                 f"{pairs.path(i)}: image is {w}x{h} pixels, smaller than the {p}x{p} patch; "
                 f"use patch_size <= {largest} or larger images"
             )
-    return _patch_stream(pairs, p, b, s)
+    return _patch_stream(pairs, p, b, s, first)
 
 
-def _patch_stream(pairs: Pairs, p: int, batch: int, seed: int) -> "tf.data.Dataset":
+def _patch_stream(pairs: Pairs, p: int, batch: int, seed: int, start: int) -> "tf.data.Dataset":
     import tensorflow as tf
 
     n = len(pairs)
@@ -309,7 +316,7 @@ def _patch_stream(pairs: Pairs, p: int, batch: int, seed: int) -> "tf.data.Datas
         return patch[..., :3], patch[..., 3:]
 
     return (
-        tf.data.Dataset.counter(dtype=tf.int64)
+        tf.data.Dataset.counter(start=start, dtype=tf.int64)
         .map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .batch(batch, drop_remainder=True)
         .prefetch(tf.data.AUTOTUNE)

@@ -7,17 +7,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from model.checkpoint import TrainState
 from model.data import EVAL_MAX_SIZE, DatasetRef
 from model.images import to_uint8
 from model.params import TrainParams
 
 __all__ = ["train", "predict", "compiled_model", "TrainResult", "EpochMetrics", "PredictResult", "EpochCallback"]
+
+_log = logging.getLogger(__name__)
 
 # per-epoch record handed to the callback and kept in the result's history
 EpochMetrics = dict[str, float]
@@ -34,10 +39,11 @@ class TrainResult:
         best: Metrics of the epoch with the highest val_psnr.
         best_epoch: 1-based epoch of ``best`` (0 when no epoch completed).
         epochs_run: Completed epochs.
-        seconds: Wall time of the whole run, data loading included.
+        seconds: Wall time of the whole run, data loading included (and the earlier attempts'
+            time, when it resumed from a checkpoint).
         images_per_second: Training patches per second of the fit loop (evaluation excluded).
         model_path: Where the best model was saved, if a path was given and an epoch completed.
-        history: One :data:`EpochMetrics` per completed epoch.
+        history: One :data:`EpochMetrics` per completed epoch (restored ones included).
         error: Why the run stopped early, else ``None``.
         samples: (blurred, restored, sharp) uint8 HxWx3 triplets restored with the best
             epoch's weights, as many as asked for.
@@ -54,6 +60,8 @@ class TrainResult:
     history: tuple[EpochMetrics, ...] = field(default_factory=tuple)
     error: str | None = None
     samples: tuple[tuple[Any, Any, Any], ...] = field(default_factory=tuple)
+    resumed_epochs: int = 0
+    """Epochs restored from a checkpoint instead of trained in this call."""
 
 
 def compiled_model(params: TrainParams, vgg_weights: str | None, *, jit_compile: bool = False) -> Any:
@@ -96,6 +104,10 @@ def _run_callbacks(
     model_path: Path | None,
     images_per_epoch: int,
     keep_best_weights: bool,
+    *,
+    started: float,
+    resumed: TrainState | None,
+    checkpoint: Callable[[TrainState], None] | None,
 ) -> Any:
     import keras
 
@@ -104,17 +116,19 @@ def _run_callbacks(
     restore = _restorer(net)
 
     class _Tracker(keras.callbacks.Callback):
-        """Stops on a non-finite loss, evaluates each epoch, keeps the best model."""
+        """Stops on a non-finite loss, evaluates each epoch, keeps the best model, checkpoints."""
 
         def __init__(self) -> None:
             super().__init__()
-            self.history: list[EpochMetrics] = []
-            self.best: EpochMetrics = {}
-            self.best_epoch = 0
-            self.best_weights: list[Any] | None = None
-            self.images = 0
+            self.history: list[EpochMetrics] = [dict(r) for r in resumed.history] if resumed else []
+            self.best_epoch = resumed.best_epoch if resumed else 0
+            self.best: EpochMetrics = dict(self.history[self.best_epoch - 1]) if self.best_epoch else {}
+            self.best_weights: list[Any] | None = (
+                list(resumed.best_weights) if resumed and resumed.best_weights is not None else None)
+            self.images = resumed.images if resumed else 0
             self.diverged_at: int | None = None
-            self.fit_seconds = 0.0
+            self.fit_seconds = resumed.fit_seconds if resumed else 0.0
+            self.earlier_seconds = resumed.seconds if resumed else 0.0
             self._epoch_start = 0.0
 
         def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
@@ -136,8 +150,9 @@ def _run_callbacks(
                 "epoch": epoch + 1,
                 "train_loss": float((logs or {})["loss"]),
                 **{f"val_{name}": float(value) for name, value in scores.items()},
-                # cumulative over the epochs so far; the one timing figure in a record
+                # cumulative over the epochs so far, as is the run's wall time (earlier attempts in)
                 "images_per_second": self.images / self.fit_seconds,
+                "seconds": self.earlier_seconds + time.perf_counter() - started,
             }
             self.history.append(record)
             if not self.best or record["val_psnr"] > self.best["val_psnr"]:
@@ -146,10 +161,28 @@ def _run_callbacks(
                     self.best_weights = self.model.get_weights()
                 if model_path is not None:
                     self.model.save(model_path)
+            if checkpoint is not None:  # before the callback: what it is told is never lost
+                checkpoint(self.state())
             if on_epoch is not None:
                 on_epoch(epoch + 1, record)
 
+        def state(self) -> TrainState:
+            return TrainState(
+                history=tuple(self.history), best_epoch=self.best_epoch, images=self.images,
+                fit_seconds=self.fit_seconds, seconds=self.history[-1]["seconds"], weights=self.model.get_weights(),
+                optimizer=[v.numpy() for v in self.model.optimizer.variables], best_weights=self.best_weights)
+
     return _Tracker()
+
+
+def _restore(net: Any, state: TrainState) -> None:
+    """Put a checkpoint's weights and optimizer variables (step counter and slots) back."""
+    net.set_weights(state.weights)
+    variables = net.optimizer.variables
+    if len(variables) != len(state.optimizer):
+        raise ValueError(f"the checkpoint holds {len(state.optimizer)} optimizer variables, the model {len(variables)}")
+    for variable, value in zip(variables, state.optimizer):
+        variable.assign(value)
 
 
 def train(
@@ -161,6 +194,7 @@ def train(
     vgg_weights: str | None = "auto",
     eval_max_size: int | None = EVAL_MAX_SIZE,
     samples: int = 0,
+    checkpoint_path: str | Path | None = None,
 ) -> TrainResult:
     """Train the deblur model once.
 
@@ -172,6 +206,10 @@ def train(
         vgg_weights: Weights for the perceptual loss (see ``model.losses``).
         eval_max_size: Largest side of the centre crops evaluated each epoch.
         samples: How many test pairs to restore with the best weights for the result.
+        checkpoint_path: Where to keep the run's state after each epoch (``.npz``, see
+            :mod:`model.checkpoint`). If it holds a checkpoint of this run, training resumes
+            after its last epoch, bit-exactly on CPU; the restored epochs are replayed through
+            ``on_epoch`` first, so a consumer sees every epoch. Removed when the run ends.
 
     Returns:
         The run's :class:`TrainResult`; a NaN/inf loss gives ``status="diverged"``.
@@ -198,13 +236,23 @@ def train(
 
     keras.utils.set_random_seed(p.seed)
     net = compiled_model(p, vgg_weights)
-    stream = train_pipeline(train_split, patch_size=p.patch_size, batch_size=p.batch_size, seed=p.seed)
+    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
+    resumed, save = _checkpointing(ckpt, p, dataset, samples > 0)
+    if resumed is not None:
+        _restore(net, resumed)
+        _log.info("%s: resuming after epoch %d of %d", ckpt, resumed.epoch, p.epochs)
+    done = resumed.epoch if resumed is not None else 0
+    stream = train_pipeline(train_split, patch_size=p.patch_size, batch_size=p.batch_size, seed=p.seed,
+                            start=done * p.steps_per_epoch * p.batch_size)
     tracker = _run_callbacks(
-        net, eval_pairs, on_epoch, path, p.steps_per_epoch * p.batch_size, keep_best_weights=samples > 0
+        net, eval_pairs, on_epoch, path, p.steps_per_epoch * p.batch_size, keep_best_weights=samples > 0,
+        started=started, resumed=resumed, checkpoint=save,
     )
+    for record in tracker.history if on_epoch is not None else ():
+        on_epoch(int(record["epoch"]), record)
     try:
-        net.fit(stream, epochs=p.epochs, steps_per_epoch=p.steps_per_epoch, callbacks=[tracker], verbose=0,
-                shuffle=False)
+        net.fit(stream, epochs=p.epochs, initial_epoch=done, steps_per_epoch=p.steps_per_epoch, callbacks=[tracker],
+                verbose=0, shuffle=False)
     except tf.errors.ResourceExhaustedError as err:
         # TF's message is pages long; keep its first line and say what to change.
         first = (str(getattr(err, "message", "") or err).strip().splitlines() or ["out of memory"])[0][:300]
@@ -213,6 +261,9 @@ def train(
             f"({first}); lower batch_size or patch_size"
         ) from None
 
+    if ckpt is not None:
+        with contextlib.suppress(OSError):  # the run is over: its result is what counts now
+            ckpt.unlink(missing_ok=True)
     diverged = tracker.diverged_at is not None
     triplets: tuple[tuple[Any, Any, Any], ...] = ()
     if tracker.best_weights is not None:
@@ -224,7 +275,7 @@ def train(
         best=dict(tracker.best),
         best_epoch=tracker.best_epoch,
         epochs_run=len(tracker.history),
-        seconds=time.perf_counter() - started,
+        seconds=tracker.earlier_seconds + time.perf_counter() - started,
         images_per_second=tracker.history[-1]["images_per_second"] if tracker.history else 0.0,
         model_path=path if path is not None and tracker.history else None,
         history=tuple(tracker.history),
@@ -234,7 +285,37 @@ def train(
             else None
         ),
         samples=triplets,
+        resumed_epochs=done,
     )
+
+
+def _checkpointing(
+    path: Path | None, p: TrainParams, dataset: DatasetRef, keep_best_weights: bool
+) -> tuple[TrainState | None, Callable[[TrainState], None] | None]:
+    """The state to resume from (if ``path`` holds this run's), and the per-epoch saver."""
+    if path is None:
+        return None, None
+    from model.checkpoint import load_state, save_state
+
+    # Everything the state depends on; the epoch count is left out, so a longer run of the same
+    # parameters could go on from a shorter one's checkpoint (the stream does not depend on it).
+    key = {"params": {k: v for k, v in p.to_dict().items() if k != "epochs"},
+           "dataset": str(dataset.dir.resolve() / dataset.name), "best_weights": keep_best_weights}
+    resumed = load_state(path, key)
+    if resumed is not None and resumed.epoch > p.epochs:
+        resumed = None  # more epochs than asked for: start again rather than report too many
+    failed: list[OSError] = []
+
+    def save(state: TrainState) -> None:
+        if failed:
+            return
+        try:
+            save_state(path, key, state)
+        except OSError as err:  # a checkpoint saves time on a restart; never fail the run for it
+            failed.append(err)
+            _log.warning("%s: cannot write the checkpoint (%s); this run goes on without one", path, err)
+
+    return resumed, save
 
 
 def _samples(restore: Callable[[Any], Any], pairs: list[Any]) -> tuple[tuple[Any, Any, Any], ...]:

@@ -72,6 +72,8 @@ def run_trial(config: Mapping[str, Any], context: TrialContext) -> None:
     its last report says ``status="error"`` and the trial ends at once, without a retry and
     without Ray replacing the worker (a new worker pays for importing TensorFlow again). A
     diverged run is not an exception either: its last report says ``status="diverged"``.
+    After each epoch the trial's state is checkpointed under ``<sweep>/checkpoints/``; a trial
+    run again on the same node resumes from it (its earlier epochs are replayed to Tune and W&B).
     """
     from ray import tune
 
@@ -96,6 +98,9 @@ def run_trial(config: Mapping[str, Any], context: TrialContext) -> None:
         result = train(
             params, DatasetRef(Path(context.dataset_dir), context.dataset_name), on_epoch=on_epoch,
             samples=context.samples, vgg_weights=context.vgg_weights,
+            # on this node's disk: a trial cut short (a kill, a lost session) and run again here
+            # goes on after its last epoch instead of starting over
+            checkpoint_path=sweep_dir / "checkpoints" / f"{tid}.npz",
         )
     except ConfigError as err:
         tracker.finish({"status": "error"}, "error")

@@ -231,6 +231,19 @@ def test_pipeline_deterministic_per_seed(synthetic: DatasetRef) -> None:
     assert not np.array_equal(a[0][0], other[0][0])
 
 
+def test_a_stream_started_mid_way_is_the_same_stream_from_there(synthetic: DatasetRef) -> None:
+    """What a resumed run relies on: start=k gives exactly the patches from the k-th on, across
+    an epoch boundary of the split (4 pairs) and a batch boundary."""
+    split = load_split(synthetic, "train")
+    whole = _first(split, seed=2, batches=6, batch_size=1)
+    later = _first(split, seed=2, batches=3, batch_size=1, start=3)
+    for (wb, ws), (lb, ls) in zip(whole[3:], later):
+        np.testing.assert_array_equal(wb, lb)
+        np.testing.assert_array_equal(ws, ls)
+    with pytest.raises(ConfigError, match="start=-1: must be >= 0"):
+        train_pipeline(split, patch_size=16, batch_size=1, seed=0, start=-1)
+
+
 def _mixed_split() -> Split:
     """Images of different sizes with unique pixel values, blur identical to sharp."""
     rng = np.random.default_rng(0)

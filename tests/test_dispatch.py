@@ -557,6 +557,52 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_loses_nothing(tiny_data, tm
     assert set(_rerun_finishes_every_trial(cmd, results / "intr", spec_path)["status"]) == {"ok"}
 
 
+def test_a_trial_cut_short_resumes_from_its_checkpoint_on_the_rerun(tiny_data, tmp_path) -> None:
+    """kill -9 of `sweeper run` and all its Ray (as a session's end does) while the first trial,
+    really training, is held after epoch 1. The rerun goes on after that epoch instead of
+    training it again: the trial's first report is the checkpoint's replay (the first attempt's
+    own timings), the ledger has each epoch once, its seconds count both attempts, and no
+    checkpoint is left."""
+    from sweeper.dispatch.results import result_lines
+    from sweeper.ledger import Ledger
+    from sweeper.space import expand
+
+    spec_path, results, cmd = _three_trial_sweep("resume", tiny_data, tmp_path)
+    ids = [t.id for t in expand(loads(spec_path.read_text()))]  # the order the grid runs them in
+    hold = tmp_path / "hold"
+    hold.write_text(ids[0])
+    sweep = results / "resume"
+    env = _env(PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "held_epoch"), str(ROOT)]),
+               SWEEPER_TEST_HOLD_EPOCH=str(hold))
+    driver = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300  # a hang guard
+        while (time.monotonic() < deadline and driver.poll() is None
+               and not any(p.stat().st_size for p in sweep.glob(f"ray/run-001/{ids[0]}_*/result.json"))):
+            time.sleep(0.05)
+        assert driver.poll() is None, driver.communicate()[1][-3000:]
+        assert (sweep / "checkpoints" / f"{ids[0]}.npz").is_file()
+    finally:
+        _reap(driver)  # the driver, its raylet and the held trial's worker, all at once
+    driver.wait(timeout=60)
+    first = result_lines(next(sweep.glob(f"ray/run-001/{ids[0]}_*/result.json")))
+    assert [r["epoch"] for r in first] == [1]
+    hold.unlink()
+
+    trials = _rerun_finishes_every_trial(cmd, sweep, spec_path)
+    second = result_lines(next(sweep.glob(f"ray/run-002/{ids[0]}_*/result.json")))
+    assert [r["epoch"] for r in second] == [1, 2]
+    replayed = ("images_per_second", "seconds", "val_psnr", "train_loss")
+    assert {k: second[0][k] for k in replayed} == {k: first[0][k] for k in replayed}  # not trained again
+    row = trials.set_index("trial_id").loc[ids[0]]
+    assert row["status"] == "ok" and row["epochs_run"] == 2
+    assert row["seconds"] == second[-1]["seconds"] > first[0]["seconds"]
+    epochs = Ledger(sweep).epochs()
+    assert sorted(epochs[epochs["trial_id"] == ids[0]]["epoch"]) == [1, 2]
+    assert not list((sweep / "checkpoints").glob("*.npz"))
+
+
 def _quick_trial_env(epoch_s: float, **extra: str) -> dict[str, str]:
     """`sweeper run`'s environment with trials that sleep ``epoch_s`` an epoch instead of training
     (tests/quick_trial/sitecustomize.py), and a GCS that declares a silent node dead after 1.5 s

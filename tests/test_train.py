@@ -34,7 +34,9 @@ def test_thirty_steps_on_one_pair_lower_the_loss(one_pair: object, tmp_path: Pat
     losses = [m["train_loss"] for m in result.history]
     assert losses[-1] < losses[0]
     assert [e for e, _ in seen] == [1, 2, 3] and len(result.history) == result.epochs_run == 3
-    assert set(seen[0][1]) == {"epoch", "train_loss", "val_psnr", "val_ssim", "val_mae", "images_per_second"}
+    assert set(seen[0][1]) == {"epoch", "train_loss", "val_psnr", "val_ssim", "val_mae", "images_per_second",
+                               "seconds"}
+    assert 0 < seen[0][1]["seconds"] < seen[1][1]["seconds"] < seen[2][1]["seconds"] <= result.seconds
     assert result.best["val_psnr"] == max(m["val_psnr"] for m in result.history)
     assert result.history[result.best_epoch - 1] == result.best
     assert result.images_per_second > 0 and result.seconds > 0
@@ -76,7 +78,80 @@ def test_auto_precision_trains_exactly_as_the_policy_it_resolves_to(tiny_data: o
 
 def _metrics(history: tuple[dict, ...]) -> list[dict]:
     """Everything but the timing, which no seed can make repeatable."""
-    return [{k: v for k, v in m.items() if k != "images_per_second"} for m in history]
+    return [{k: v for k, v in m.items() if k not in ("images_per_second", "seconds")} for m in history]
+
+
+class _Cut(Exception):
+    """The run's end from outside (a kill, a lost session), as an epoch callback can raise it."""
+
+
+def _cut_after(epoch: int, seen: list) -> "object":
+    def on_epoch(e: int, metrics: dict) -> None:
+        seen.append(dict(metrics))
+        if e == epoch:
+            raise _Cut
+    return on_epoch
+
+
+@pytest.mark.parametrize(("precision", "optimizer"), [
+    ("float32", "adam"), ("mixed_bfloat16", "nadam"), ("mixed_float16", "rmsprop")])  # fp16: its loss scale too
+def test_a_run_cut_short_resumes_after_its_last_epoch_bit_exactly(tiny_data: object, tmp_path: Path,
+                                                                  precision: str, optimizer: str) -> None:
+    """Cut after epoch 2 of 3, run again with the same checkpoint: epochs 1-2 are replayed (not
+    trained: their timings are the first attempt's), epoch 3 is trained, and every number,
+    the best weights' samples included, is what the uninterrupted run computed."""
+    from model.train import train
+
+    params = tiny_params(epochs=3, precision=precision, optimizer=optimizer)
+    straight = train(params, tiny_data, samples=1)
+    ckpt = tmp_path / "checkpoints" / "t.npz"
+    first: list[dict] = []
+    with pytest.raises(_Cut):
+        train(params, tiny_data, samples=1, checkpoint_path=ckpt, on_epoch=_cut_after(2, first))
+    assert ckpt.is_file()
+    seen: list[tuple[int, dict]] = []
+    resumed = train(params, tiny_data, samples=1, checkpoint_path=ckpt, on_epoch=lambda e, m: seen.append((e, m)))
+    assert resumed.resumed_epochs == 2 and resumed.epochs_run == 3 and resumed.status == "ok"
+    assert [e for e, _ in seen] == [1, 2, 3]
+    assert [m for _, m in seen[:2]] == first  # replayed as recorded, timings included
+    assert _metrics(resumed.history) == _metrics(straight.history)  # epoch 3's train_loss too
+    assert resumed.best_epoch == straight.best_epoch
+    for got, want in zip(resumed.samples, straight.samples):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+    assert resumed.seconds > first[-1]["seconds"]  # the first attempt's time is counted
+    assert not ckpt.exists() and not list(ckpt.parent.iterdir())  # the run is over: nothing left
+
+
+@pytest.mark.parametrize("bad", ["other_params", "torn"])
+def test_a_checkpoint_that_is_not_this_runs_is_set_aside_and_the_run_starts_over(
+        tiny_data: object, tmp_path: Path, caplog: pytest.LogCaptureFixture, bad: str) -> None:
+    from model.train import train
+
+    ckpt = tmp_path / "t.npz"
+    with pytest.raises(_Cut):
+        train(tiny_params(seed=0 if bad == "other_params" else 1), tiny_data, checkpoint_path=ckpt,
+              on_epoch=_cut_after(1, []))
+    if bad == "torn":
+        ckpt.write_bytes(ckpt.read_bytes()[:1000])  # as a disk that lost the file's tail
+    with caplog.at_level("WARNING", logger="model.checkpoint"):
+        result = train(tiny_params(seed=1), tiny_data, checkpoint_path=ckpt)
+    assert result.resumed_epochs == 0 and result.epochs_run == 2
+    assert _metrics(result.history) == _metrics(train(tiny_params(seed=1), tiny_data).history)
+    why = "other parameters or another dataset" if bad == "other_params" else "cannot be read"
+    assert [r.getMessage() for r in caplog.records if why in r.getMessage()], caplog.text
+    assert (tmp_path / "t.npz.set-aside").is_file() and not ckpt.exists()
+
+
+def test_a_checkpoint_that_cannot_be_written_never_fails_the_run(tiny_data: object, tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    from model.train import train
+
+    (tmp_path / "a_file").write_text("")
+    with caplog.at_level("WARNING", logger="model.train"):
+        result = train(tiny_params(), tiny_data, checkpoint_path=tmp_path / "a_file" / "t.npz")
+    assert result.status == "ok" and result.epochs_run == 2
+    assert sum("cannot write the checkpoint" in r.getMessage() for r in caplog.records) == 1  # once, not per epoch
 
 
 def test_same_params_and_seed_give_the_same_numbers(tiny_data: object) -> None:

@@ -86,13 +86,22 @@ def record_from_results(
         metrics=best.metrics if best is not None else {},
         best_epoch=best.epoch if best is not None else 0,
         epochs_run=len(by_epoch),
-        seconds=float(results[-1].get("time_total_s", math.nan)) if results else math.nan,
+        seconds=_seconds(reports, results),
         images_per_second=by_epoch[max(by_epoch)].images_per_second if by_epoch else math.nan,
         placement=last.placement if last else Placement(),
         attempts=attempts,
         error=error if error is not None else (last.error if last else ""),
     )
     return row, epochs
+
+
+def _seconds(reports: Sequence[TrialReport], results: Sequence[Mapping[str, Any]]) -> float:
+    """A trial's compute: the trainer's wall time at its last report, which carries over a
+    resumed trial's earlier attempts; Ray's ``time_total_s`` for reports without it (older
+    ledgers; a trial that ended without a scored epoch)."""
+    if reports and math.isfinite(reports[-1].seconds):
+        return reports[-1].seconds
+    return float(results[-1].get("time_total_s", math.nan)) if results else math.nan
 
 
 def set_aside_unreadable(ledger: Ledger) -> list[str]:

@@ -31,6 +31,9 @@ class TrialReport:
 
     Attributes:
         metrics: :data:`~model.metrics.VAL_METRICS` -> value.
+        seconds: The trial's training wall time up to this epoch, as the trainer measured it,
+            attempts a checkpoint carried over included (Tune's ``time_total_s`` counts only
+            the last attempt); NaN in a report that is not a scored epoch.
         placement: Where the trial runs.
     """
 
@@ -41,6 +44,7 @@ class TrialReport:
     train_loss: float = math.nan
     metrics: Mapping[str, float] = field(default_factory=dict)
     images_per_second: float = math.nan
+    seconds: float = math.nan
     placement: Placement = field(default_factory=Placement)
 
     def __post_init__(self) -> None:
@@ -65,7 +69,7 @@ class TrialReport:
         return {
             "trial_id": self.trial_id, "epoch": self.epoch, "status": self.status, "error": self.error,
             "train_loss": self.train_loss, **self.metrics, "images_per_second": self.images_per_second,
-            **self.placement.to_dict(),
+            "seconds": self.seconds, **self.placement.to_dict(),
         }
 
     @classmethod

@@ -667,8 +667,8 @@ def test_a_killed_driver_is_blamed_even_when_its_raylet_looked_dead_first() -> N
         assert watch.killed_from_outside(-signal.SIGKILL) and watch.killed_from_outside(-signal.SIGTERM)
         assert not watch.killed_from_outside(1)  # Ray's core ends a driver whose raylet died: exit 1
         assert not watch.killed_from_outside(-signal.SIGABRT)
-        watch.ended_it = True  # the supervisor's own kill after GRACE_S
-        assert not watch.killed_from_outside(-signal.SIGKILL)
+        watch.end(driver)  # the supervisor's own kill after GRACE_S
+        assert driver.wait(timeout=30) == -signal.SIGKILL and not watch.killed_from_outside(driver.returncode)
     finally:
         driver.kill()
         driver.wait()

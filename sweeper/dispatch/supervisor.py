@@ -193,13 +193,11 @@ def _drive(spec: SweepSpec, options: RunOptions,
             watch.check(proc)
             if watch.dead and time.monotonic() - watch.since > GRACE_S and proc.poll() is None:
                 _log.debug("the driver outlived its Ray node by %.0f s; ending it", GRACE_S)
-                watch.ended_it = True
-                proc.kill()
+                watch.end(proc)
         try:
             code = proc.wait(timeout=EXIT_WAIT_S if outcome else None)
         except subprocess.TimeoutExpired:  # done, but stuck shutting Ray down: its work is recorded
-            watch.ended_it = True
-            proc.kill()
+            watch.end(proc)
             code = proc.wait()
     if log is not None:
         log.join(timeout=DRAIN_S)  # the rest of what the driver said (a process it left may hold the pipe)
@@ -268,6 +266,11 @@ class _Watch:
         self.since = 0.0
         self._probed, self._misses = 0.0, 0
         self.ended_it = False  # this process killed the driver (it outlived its node)
+
+    def end(self, driver: subprocess.Popen) -> None:
+        """SIGKILL the driver, remembering that this process sent it (not ``kill -9`` from outside)."""
+        self.ended_it = True
+        driver.kill()
 
     def killed_from_outside(self, code: int) -> bool:
         """Whether a signal this process did not send (kill -9, the OOM killer) ended the driver.

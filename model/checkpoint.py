@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["TrainState", "load_state", "save_state"]
+__all__ = ["TrainState", "load_state", "read_progress", "save_state"]
 
 _log = logging.getLogger(__name__)
 
@@ -71,7 +71,8 @@ def save_state(path: Path, key: Mapping[str, Any], state: TrainState) -> None:
 
     Args:
         path: The checkpoint file.
-        key: What the state belongs to (parameters, dataset); :func:`load_state` must match it.
+        key: What the state belongs to, ``params`` (the run's parameters) among it;
+            :func:`load_state` must match it.
         state: The run's state.
     """
     meta = {"format": _FORMAT, "key": dict(key), "history": [dict(r) for r in state.history],
@@ -99,7 +100,7 @@ def load_state(path: Path, key: Mapping[str, Any]) -> TrainState | None:
         return None
     try:
         with np.load(path, allow_pickle=False) as npz:
-            meta = json.loads(npz["meta"].tobytes().decode())
+            meta = _meta(npz)
             if meta.get("format") != _FORMAT or meta.get("key") != json.loads(json.dumps(dict(key))):
                 _set_aside(path, "it was written for other parameters or another dataset")
                 return None
@@ -112,6 +113,21 @@ def load_state(path: Path, key: Mapping[str, Any]) -> TrainState | None:
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, io.UnsupportedOperation) as err:
         _set_aside(path, f"it cannot be read ({type(err).__name__}: {err})")
         return None
+
+
+def read_progress(path: Path) -> tuple[int, dict[str, Any]] | None:
+    """``(completed epochs, the run's parameters)`` of the checkpoint at ``path``, from its small
+    header only (no weights are read); ``None`` when it cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = _meta(npz)
+        return len(meta["history"]), dict(meta["key"]["params"])
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
+        return None
+
+
+def _meta(npz: Any) -> dict[str, Any]:
+    return json.loads(npz["meta"].tobytes().decode())
 
 
 def _numbered(npz: Any, prefix: str) -> list[np.ndarray]:

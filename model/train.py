@@ -297,13 +297,10 @@ def _checkpointing(
         return None, None
     from model.checkpoint import load_state, save_state
 
-    # Everything the state depends on; the epoch count is left out, so a longer run of the same
-    # parameters could go on from a shorter one's checkpoint (the stream does not depend on it).
-    key = {"params": {k: v for k, v in p.to_dict().items() if k != "epochs"},
-           "dataset": str(dataset.dir.resolve() / dataset.name), "best_weights": keep_best_weights}
+    # everything the state depends on
+    key = {"params": p.to_dict(), "dataset": str(dataset.dir.resolve() / dataset.name),
+           "best_weights": keep_best_weights}
     resumed = load_state(path, key)
-    if resumed is not None and resumed.epoch > p.epochs:
-        resumed = None  # more epochs than asked for: start again rather than report too many
     failed: list[OSError] = []
 
     def save(state: TrainState) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Sequence
 
 from model.metrics import metric_goal, metric_unit
 from sweeper.folder import find_sweep, read_spec
@@ -45,6 +46,9 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
                      f"left; {where} (at most {state.full_trials(spec.race.max)} trials)")
     elif planned:
         lines.append(f"remaining: {max(0, planned - done)}")
+    flight = _in_flight(sweep_dir, set(trials["trial_id"]), searched_params(spec, trials))
+    if flight:
+        lines.append(flight)
     metric = spec.metric if spec is not None else "val_psnr"
     goal = spec.goal if spec is not None else metric_goal(metric)
     ok = trials[(trials["status"] == "ok") & trials[metric].notna()]
@@ -57,3 +61,18 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
         if params:
             lines[-1] += f" ({params})"
     return "\n".join(lines)
+
+
+def _in_flight(sweep_dir: Path, recorded: set[str], varied: Sequence[str]) -> str | None:
+    """The trials this node has checkpointed but the ledger lacks: running, or cut short (a rerun
+    goes on from their last epoch)."""
+    from model.checkpoint import read_progress
+
+    parts = []
+    for path in sorted((sweep_dir / "checkpoints").glob("*.npz")):
+        progress = read_progress(path) if path.stem not in recorded else None
+        if progress is not None:
+            epoch, params = progress
+            shown = ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if k in varied) or path.stem
+            parts.append(f"{shown} at epoch {epoch}/{params.get('epochs', '?')}")
+    return f"in progress or cut short (checkpointed): {'; '.join(parts)}" if parts else None

@@ -568,10 +568,12 @@ def test_a_trial_cut_short_resumes_from_its_checkpoint_on_the_rerun(tiny_data, t
     from sweeper.space import expand
 
     spec_path, results, cmd = _three_trial_sweep("resume", tiny_data, tmp_path)
-    ids = [t.id for t in expand(loads(spec_path.read_text()))]  # the order the grid runs them in
+    grid = expand(loads(spec_path.read_text()))  # the order the grid runs them in
+    ids = [t.id for t in grid]
     hold = tmp_path / "hold"
     hold.write_text(ids[0])
     sweep = results / "resume"
+    status = [sys.executable, "-m", "sweeper.cli", "status", str(sweep)]
     env = _env(PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "held_epoch"), str(ROOT)]),
                SWEEPER_TEST_HOLD_EPOCH=str(hold))
     driver = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -583,6 +585,9 @@ def test_a_trial_cut_short_resumes_from_its_checkpoint_on_the_rerun(tiny_data, t
             time.sleep(0.05)
         assert driver.poll() is None, driver.communicate()[1][-3000:]
         assert (sweep / "checkpoints" / f"{ids[0]}.npz").is_file()
+        shown = subprocess.run(status, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+        assert (f"in progress or cut short (checkpointed): optimizer={grid[0].params['optimizer']} at epoch 1/2"
+                in shown.stdout.splitlines()), shown.stdout + shown.stderr
     finally:
         _reap(driver)  # the driver, its raylet and the held trial's worker, all at once
     driver.wait(timeout=60)
@@ -601,6 +606,8 @@ def test_a_trial_cut_short_resumes_from_its_checkpoint_on_the_rerun(tiny_data, t
     epochs = Ledger(sweep).epochs()
     assert sorted(epochs[epochs["trial_id"] == ids[0]]["epoch"]) == [1, 2]
     assert not list((sweep / "checkpoints").glob("*.npz"))
+    shown = subprocess.run(status, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and "in progress" not in shown.stdout, shown.stdout + shown.stderr
 
 
 def _quick_trial_env(epoch_s: float, **extra: str) -> dict[str, str]:

@@ -123,6 +123,20 @@ def test_a_run_cut_short_resumes_after_its_last_epoch_bit_exactly(tiny_data: obj
     assert not ckpt.exists() and not list(ckpt.parent.iterdir())  # the run is over: nothing left
 
 
+def test_a_run_cut_after_its_last_epoch_returns_its_result_without_training(tiny_data: object,
+                                                                            tmp_path: Path) -> None:
+    """Killed between the last epoch's checkpoint and its return: run again, nothing trains."""
+    from model.train import train
+
+    ckpt = tmp_path / "t.npz"
+    first: list[dict] = []
+    with pytest.raises(_Cut):
+        train(tiny_params(), tiny_data, checkpoint_path=ckpt, on_epoch=_cut_after(2, first))
+    again = train(tiny_params(), tiny_data, checkpoint_path=ckpt)
+    assert again.resumed_epochs == again.epochs_run == 2 and list(again.history) == first
+    assert again.images_per_second == first[-1]["images_per_second"] and not ckpt.exists()
+
+
 @pytest.mark.parametrize("bad", ["other_params", "torn"])
 def test_a_checkpoint_that_is_not_this_runs_is_set_aside_and_the_run_starts_over(
         tiny_data: object, tmp_path: Path, caplog: pytest.LogCaptureFixture, bad: str) -> None:

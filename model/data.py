@@ -267,13 +267,9 @@ def train_pipeline(
         DataError: An empty split, or an image smaller than the patch.
     """
     p = side_arg("patch_size", patch_size)
-    b = int_arg("batch_size", batch_size)
-    if b < 1:
-        raise ConfigError(f"batch_size={batch_size!r}: must be >= 1, e.g. batch_size=8")
+    b = int_arg("batch_size", batch_size, 8, minimum=1)
     s = int_arg("seed", seed)
-    first = int_arg("start", start)
-    if first < 0:
-        raise ConfigError(f"start={start!r}: must be >= 0 (the index of the first patch), e.g. start=0")
+    first = int_arg("start", start, 0, minimum=0)
     if not len(pairs):
         raise DataError(f"{getattr(pairs, 'blur_dir', None) or 'split'}: no image pairs to train on")
     for i in range(len(pairs)):
@@ -361,9 +357,7 @@ def eval_arrays(pairs: Pairs, *, multiple: int = 4, max_size: int | None = EVAL_
         ConfigError: Bad ``multiple``/``max_size``.
         DataError: An image smaller than ``multiple``.
     """
-    m = int_arg("multiple", multiple)
-    if m < 1:
-        raise ConfigError(f"multiple={multiple!r}: must be >= 1, e.g. multiple=4")
+    m = int_arg("multiple", multiple, 4, minimum=1)
     cap = None
     if max_size is not None:
         cap = int_arg("max_size", max_size)

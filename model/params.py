@@ -98,15 +98,18 @@ def _integer(minimum: int, multiple: int = 1, maximum: int | None = None) -> Cal
     return check
 
 
-def int_arg(field: str, value: Any, example: int | None = None) -> int:
-    """An integer argument, rejecting bools and floats (``24.0`` is a typo for a count).
+def int_arg(field: str, value: Any, example: int | None = None, *, minimum: int | None = None) -> int:
+    """An integer argument (at least ``minimum``, when given), rejecting bools and floats
+    (``24.0`` is a typo for a count).
 
     Raises:
         ConfigError: naming ``field=value`` (and ``field=example`` as the fix, when given).
     """
+    hint = f", e.g. {field}={example}" if example is not None else ""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        hint = f", e.g. {field}={example}" if example is not None else ""
         raise ConfigError(f"{field}={value!r}: must be an integer{hint}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{field}={value!r}: must be >= {minimum}{hint}")
     return int(value)
 
 

@@ -579,10 +579,7 @@ def test_a_trial_cut_short_resumes_from_its_checkpoint_on_the_rerun(tiny_data, t
     driver = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                               start_new_session=True)
     try:
-        deadline = time.monotonic() + 300  # a hang guard
-        while (time.monotonic() < deadline and driver.poll() is None
-               and not any(p.stat().st_size for p in sweep.glob(f"ray/run-001/{ids[0]}_*/result.json"))):
-            time.sleep(0.05)
+        _wait_for_a_report(driver, sweep, ids[0])
         assert driver.poll() is None, driver.communicate()[1][-3000:]
         assert (sweep / "checkpoints" / f"{ids[0]}.npz").is_file()
         shown = subprocess.run(status, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
@@ -634,11 +631,16 @@ def _hold_the_last_trial(name: str, tiny_data, tmp_path: Path):
     sweep = results / name
     driver = subprocess.Popen(cmd, cwd=ROOT, env=_quick_trial_env(0.5, SWEEPER_TEST_HOLD=str(hold)),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _wait_for_a_report(driver, sweep, ids[-1])
+    return spec_path, results, cmd, ids, hold, sweep, driver
+
+
+def _wait_for_a_report(driver: subprocess.Popen, sweep: Path, tid: str) -> None:
+    """Until trial ``tid`` has reported an epoch in the sweep's first Ray run, or the driver ended."""
     deadline = time.monotonic() + 300  # a hang guard
     while (time.monotonic() < deadline and driver.poll() is None
-           and not any(p.stat().st_size for p in sweep.glob(f"ray/run-001/{ids[-1]}_*/result.json"))):
+           and not any(p.stat().st_size for p in sweep.glob(f"ray/run-001/{tid}_*/result.json"))):
         time.sleep(0.05)
-    return spec_path, results, cmd, ids, hold, sweep, driver
 
 
 def _release_and_rerun(cmd: list[str], ids: list[str], hold: Path, sweep: Path) -> None:

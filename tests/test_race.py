@@ -307,9 +307,11 @@ sweeper:
 """
 
 
-def _run_race_on(folder: Path, means: dict[tuple[str, str], float], spread: float = 0.05) -> Path:
-    """Run the race of ``_CLAIM_SPEC`` to its end on scores drawn around ``means``, recording
-    each round in a real ledger the way the driver does (no Ray, no training)."""
+def _run_race_on(folder: Path, means: dict[tuple[str, str], float], spread: float = 0.05,
+                 stop_after: int | None = None) -> Path:
+    """Run the race of ``_CLAIM_SPEC`` to its end (or for ``stop_after`` trials) on scores drawn
+    around ``means``, recording each round in a real ledger the way the driver does (no Ray,
+    no training)."""
     import yaml
 
     from sweeper.ledger import Ledger
@@ -325,6 +327,8 @@ def _run_race_on(folder: Path, means: dict[tuple[str, str], float], spread: floa
         if state.done:
             return folder
         for trial in state.pending:
+            if stop_after is not None and len(ledger.trials()) >= stop_after:
+                return folder
             p = trial.params
             value = means[(p["optimizer"], p["loss"])] + 0.3 * np.sin(p["seed"]) + spread * rng.normal()
             ledger.record(TrialRow(trial.id, "ok", params=p, seconds=60.0,
@@ -357,3 +361,18 @@ def test_the_claims_verdict_comes_from_the_race(tmp_path: Path, rmsprop_mae: flo
     assert "The race: seeds run, eliminations, compute" in result.figures
     assert (sweep / "plots" / "race.png").is_file() and "Configurations in the race" in render(result, "md")
     assert not result.partial  # a finished race plans exactly what it ran
+
+
+def test_a_race_before_its_first_look_says_so_and_how_far_it_has_got(tmp_path: Path) -> None:
+    """Mid-way through the first round nothing has been compared: the verdict says when the
+    first look comes, not a gap over zero shared seeds."""
+    from sweeper.report import report
+
+    sweep = _run_race_on(tmp_path / "claim_race", {**_MEANS, ("rmsprop", "mae"): 25.0}, stop_after=10)
+    result = report(sweep)
+    verdict = result.verdicts[0]
+    assert verdict.outcome == "inconclusive" and not result.race.done
+    assert verdict.reason == ("the race is still running with optimizer=rmsprop, loss=mae and 5 rival(s) in it; "
+                              "no look yet: the first comes once every configuration has run 3 seeds "
+                              "(8 trial(s) of that round to go)"), verdict.reason
+    assert "nan" not in verdict.reason and verdict.seeds_needed is None

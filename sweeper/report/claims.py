@@ -165,6 +165,11 @@ def judge_race(claim: Claim, race: RaceSummary, state: RaceState, metric: str) -
         return Verdict(claim, "reproduced", f"{shown} is the one configuration the race left: it eliminated every "
                        f"rival beyond the noise (alpha {race.alpha:g} over the whole race){tail}",
                        compared_with=last.params if last else None, **common)
+    if not state.rounds:  # mid-way through the first round: nothing compared yet
+        return Verdict(claim, "inconclusive",
+                       f"the race is still running with {shown} and {len(rivals)} rival(s) in it; no look yet: the "
+                       f"first comes once every configuration has run {race.first} seeds ({len(state.pending)} "
+                       "trial(s) of that round to go)", **common)
     mine_scores = state.scores.get(claim_cfg.config_id, {})
     closest = rivals[0]  # alive configurations come best first: the leader, or the runner-up
     theirs = state.scores.get(closest.config_id, {})

@@ -42,7 +42,8 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     if raced:
         state = race_state(spec, trials, ledger.eliminations())
         where = f"over: {state.why}" if state.done else f"{len(state.pending)} trials of the next round to run"
-        lines.append(f"race after {state.seeds} seeds: {len(state.alive)} of {len(state.configs)} configurations "
+        head = f"race after {state.seeds} seeds" if state.rounds else f"race before its first look (at {spec.race.first} seeds)"
+        lines.append(f"{head}: {len(state.alive)} of {len(state.configs)} configurations "
                      f"left; {where} (at most {state.full_trials(spec.race.max)} trials)")
     elif planned:
         lines.append(f"remaining: {max(0, planned - done)}")

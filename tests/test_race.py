@@ -376,3 +376,15 @@ def test_a_race_before_its_first_look_says_so_and_how_far_it_has_got(tmp_path: P
                               "no look yet: the first comes once every configuration has run 3 seeds "
                               "(8 trial(s) of that round to go)"), verdict.reason
     assert "nan" not in verdict.reason and verdict.seeds_needed is None
+
+
+def test_status_shows_where_a_race_stands_before_and_after_its_looks(tmp_path: Path) -> None:
+    from sweeper.status import sweep_status
+
+    early = _run_race_on(tmp_path / "early" / "claim_race", {**_MEANS, ("rmsprop", "mae"): 25.0}, stop_after=10)
+    assert sweep_status(early, tmp_path).splitlines()[1] == (
+        "race before its first look (at 3 seeds): 6 of 6 configurations left; 8 trials of the next round to run "
+        "(at most 48 trials)")
+    done = _run_race_on(tmp_path / "done" / "claim_race", {**_MEANS, ("rmsprop", "mae"): 26.0})
+    line = sweep_status(done, tmp_path).splitlines()[1]
+    assert line.startswith("race after ") and " of 6 configurations left; over: " in line, line

@@ -9,7 +9,7 @@ thread settings are fixed per process and Ray's start-up must not pollute traini
 The benchmarks live one group to a module: :mod:`benchmarks.training` (train_throughput,
 inference), :mod:`benchmarks.orchestration` (orchestration_overhead, concurrency, load),
 :mod:`benchmarks.search` (search_efficiency), :mod:`benchmarks.report_scale` and
-:mod:`benchmarks.scale` (dataset_scale, precision); this script registers and runs them.
+:mod:`benchmarks.scale` (dataset_scale, precision), :mod:`benchmarks.resume` (checkpoint); this script registers and runs them.
 
 Benchmarks measure; nothing here asserts on speed. See ``benchmarks/README.md``.
 """
@@ -34,6 +34,7 @@ if str(ROOT) not in sys.path:
 from benchmarks.common import Figures, cpuinfo  # noqa: E402
 from benchmarks.orchestration import bench_concurrency, bench_load, bench_orchestration_overhead  # noqa: E402
 from benchmarks.report_scale import bench_report_scale  # noqa: E402
+from benchmarks.resume import bench_checkpoint  # noqa: E402
 from benchmarks.scale import bench_dataset_scale, bench_precision  # noqa: E402
 from benchmarks.search import bench_search_efficiency  # noqa: E402
 from benchmarks.training import bench_inference, bench_train_throughput  # noqa: E402
@@ -49,6 +50,7 @@ BENCHMARKS: dict[str, Callable[[bool], Figures]] = {
     "report_scale": bench_report_scale,
     "dataset_scale": bench_dataset_scale,
     "precision": bench_precision,
+    "checkpoint": bench_checkpoint,
 }
 
 

@@ -239,8 +239,14 @@ def train(
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     resumed, save = _checkpointing(ckpt, p, dataset, samples > 0)
     if resumed is not None:
-        _restore(net, resumed)
-        _log.info("%s: resuming after epoch %d of %d", ckpt, resumed.epoch, p.epochs)
+        try:
+            _restore(net, resumed)
+            _log.info("%s: resuming after epoch %d of %d", ckpt, resumed.epoch, p.epochs)
+        except ValueError as err:  # shapes or variables this model does not have
+            _log.warning("%s: checkpoint does not fit this model (%s); training from the first epoch", ckpt, err)
+            resumed = None
+            keras.utils.set_random_seed(p.seed)
+            net = compiled_model(p, vgg_weights)  # nothing partly restored may leak into the fresh run
     done = resumed.epoch if resumed is not None else 0
     stream = train_pipeline(train_split, patch_size=p.patch_size, batch_size=p.batch_size, seed=p.seed,
                             start=done * p.steps_per_epoch * p.batch_size)
@@ -297,9 +303,12 @@ def _checkpointing(
         return None, None
     from model.checkpoint import load_state, save_state
 
-    # everything the state depends on
+    import keras
+    import tensorflow as tf
+
+    # everything the state depends on (another TensorFlow or Keras may compute otherwise)
     key = {"params": p.to_dict(), "dataset": str(dataset.dir.resolve() / dataset.name),
-           "best_weights": keep_best_weights}
+           "best_weights": keep_best_weights, "tensorflow": tf.__version__, "keras": keras.__version__}
     resumed = load_state(path, key)
     failed: list[OSError] = []
 

@@ -381,10 +381,21 @@ def test_a_race_before_its_first_look_says_so_and_how_far_it_has_got(tmp_path: P
 def test_status_shows_where_a_race_stands_before_and_after_its_looks(tmp_path: Path) -> None:
     from sweeper.status import sweep_status
 
+    import shutil
+
+    from model.checkpoint import TrainState, save_state
+
     early = _run_race_on(tmp_path / "early" / "claim_race", {**_MEANS, ("rmsprop", "mae"): 25.0}, stop_after=10)
-    assert sweep_status(early, tmp_path).splitlines()[1] == (
+    # a trial in flight, checkpointed after its first epoch, and the temp file a killed save left
+    params = {"optimizer": "sgd", "loss": "mse", "seed": 1, "epochs": 20}
+    state = TrainState(history=({"epoch": 1, "val_psnr": 22.0},), best_epoch=1, images=16, fit_seconds=1.0,
+                       seconds=2.0, weights=[np.zeros(3, np.float32)], optimizer=[np.zeros(1, np.int64)])
+    save_state(early / "checkpoints" / "abc.npz", {"params": params}, state)
+    shutil.copy(early / "checkpoints" / "abc.npz", early / "checkpoints" / ".tmp-abc.npz")
+    assert sweep_status(early, tmp_path).splitlines()[1:3] == [
         "race before its first look (at 3 seeds): 6 of 6 configurations left; 8 trials of the next round to run "
-        "(at most 48 trials)")
+        "(at most 48 trials)",
+        "in progress or cut short (checkpointed): loss=mse, optimizer=sgd, seed=1 at epoch 1/20"]
     done = _run_race_on(tmp_path / "done" / "claim_race", {**_MEANS, ("rmsprop", "mae"): 26.0})
     line = sweep_status(done, tmp_path).splitlines()[1]
     assert line.startswith("race after ") and " of 6 configurations left; over: " in line, line

@@ -9,14 +9,13 @@ the patch stream is keyed by patch index (:func:`model.data.train_pipeline`), so
 at the first patch of the lost epoch, and on CPU the ops are deterministic
 (:func:`model.runtime.configure_runtime`).
 
-A checkpoint for other parameters or another dataset, or one that cannot be read, is set
-aside with a warning and the run starts from its first epoch: it can cost time, never a
+A checkpoint for other parameters, another dataset or another TensorFlow or Keras, or one that
+cannot be read, is set aside with a warning and the run starts from its first epoch: it can cost time, never a
 wrong result.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import logging
@@ -28,11 +27,16 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from model.files import replace_file
+
 __all__ = ["TrainState", "load_state", "read_progress", "save_state"]
 
 _log = logging.getLogger(__name__)
 
 _FORMAT = 1  # bump when the file's layout changes: older files are then set aside, not misread
+# What a missing, torn or foreign file raises on reading (a torn zip, absent members, bad JSON).
+_UNREADABLE = (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile)
+_FOREIGN = "it was written for other parameters, another dataset, or another TensorFlow or Keras"
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,8 @@ class TrainState:
 
 
 def save_state(path: Path, key: Mapping[str, Any], state: TrainState) -> None:
-    """Replace ``path`` with ``state`` in one step (a temp file beside it, then ``os.replace``):
-    a kill at any moment leaves the previous epoch's checkpoint or this one, never half of one.
+    """Replace ``path`` with ``state`` in one step (:func:`model.files.replace_file`): a kill
+    at any moment leaves the previous epoch's checkpoint or this one, never half of one.
 
     Args:
         path: The checkpoint file.
@@ -82,27 +86,22 @@ def save_state(path: Path, key: Mapping[str, Any], state: TrainState) -> None:
     arrays |= {f"w{i}": a for i, a in enumerate(state.weights)}
     arrays |= {f"o{i}": a for i, a in enumerate(state.optimizer)}
     arrays |= {f"b{i}": a for i, a in enumerate(state.best_weights or ())}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+    replace_file(path, buffer.getvalue())
 
 
 def load_state(path: Path, key: Mapping[str, Any]) -> TrainState | None:
     """The state in ``path`` when it belongs to ``key``; else ``None`` (no file, or one set aside
-    with a warning: written for other parameters, or unreadable)."""
+    with a warning: written for another run, or unreadable)."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as npz:
             meta = _meta(npz)
             if meta.get("format") != _FORMAT or meta.get("key") != json.loads(json.dumps(dict(key))):
-                _set_aside(path, "it was written for other parameters or another dataset")
+                _set_aside(path, _FOREIGN)
                 return None
             return TrainState(
                 history=tuple(meta["history"]), best_epoch=int(meta["best_epoch"]), images=int(meta["images"]),
@@ -110,7 +109,7 @@ def load_state(path: Path, key: Mapping[str, Any]) -> TrainState | None:
                 weights=_numbered(npz, "w"), optimizer=_numbered(npz, "o"),
                 best_weights=_numbered(npz, "b") if meta["best_weights"] else None,
             )
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, io.UnsupportedOperation) as err:
+    except _UNREADABLE as err:
         _set_aside(path, f"it cannot be read ({type(err).__name__}: {err})")
         return None
 
@@ -122,7 +121,7 @@ def read_progress(path: Path) -> tuple[int, dict[str, Any]] | None:
         with np.load(path, allow_pickle=False) as npz:
             meta = _meta(npz)
         return len(meta["history"]), dict(meta["key"]["params"])
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
+    except _UNREADABLE:
         return None
 
 

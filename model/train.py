@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from model.checkpoint import TrainState
+from model.checkpoint import TrainState, load_state, save_state
 from model.data import EVAL_MAX_SIZE, DatasetRef
 from model.images import to_uint8
 from model.params import TrainParams
@@ -237,7 +237,10 @@ def train(
     keras.utils.set_random_seed(p.seed)
     net = compiled_model(p, vgg_weights)
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-    resumed, save = _checkpointing(ckpt, p, dataset, samples > 0)
+    # everything the state depends on (another TensorFlow or Keras may compute otherwise)
+    key = {"params": p.to_dict(), "dataset": str(dataset.dir.resolve() / dataset.name), "best_weights": samples > 0,
+           "tensorflow": tf.__version__, "keras": keras.__version__}
+    resumed, save = _checkpointing(ckpt, key)
     if resumed is not None:
         try:
             _restore(net, resumed)
@@ -296,19 +299,11 @@ def train(
 
 
 def _checkpointing(
-    path: Path | None, p: TrainParams, dataset: DatasetRef, keep_best_weights: bool
+    path: Path | None, key: Mapping[str, Any]
 ) -> tuple[TrainState | None, Callable[[TrainState], None] | None]:
-    """The state to resume from (if ``path`` holds this run's), and the per-epoch saver."""
+    """The state to resume from (if ``path`` holds the run's of ``key``), and the per-epoch saver."""
     if path is None:
         return None, None
-    from model.checkpoint import load_state, save_state
-
-    import keras
-    import tensorflow as tf
-
-    # everything the state depends on (another TensorFlow or Keras may compute otherwise)
-    key = {"params": p.to_dict(), "dataset": str(dataset.dir.resolve() / dataset.name),
-           "best_weights": keep_best_weights, "tensorflow": tf.__version__, "keras": keras.__version__}
     resumed = load_state(path, key)
     failed: list[OSError] = []
 

@@ -3,30 +3,28 @@
 Every file the sweeper writes into a sweep folder is replaced whole (:func:`write_atomic`): a
 reader (``sweeper status``/``report`` while a sweep runs, a browser refreshing the report)
 or a ``kill -9`` at any moment sees the old file or the new one, never half of one. Temp
-files start with :data:`TMP_PREFIX`; the ledger removes any a killed writer left behind. The
+files end with :data:`TMP_SUFFIX`; the ledger removes any a killed writer left behind. The
 one exception is ``driver.log``, Ray's output in a supervised run, appended to as it comes
 (:mod:`sweeper.dispatch.supervisor`): a log, never read back.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
 from model.errors import UserError
+from model.files import TMP_SUFFIX, replace_file
 from sweeper.spec import SpecError, SweepSpec, from_dict
 
-__all__ = ["SPEC_FILE", "TMP_PREFIX", "WriteError", "find_sweep", "is_sweep", "read_spec", "write_atomic", "write_spec",
+__all__ = ["SPEC_FILE", "TMP_SUFFIX", "WriteError", "find_sweep", "is_sweep", "read_spec", "write_atomic", "write_spec",
            "writable"]
 
 _log = logging.getLogger(__name__)
 
 SPEC_FILE = "spec.yaml"
 """The resolved spec a sweep ran with (defaults filled in), plus a ``resolved:`` provenance block."""
-TMP_PREFIX = ".tmp-"
 _RESOLVED = "resolved"  # provenance in spec.yaml (versions, git commit, resources): not part of the spec
 # What makes a folder under results/ a sweep: any of these.
 _MARKERS = (SPEC_FILE, "trials.parquet", "trials.csv")
@@ -45,8 +43,7 @@ def writable(path: Path, error: OSError) -> WriteError:
 
 
 def write_atomic(path: Path, data: str | bytes, *, durable: bool = False) -> Path:
-    """Replace ``path`` with ``data`` in one step (a temp file in the same folder, then
-    ``os.replace``).
+    """Replace ``path`` with ``data`` in one step (:func:`model.files.replace_file`).
 
     Args:
         path: The file to write.
@@ -60,26 +57,10 @@ def write_atomic(path: Path, data: str | bytes, *, durable: bool = False) -> Pat
     Raises:
         WriteError: the file could not be written; ``path`` is as it was, no temp file is left.
     """
-    path = Path(path)
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        if durable:
-            fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)  # makes the rename itself durable
-            finally:
-                os.close(fd)
+        return replace_file(Path(path), data.encode("utf-8") if isinstance(data, str) else data, durable=durable)
     except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise writable(path, err) from None
-    return path
+        raise writable(Path(path), err) from None
 
 
 def is_sweep(folder: Path) -> bool:

@@ -71,8 +71,7 @@ def _in_flight(sweep_dir: Path, recorded: set[str], varied: Sequence[str]) -> st
 
     parts = []
     for path in sorted((sweep_dir / "checkpoints").glob("*.npz")):
-        # a dot file is a temp file a killed writer left, not a trial's checkpoint
-        progress = read_progress(path) if path.stem not in recorded and not path.name.startswith(".") else None
+        progress = read_progress(path) if path.stem not in recorded else None
         if progress is not None:
             epoch, params = progress
             shown = ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if k in varied) or path.stem

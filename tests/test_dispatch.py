@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import pytest
 
+from model.files import TMP_SUFFIX
 from sweeper.dispatch import RunOptions, console, pin_resources, plan, run, search
 from sweeper.spec import Resources, loads
 from tests.conftest import ROOT
@@ -1029,7 +1030,7 @@ def test_a_full_disk_or_read_only_folder_is_one_line_and_the_rerun_loses_nothing
     assert "nothing recorded is lost" in errors[0] and "run the same command again" in errors[0]
     ledger = Ledger(results / "full")
     assert len(ledger.trials()) == after  # whole: the commit before the fault, nothing torn
-    assert not list((results / "full").glob(".tmp-*"))
+    assert not list((results / "full").glob(f"*{TMP_SUFFIX}"))
     _rerun_finishes_every_trial(cmd, results / "full", spec_path)
 
 

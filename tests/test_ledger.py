@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from model.files import TMP_SUFFIX
 from sweeper.ledger import EPOCH_COLUMNS, TRIAL_COLUMNS, Ledger, LedgerError, read_csv_export
 from sweeper.records import EpochRow, TrialRow
 from tests.conftest import ROOT
@@ -151,11 +152,11 @@ def test_a_parquet_file_that_is_not_a_ledger_is_named(tmp_path: Path) -> None:
 def test_a_leftover_temp_file_is_ignored_and_cleaned(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path)
     ledger.record(row("a"))
-    (tmp_path / ".tmp-trials.parquet").write_bytes(b"half a file")
+    (tmp_path / f"trials.parquet{TMP_SUFFIX}").write_bytes(b"half a file")
     fresh = Ledger(tmp_path)
     assert fresh.done_ids() == {"a"}
     fresh.record(row("b"))
-    assert not (tmp_path / ".tmp-trials.parquet").exists() and fresh.done_ids() == {"a", "b"}
+    assert not (tmp_path / f"trials.parquet{TMP_SUFFIX}").exists() and fresh.done_ids() == {"a", "b"}
 
 
 def test_csv_export_round_trips_with_the_ledger_dtypes(tmp_path: Path) -> None:

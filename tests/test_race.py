@@ -384,6 +384,7 @@ def test_status_shows_where_a_race_stands_before_and_after_its_looks(tmp_path: P
     import shutil
 
     from model.checkpoint import TrainState, save_state
+    from model.files import TMP_SUFFIX
 
     early = _run_race_on(tmp_path / "early" / "claim_race", {**_MEANS, ("rmsprop", "mae"): 25.0}, stop_after=10)
     # a trial in flight, checkpointed after its first epoch, and the temp file a killed save left
@@ -391,7 +392,7 @@ def test_status_shows_where_a_race_stands_before_and_after_its_looks(tmp_path: P
     state = TrainState(history=({"epoch": 1, "val_psnr": 22.0},), best_epoch=1, images=16, fit_seconds=1.0,
                        seconds=2.0, weights=[np.zeros(3, np.float32)], optimizer=[np.zeros(1, np.int64)])
     save_state(early / "checkpoints" / "abc.npz", {"params": params}, state)
-    shutil.copy(early / "checkpoints" / "abc.npz", early / "checkpoints" / ".tmp-abc.npz")
+    shutil.copy(early / "checkpoints" / "abc.npz", early / "checkpoints" / f"abc.npz{TMP_SUFFIX}")
     assert sweep_status(early, tmp_path).splitlines()[1:3] == [
         "race before its first look (at 3 seeds): 6 of 6 configurations left; 8 trials of the next round to run "
         "(at most 48 trials)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -137,7 +138,7 @@ def test_a_run_cut_after_its_last_epoch_returns_its_result_without_training(tiny
     assert again.images_per_second == first[-1]["images_per_second"] and not ckpt.exists()
 
 
-@pytest.mark.parametrize("bad", ["other_params", "torn", "misfit"])
+@pytest.mark.parametrize("bad", ["other_params", "other_keras", "torn", "misfit"])
 def test_a_checkpoint_that_is_not_this_runs_is_set_aside_and_the_run_starts_over(
         tiny_data: object, tmp_path: Path, caplog: pytest.LogCaptureFixture, bad: str) -> None:
     from model.train import train
@@ -148,17 +149,24 @@ def test_a_checkpoint_that_is_not_this_runs_is_set_aside_and_the_run_starts_over
               on_epoch=_cut_after(1, []))
     if bad == "torn":
         ckpt.write_bytes(ckpt.read_bytes()[:1000])  # as a disk that lost the file's tail
-    if bad == "misfit":  # this run's key, but an optimizer variable short (another Keras's layout)
+    if bad in ("misfit", "other_keras"):
         with np.load(ckpt) as npz:
             arrays = {k: npz[k] for k in npz.files}
-        arrays.pop(max((k for k in arrays if k.startswith("o")), key=lambda k: int(k[1:])))
+        if bad == "misfit":  # this run's key, but an optimizer variable short (another Keras's layout)
+            arrays.pop(max((k for k in arrays if k.startswith("o")), key=lambda k: int(k[1:])))
+        else:  # all of this run's, but saved by another Keras
+            meta = json.loads(arrays["meta"].tobytes())
+            assert meta["key"]["keras"] and meta["key"]["tensorflow"]
+            meta["key"]["keras"] = "2.15.0"
+            arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         with open(ckpt, "wb") as handle:
             np.savez(handle, **arrays)
     with caplog.at_level("WARNING"):
         result = train(tiny_params(seed=1), tiny_data, checkpoint_path=ckpt)
     assert result.resumed_epochs == 0 and result.epochs_run == 2
     assert _metrics(result.history) == _metrics(train(tiny_params(seed=1), tiny_data).history)
-    why = {"other_params": "other parameters or another dataset", "torn": "cannot be read",
+    foreign = "written for other parameters, another dataset, or another TensorFlow or Keras"
+    why = {"other_params": foreign, "other_keras": foreign, "torn": "cannot be read",
            "misfit": "does not fit this model"}[bad]
     assert [r.getMessage() for r in caplog.records if why in r.getMessage()], caplog.text
     assert (tmp_path / "t.npz.set-aside").is_file() == (bad != "misfit") and not ckpt.exists()

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from sweeper.folder import TMP_PREFIX, writable, write_atomic
+from sweeper.folder import TMP_SUFFIX, writable, write_atomic
 from sweeper.ledger.export import CSV_NAMES, RACE_CSV, read_csv_export, read_csv_table
 from sweeper.ledger.tables import LedgerError, arrow_schema, arrow_table, to_pandas, with_added_columns
 from sweeper.records import EPOCH_SCHEMA, RACE_SCHEMA, TRIAL_SCHEMA, Column, Elimination, EpochRow, TrialRow
@@ -205,7 +205,7 @@ class Ledger:
         self._ids = set(self._trials["trial_id"].to_pylist())
         self._seen = seen
         # Under the lock no write is under way, so any temp file is left from a killed one.
-        for stale in self.sweep_dir.glob(f"{TMP_PREFIX}*"):
+        for stale in self.sweep_dir.glob(f"*{TMP_SUFFIX}"):
             stale.unlink(missing_ok=True)
 
     def _write(self, table: pa.Table, path: Path) -> None:

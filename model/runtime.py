@@ -13,9 +13,10 @@ import os
 import re
 import sys
 import tempfile
-from typing import Collection, Iterator, Sequence
+from typing import Collection, Iterator, NoReturn, Sequence
 
-__all__ = ["VERBOSE_ENV", "configure_runtime", "RuntimeInfo", "choose_precision", "is_startup_noise", "resolve_precision"]
+__all__ = ["VERBOSE_ENV", "configure_runtime", "RuntimeInfo", "choose_precision", "exit_now", "is_startup_noise",
+           "resolve_precision"]
 
 _log = logging.getLogger(__name__)
 
@@ -35,6 +36,20 @@ _NOISE = re.compile(
     r"|oneDNN custom operations are on|TensorFlow binary is optimized to use available CPU instructions"
     r"|rebuild TensorFlow with the appropriate compiler flags"
 )
+
+
+def exit_now(code: int) -> NoReturn:
+    """End this process with ``code`` at once, its log records and output flushed first.
+
+    ``os._exit``, not the interpreter's teardown: at teardown pyarrow's thread pools (the ledger
+    is parquet) can abort the process with SIGABRT (apache/arrow#34314), and Ray's exit handlers
+    wait on a cluster that may be gone. Callers end only where no exit handler of theirs is due.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a reader that left (`| head`), a closed stream
+            stream.flush()
+    os._exit(code)
 
 
 def is_startup_noise(line: str) -> bool:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Iterator, Optional, Sequence
 import typer
 
 from model.errors import UserError
-from model.runtime import VERBOSE_ENV
+from model.runtime import VERBOSE_ENV, exit_now
 
 if TYPE_CHECKING:
     from sweeper.space import Trial
@@ -335,23 +335,18 @@ def report_cmd(
 def main() -> None:
     """Console-script entry point: run the command, flush every stream, and end the process.
 
-    The end is ``os._exit``, not the interpreter's teardown: at teardown pyarrow's thread pools
-    (the ledger is parquet) can abort the process with SIGABRT, "terminate called without an
-    active exception" (apache/arrow#34314). On a loaded machine that turned a finished
-    ``sweeper status`` or ``sweeper run``, its output all printed, into exit -6. This process
-    starts no Ray of its own (the driver is a child with its own exit), so no exit handler of
-    ours is skipped.
+    The end is :func:`model.runtime.exit_now`, not the interpreter's teardown: at teardown
+    pyarrow's thread pools can abort the process ("terminate called without an active
+    exception", apache/arrow#34314). On a loaded machine that turned a finished ``sweeper
+    status`` or ``sweeper run``, its output all printed, into exit -6. This process starts no Ray
+    of its own (the driver is a child with its own exit), so no exit handler of ours is skipped.
     """
     try:
         app()
         code = 0
     except SystemExit as stop:
         code = _exit_status(stop.code)
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a reader that left (`| head`), a closed stream
-            stream.flush()
-    os._exit(code)
+    exit_now(code)
 
 
 def _exit_status(code: object) -> int:

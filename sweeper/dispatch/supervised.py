@@ -10,14 +10,13 @@ import logging
 import os
 import pickle
 import signal
-import sys
 import threading
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any, Sequence
 
 from model.errors import UserError
-from model.runtime import VERBOSE_ENV
+from model.runtime import VERBOSE_ENV, exit_now
 from sweeper.dispatch.driver import Hooks, run
 
 __all__ = ["child_main"]
@@ -73,10 +72,7 @@ def child_main(argv: Sequence[str]) -> int:
     channel.send(*outcome)
     channel.conn.close()
     if outcome[0] == "crash":
-        # Ray's exit handlers would wait on a cluster that may be gone; the parent has the story.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(1)
+        exit_now(1)  # Ray's exit handlers would wait on a cluster that may be gone; the parent has the story
     return {"done": 0, "error": 1, "interrupted": 130}[outcome[0]]
 
 

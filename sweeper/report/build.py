@@ -21,7 +21,7 @@ from model.metrics import VAL_METRICS, VAL_PREFIX, reference_metrics
 from sweeper.folder import find_sweep, read_spec, write_atomic
 from sweeper.ledger import Ledger
 from sweeper.race import race_state
-from sweeper.report.claims import CLAIMS, judge, judge_race
+from sweeper.report.claims import CLAIMS, claimed_config, judge, judge_race
 from sweeper.report.document import Report
 from sweeper.report.plots import draw_all
 from sweeper.report.race import summarise_race
@@ -121,8 +121,10 @@ def build_report(sweep_dir: Path, metric: str | None = None, *, plots: bool = Tr
     counts = trials["status"].value_counts()
     importance, note = _importance(trials, epochs, metric, goal, spec)
     baseline = _baseline(sweep_dir, spec)
+    claimed = () if race is None or state is None else tuple(
+        c.config_id for c in (claimed_config(claim, race, state) for claim in CLAIMS) if c is not None)
     figures = (draw_all(sweep_dir, trials, epochs, ranking, keys, metric, goal, importance,
-                        (baseline or {}).get(metric), race) if plots else {})
+                        (baseline or {}).get(metric), race, claimed) if plots else {})
     # A race plans what it has run plus the round it is on; a grid, its whole listing.
     planned = (len(trials) + len(state.pending)) if state is not None else planned_trials(spec)
     verdicts = tuple(judge_race(c, race, state, metric) if race is not None else judge(c, ranking, keys, metric, goal)

@@ -16,11 +16,11 @@ from typing import Any, Mapping, Sequence
 from model.metrics import metric_unit
 from sweeper.race import RaceState, seeds_needed
 from sweeper.report.display import show
-from sweeper.report.race import RaceSummary
+from sweeper.report.race import RaceConfig, RaceSummary
 from sweeper.report.ranking import ConfigResult
 from sweeper.report.stats import Interval, difference_interval
 
-__all__ = ["CLAIMS", "Claim", "OUTCOMES", "Verdict", "judge", "judge_race"]
+__all__ = ["CLAIMS", "Claim", "OUTCOMES", "Verdict", "claimed_config", "judge", "judge_race"]
 
 OUTCOMES = ("reproduced", "not reproduced", "inconclusive", "not tested")
 
@@ -131,6 +131,15 @@ def judge(claim: Claim, ranking: Sequence[ConfigResult], keys: Sequence[str], me
                    f"{best_other.label()}: inside the seed noise", **common)
 
 
+def claimed_config(claim: Claim, race: RaceSummary, state: RaceState) -> RaceConfig | None:
+    """The configuration of the race that ``claim`` names (``None``: the race has none, or does
+    not vary the claim's parameters)."""
+    if not any(k in c.params for c in race.configs for k in claim.params):
+        return None
+    return next((c for c in race.configs
+                 if all(_same(state.configs[c.config_id].get(k), v) for k, v in claim.params.items())), None)
+
+
 def judge_race(claim: Claim, race: RaceSummary, state: RaceState, metric: str) -> Verdict:
     """The verdict on ``claim`` from a race, which compared every configuration with every other
     at the race's error rate (``alpha`` over all its looks).
@@ -144,11 +153,9 @@ def judge_race(claim: Claim, race: RaceSummary, state: RaceState, metric: str) -
     from its closest rival with 80% power.
     """
     shown = ", ".join(f"{k}={show(v)}" for k, v in claim.params.items())
-    mine = [c for c in race.configs
-            if all(_same(state.configs[c.config_id].get(k), v) for k, v in claim.params.items())]
-    if not mine or not any(k in c.params for c in race.configs for k in claim.params):
+    claim_cfg = claimed_config(claim, race, state)
+    if claim_cfg is None:
         return Verdict(claim, "not tested", f"no configuration with {shown} is in this race")
-    claim_cfg = mine[0]
     rank = race.configs.index(claim_cfg) + 1
     common: dict[str, Any] = dict(rank=rank, of=len(race.configs))
     if claim_cfg.eliminated_after is not None:
@@ -172,6 +179,7 @@ def judge_race(claim: Claim, race: RaceSummary, state: RaceState, metric: str) -
                        "trial(s) of that round to go)", **common)
     mine_scores = state.scores.get(claim_cfg.config_id, {})
     closest = rivals[0]  # alive configurations come best first: the leader, or the runner-up
+    role = "the runner-up" if race.configs.index(closest) > race.configs.index(claim_cfg) else "the leader"
     theirs = state.scores.get(closest.config_id, {})
     diffs = [mine_scores[s] - theirs[s] for s in sorted(set(mine_scores) & set(theirs))]
     needed = seeds_needed(diffs, race.level / max(1, len(race.alive) - 1))
@@ -181,7 +189,8 @@ def judge_race(claim: Claim, race: RaceSummary, state: RaceState, metric: str) -
            "differences seen)" if needed else "at the difference seen, no number of seeds would decide it")
     return Verdict(claim, "inconclusive",
                    f"{where} with {shown} and {len(rivals)} rival(s) still in it after {claim_cfg.seeds} seeds "
-                   f"({race.why or 'running'}); closest: {closest.label()}, {abs(mean):.3g}{metric_unit(metric)} "
-                   f"{'behind' if mean < 0 else 'ahead'} on average over {len(diffs)} shared seeds; {why}",
+                   f"({race.why or 'running'}); {role}, {closest.label()}: {shown} is {abs(mean):.3g}"
+                   f"{metric_unit(metric)} {'behind' if mean < 0 else 'ahead of'} it on average over {len(diffs)} shared "
+                   f"seeds; {why}",
                    compared_with=closest.params, seeds_needed=needed, **common)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Collection, Sequence
 
 from sweeper.folder import write_atomic
 from sweeper.records import param_column
@@ -216,9 +216,10 @@ def importance(scores: dict[str, float], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def race(summary: RaceSummary, metric: str, path: Path) -> Path | None:
+def race(summary: RaceSummary, metric: str, path: Path, claimed: Collection[str] = ()) -> Path | None:
     """Configurations x seeds: the seeds each ran, where the race eliminated it (and the
-    p-value), the seeds racing saved, and each one's trial-seconds."""
+    p-value), the seeds racing saved, and each one's trial-seconds; the configurations in
+    ``claimed`` (ids: a claim of the write-up names them) are set in bold."""
     from matplotlib.colors import ListedColormap
 
     configs = summary.configs
@@ -240,8 +241,11 @@ def race(summary: RaceSummary, metric: str, path: Path) -> Path | None:
     ax.set_xticks(range(summary.max), [str(s + 1) for s in range(summary.max)])
     ax.set_yticks(range(len(configs)), [f"{c.label()}  ({c.mean:.2f})" if math.isfinite(c.mean) else c.label()
                                         for c in configs], fontsize=7)
+    for tick, c in zip(ax.get_yticklabels(), configs):
+        if c.config_id in claimed:
+            tick.set_fontweight("bold")
     ax.set_xlabel(f"seed (first test after {summary.first}, dotted); green: in the race at the end, orange: "
-                  "eliminated (x), grey: not run", fontsize=7)
+                  "eliminated (x), grey: not run" + ("; bold: the write-up's claim" if claimed else ""), fontsize=7)
     ax.set_xlim(-0.5, summary.max + 3.5)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
@@ -262,6 +266,7 @@ def draw_all(
     scores: dict[str, float],
     baseline: float | None = None,
     raced: RaceSummary | None = None,
+    claimed: Collection[str] = (),
 ) -> dict[str, Path]:
     """Every figure that applies to this sweep, as ``{title: png}`` under ``<sweep>/plots/``.
 
@@ -276,6 +281,7 @@ def draw_all(
         scores: Parameter importances (no figure when empty).
         baseline: The blurred input's ``metric``, drawn as a line on the learning curves.
         raced: A raced sweep's race (its figure comes first).
+        claimed: The race's configurations a claim of the write-up names (set in bold).
     """
     out = sweep_dir / "plots"
     pairs = [p for p in _PAIRS if p[0] in keys and p[1] in keys]
@@ -283,7 +289,7 @@ def draw_all(
         pairs = [(keys[0], keys[1])]
     drawn: dict[str, Path | None] = {}
     if raced is not None:
-        drawn["The race: seeds run, eliminations, compute"] = race(raced, metric, out / "race.png")
+        drawn["The race: seeds run, eliminations, compute"] = race(raced, metric, out / "race.png", claimed)
     for rows, cols in pairs:
         drawn[f"Heatmap: {rows} x {cols}"] = heatmap(trials, rows, cols, metric, goal, out / f"heatmap_{rows}_{cols}.png")
     drawn["Learning curves of the top configurations"] = curves(epochs, ranking, metric, out / "curves.png", baseline)

@@ -5,9 +5,10 @@ Safe while the sweep runs: the ledger is replaced atomically, so a read sees a w
 
 from __future__ import annotations
 
+import heapq
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from model.metrics import metric_goal, metric_unit
 from sweeper.folder import find_sweep, read_spec
@@ -16,6 +17,9 @@ from sweeper.race import race_state
 from sweeper.records import params_of
 from sweeper.space import searched_params, trial_count
 from sweeper.spec import SweepSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["planned_trials", "sweep_status"]
 
@@ -39,23 +43,31 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
         f"{sweep_dir.name}: {done}" + (f"/{planned}" if planned else "") + " trials recorded"
         + (f" ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})" if counts else ""),
     ]
+    checkpointed = _checkpointed(sweep_dir, set(trials["trial_id"]))
     if raced:
         state = race_state(spec, trials, ledger.eliminations())
         where = f"over: {state.why}" if state.done else f"{len(state.pending)} trials of the next round to run"
         head = f"race after {state.seeds} seeds" if state.rounds else f"race before its first look (at {spec.race.first} seeds)"
         lines.append(f"{head}: {len(state.alive)} of {len(state.configs)} configurations "
                      f"left; {where} (at most {state.full_trials(spec.race.max)} trials)")
-    elif planned:
-        lines.append(f"remaining: {max(0, planned - done)}")
-    flight = _in_flight(sweep_dir, set(trials["trial_id"]), searched_params(spec, trials))
-    if flight:
-        lines.append(flight)
+        to_go, started = len(state.pending), [checkpointed[t.id] for t in state.pending if t.id in checkpointed]
+    else:
+        to_go, started = max(0, (planned or done) - done), list(checkpointed.values())  # unrecorded: all to go
+        if planned:
+            lines.append(f"remaining: {to_go}")
+    left = _time_left(to_go, started, trials, spec.max_concurrent if spec is not None else None)
+    if left:
+        lines.append(("the next look " if raced else "done ") + left)
+    varied = searched_params(spec, trials)
+    if checkpointed:
+        lines.append("in progress or cut short (checkpointed): " + "; ".join(
+            (", ".join(f"{k}={v}" for k, v in sorted(params.items()) if k in varied) or tid)
+            + f" at epoch {epoch}/{params.get('epochs', '?')}" for tid, (epoch, params) in checkpointed.items()))
     metric = spec.metric if spec is not None else "val_psnr"
     goal = spec.goal if spec is not None else metric_goal(metric)
     ok = trials[(trials["status"] == "ok") & trials[metric].notna()]
     if len(ok):
         best = ok.loc[ok[metric].idxmax() if goal == "maximize" else ok[metric].idxmin()]
-        varied = searched_params(spec, trials)
         params = ", ".join(f"{k}={v}" for k, v in params_of(best.to_dict()).items() if k in varied)
         value = best[metric]
         lines.append(f"best {metric} {value:.3f}{metric_unit(metric)}" if math.isfinite(value) else f"best {metric} -")
@@ -64,16 +76,43 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def _in_flight(sweep_dir: Path, recorded: set[str], varied: Sequence[str]) -> str | None:
-    """The trials this node has checkpointed but the ledger lacks: running, or cut short (a rerun
-    goes on from their last epoch)."""
+def _checkpointed(sweep_dir: Path, recorded: set[str]) -> dict[str, tuple[int, dict[str, Any]]]:
+    """Trial id -> (completed epochs, parameters) of the trials this node has checkpointed but
+    the ledger lacks: running, or cut short (a rerun goes on from their last epoch)."""
     from model.checkpoint import read_progress
 
-    parts = []
+    found = {}
     for path in sorted((sweep_dir / "checkpoints").glob("*.npz")):
         progress = read_progress(path) if path.stem not in recorded else None
         if progress is not None:
-            epoch, params = progress
-            shown = ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if k in varied) or path.stem
-            parts.append(f"{shown} at epoch {epoch}/{params.get('epochs', '?')}")
-    return f"in progress or cut short (checkpointed): {'; '.join(parts)}" if parts else None
+            found[path.stem] = progress
+    return found
+
+
+def _time_left(to_go: int, started: Sequence[tuple[int, dict[str, Any]]], trials: "pd.DataFrame",
+               concurrency: int | None) -> str | None:
+    """When the ``to_go`` trials should be done: each takes the recorded ok trials' mean
+    seconds, the ``started`` ones (their checkpoints' progress) only the share of their epochs
+    left, ``concurrency`` at a time (the started ones first, as a rerun resumes them); ``None``
+    with nothing to go on."""
+    seconds = trials.loc[trials["status"] == "ok", "seconds"].astype(float)
+    seconds = seconds[seconds.map(math.isfinite)]
+    if not to_go or seconds.empty:
+        return None
+    mean = float(seconds.mean())
+    shares = sorted((min(1.0, epoch / params["epochs"]) for epoch, params in started
+                     if isinstance(params.get("epochs"), int) and params["epochs"] > 0), reverse=True)[:to_go]
+    work = [mean * (1.0 - share) for share in shares] + [mean] * (to_go - len(shares))
+    basis = f"{to_go} trial(s) at the recorded mean of {_duration(mean)}"
+    if not concurrency:
+        return f"after about {_duration(sum(work))} of trial time ({basis}; checkpointed epochs counted)"
+    slots = [0.0] * concurrency
+    for w in work:  # each trial to the slot that frees first
+        heapq.heapreplace(slots, slots[0] + w)
+    return f"in about {_duration(max(slots))} ({basis}, {concurrency} at a time; checkpointed epochs counted)"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"

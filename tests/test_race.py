@@ -383,24 +383,38 @@ def test_a_race_before_its_first_look_says_so_and_how_far_it_has_got(tmp_path: P
 
 
 def test_status_shows_where_a_race_stands_before_and_after_its_looks(tmp_path: Path) -> None:
-    from sweeper.status import sweep_status
-
     import shutil
+
+    import yaml
 
     from model.checkpoint import TrainState, save_state
     from model.files import TMP_SUFFIX
+    from sweeper.ledger import Ledger
+    from sweeper.status import sweep_status
 
     early = _run_race_on(tmp_path / "early" / "claim_race", {**_MEANS, ("rmsprop", "mae"): 25.0}, stop_after=10)
-    # a trial in flight, checkpointed after its first epoch, and the temp file a killed save left
-    params = {"optimizer": "sgd", "loss": "mse", "seed": 1, "epochs": 20}
+    # a trial of the round in flight, checkpointed after 1 of its 3 epochs, and the temp file a killed save left
+    ledger = Ledger(early)
+    trial = race_state(loads(_CLAIM_SPEC), ledger.trials(), ledger.eliminations()).pending[-1]
+    assert trial.params["epochs"] == 3
     state = TrainState(history=({"epoch": 1, "val_psnr": 22.0},), best_epoch=1, images=16, fit_seconds=1.0,
                        seconds=2.0, weights=[np.zeros(3, np.float32)], optimizer=[np.zeros(1, np.int64)])
-    save_state(early / "checkpoints" / "abc.npz", {"params": params}, state)
-    shutil.copy(early / "checkpoints" / "abc.npz", early / "checkpoints" / f"abc.npz{TMP_SUFFIX}")
-    assert sweep_status(early, tmp_path).splitlines()[1:3] == [
+    save_state(early / "checkpoints" / f"{trial.id}.npz", {"params": trial.params}, state)
+    shutil.copy(early / "checkpoints" / f"{trial.id}.npz", early / "checkpoints" / f"{trial.id}.npz{TMP_SUFFIX}")
+    shown = ", ".join(f"{k}={trial.params[k]}" for k in ("loss", "optimizer", "seed"))
+    # 8 trials to go at the recorded mean of 60 s, the checkpointed one a third done: 460 s of trial time
+    assert sweep_status(early, tmp_path).splitlines()[1:4] == [
         "race before its first look (at 3 seeds): 6 of 6 configurations left; 8 trials of the next round to run "
         "(at most 48 trials)",
-        "in progress or cut short (checkpointed): loss=mse, optimizer=sgd, seed=1 at epoch 1/20"]
+        "the next look after about 8 min of trial time (8 trial(s) at the recorded mean of 60 s; checkpointed "
+        "epochs counted)",
+        f"in progress or cut short (checkpointed): {shown} at epoch 1/3"]
+    doc = yaml.safe_load((early / "spec.yaml").read_text())
+    (early / "spec.yaml").write_text(yaml.safe_dump({**doc, "sweeper": {**doc["sweeper"], "max_concurrent": 2}}))
+    # two at a time, the started one first (40 s), then 7 of 60 s, each on the slot that frees first: 240 s
+    assert sweep_status(early, tmp_path).splitlines()[2] == (
+        "the next look in about 4 min (8 trial(s) at the recorded mean of 60 s, 2 at a time; checkpointed epochs "
+        "counted)")
     done = _run_race_on(tmp_path / "done" / "claim_race", {**_MEANS, ("rmsprop", "mae"): 26.0})
     line = sweep_status(done, tmp_path).splitlines()[1]
     assert line.startswith("race after ") and " of 6 configurations left; over: " in line, line

@@ -96,6 +96,18 @@ def test_status_ranks_by_the_specs_metric_and_goal(tmp_path: Path) -> None:
     assert "best val_mae 0.032 (loss=mae, optimizer=rmsprop, seed=1)" in result.stdout
 
 
+def test_status_says_when_a_grid_should_be_done(tmp_path: Path) -> None:
+    from tests.test_report import OPT_LOSS, make_sweep
+
+    # 2 of the 12 trials recorded, in 10 and 11 s: 10 to go at 10.5 s each
+    sweep = make_sweep(tmp_path / "part", OPT_LOSS, {("mae", "adam"): [25.0, 26.0]})
+    result = runner.invoke(app, ["status", str(sweep)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1:3] == [
+        "remaining: 10", "done after about 2 min of trial time (10 trial(s) at the recorded mean of 10 s; "
+        "checkpointed epochs counted)"]
+
+
 def test_status_without_sweeps_says_how_to_start_one(tmp_path: Path) -> None:
     result = runner.invoke(app, ["status", "--results-dir", str(tmp_path)])
     assert result.exit_code == 1 and "sweeper run search_spaces/optim_loss.yaml" in result.stderr

@@ -10,8 +10,8 @@ at the first patch of the lost epoch, and on CPU the ops are deterministic
 (:func:`model.runtime.configure_runtime`).
 
 A checkpoint for other parameters, another dataset or another TensorFlow or Keras, or one that
-cannot be read, is set aside with a warning and the run starts from its first epoch: it can cost time, never a
-wrong result.
+cannot be read, is set aside with a warning and the run starts from its first epoch: it can
+cost time, never a wrong result.
 """
 
 from __future__ import annotations

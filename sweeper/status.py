@@ -61,19 +61,24 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     varied = searched_params(spec, trials)
     if checkpointed:
         lines.append("in progress or cut short (checkpointed): " + "; ".join(
-            (", ".join(f"{k}={v}" for k, v in sorted(params.items()) if k in varied) or tid)
-            + f" at epoch {epoch}/{params.get('epochs', '?')}" for tid, (epoch, params) in checkpointed.items()))
+            f"{_shown(dict(sorted(params.items())), varied) or tid} at epoch {epoch}/{params.get('epochs', '?')}"
+            for tid, (epoch, params) in checkpointed.items()))
     metric = spec.metric if spec is not None else "val_psnr"
     goal = spec.goal if spec is not None else metric_goal(metric)
     ok = trials[(trials["status"] == "ok") & trials[metric].notna()]
     if len(ok):
         best = ok.loc[ok[metric].idxmax() if goal == "maximize" else ok[metric].idxmin()]
-        params = ", ".join(f"{k}={v}" for k, v in params_of(best.to_dict()).items() if k in varied)
+        params = _shown(params_of(best.to_dict()), varied)
         value = best[metric]
         lines.append(f"best {metric} {value:.3f}{metric_unit(metric)}" if math.isfinite(value) else f"best {metric} -")
         if params:
             lines[-1] += f" ({params})"
     return "\n".join(lines)
+
+
+def _shown(params: Mapping[str, Any], varied: Sequence[str]) -> str:
+    """``loss=mae, optimizer=adam``: the parameters the sweep varies, in ``params``' order."""
+    return ", ".join(f"{k}={v}" for k, v in params.items() if k in varied)
 
 
 def _checkpointed(sweep_dir: Path, recorded: set[str]) -> dict[str, tuple[int, dict[str, Any]]]:

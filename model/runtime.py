@@ -15,8 +15,8 @@ import sys
 import tempfile
 from typing import Collection, Iterator, NoReturn, Sequence
 
-__all__ = ["VERBOSE_ENV", "configure_runtime", "RuntimeInfo", "choose_precision", "exit_now", "is_startup_noise",
-           "resolve_precision"]
+__all__ = ["NATIVE_CPU_FLAGS", "VERBOSE_ENV", "configure_runtime", "RuntimeInfo", "choose_precision", "cpu_emulates",
+           "exit_now", "is_startup_noise", "resolve_precision"]
 
 _log = logging.getLogger(__name__)
 
@@ -132,8 +132,12 @@ def configure_runtime(cpus: int | None = None, *, deterministic: bool = True) ->
     return RuntimeInfo(cpus=cpus, gpus=len(gpus), deterministic=det)
 
 
-# CPU flags (Linux /proc/cpuinfo names) of native bfloat16 arithmetic: AVX-512 BF16, AMX.
-_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+NATIVE_CPU_FLAGS: dict[str, tuple[str, ...]] = {
+    "mixed_bfloat16": ("avx512_bf16", "amx_bf16"),
+    "mixed_float16": ("avx512_fp16", "amx_fp16"),
+}
+"""CPU flags (Linux ``/proc/cpuinfo`` names) of native 16-bit float arithmetic, by the Keras
+mixed policy that computes in it: any one of them is enough."""
 # Tensor cores (float16 matrix units) arrived with compute capability 7.0 (V100; T4 is 7.5).
 _TENSOR_CORES = (7, 0)
 
@@ -152,7 +156,22 @@ def choose_precision(gpu_capabilities: Sequence[tuple[int, int]], cpu_flags: Col
     """
     if gpu_capabilities:
         return "mixed_float16" if min(tuple(c) for c in gpu_capabilities) >= _TENSOR_CORES else "float32"
-    return "mixed_bfloat16" if _BF16_FLAGS & set(cpu_flags) else "float32"
+    return "float32" if cpu_emulates("mixed_bfloat16", cpu_flags) else "mixed_bfloat16"
+
+
+def cpu_emulates(policy: str, cpu_flags: Collection[str] | None = None) -> bool:
+    """Whether a CPU computes ``policy``'s 16-bit floats in software, for lack of every flag
+    :data:`NATIVE_CPU_FLAGS` lists for it (on an AVX2-only EPYC bf16 ran 12x and fp16 4x
+    slower than float32: benchmarks/README.md, ``precision``).
+
+    Args:
+        policy: A Keras dtype policy; ``float32`` and ``auto`` are never emulated.
+        cpu_flags: The CPU's feature flags; ``None`` reads this machine's.
+    """
+    native = NATIVE_CPU_FLAGS.get(policy)
+    if native is None:
+        return False
+    return not set(native) & set(_cpu_flags() if cpu_flags is None else cpu_flags)
 
 
 def resolve_precision(precision: str) -> str:

@@ -79,6 +79,43 @@ def test_gpu_zero_means_cpu_without_warning() -> None:
     assert pin_resources(Resources(gpu=0), {"CPU": 2, "GPU": 1}) == ({"cpu": 1.0}, None)
 
 
+@pytest.mark.parametrize(("precisions", "flags", "named"), [
+    (["mixed_bfloat16"], {"avx2", "fma"}, ["mixed_bfloat16 on this CPU", "no avx512_bf16 or amx_bf16"]),
+    (["float32", "mixed_float16", "auto"], {"avx512_bf16"}, ["mixed_float16 on this CPU", "avx512_fp16 or amx_fp16"]),
+    (["mixed_float16", "mixed_bfloat16"], set(), ["mixed_bfloat16 and mixed_float16 on this CPU"]),
+    (["mixed_bfloat16"], {"amx_bf16"}, None),
+    (["mixed_float16"], {"avx512_fp16"}, None),
+    (["float32", "auto"], set(), None),  # auto picks float32 on such a CPU: never emulated
+])
+def test_a_16_bit_precision_this_cpu_emulates_is_named_before_trials_run(precisions, flags, named) -> None:
+    from sweeper.dispatch.cluster import emulated_precision_warning
+
+    warning = emulated_precision_warning(precisions, flags)
+    if named is None:
+        assert warning is None
+    else:
+        assert warning.startswith("parameters.precision: ") and "\n" not in warning
+        assert all(part in warning for part in named) and "precision: auto" in warning
+
+
+def _instant_trial(psnr: Callable[[dict], float]) -> Callable[[dict, Any], None]:
+    """A trainable that reports one epoch straight away, scored ``psnr(params)``: for tests of
+    the dispatch (real Ray, Tune and ledger), not of training. Made here rather than defined
+    at module level, so Ray pickles it (and ``psnr``) by value for the workers."""
+
+    def instant_trial(config: dict, context: Any) -> None:
+        from ray import tune
+
+        from sweeper.records import TrialReport
+        from sweeper.space import config_trial
+
+        params, tid = config_trial(config)
+        tune.report(TrialReport(trial_id=tid, epoch=1, train_loss=0.1, metrics={
+            "val_psnr": psnr(params), "val_ssim": 0.5, "val_mae": 0.05}).to_dict())
+
+    return instant_trial
+
+
 # ------------------------------------------------------------------ one real sweep
 
 
@@ -231,17 +268,7 @@ def test_tpe_never_trains_a_trial_twice_and_stops_when_the_space_is_spent(
     from sweeper.ledger import Ledger
     from sweeper.space import finite_ids
 
-    def instant_trial(config, context):  # defined here: Ray pickles it by value for the workers
-        from ray import tune
-
-        from sweeper.records import TrialReport
-        from sweeper.space import config_trial
-
-        psnr = 20.0 + 1000 * config["learning_rate"] + config["rho"]
-        tune.report(TrialReport(trial_id=config_trial(config)[1], epoch=1, train_loss=0.1,
-                                metrics={"val_psnr": psnr, "val_ssim": 0.5, "val_mae": 0.05}).to_dict())
-
-    monkeypatch.setattr(trainable, "run_trial", instant_trial)
+    monkeypatch.setattr(trainable, "run_trial", _instant_trial(lambda p: 20.0 + 1000 * p["learning_rate"] + p["rho"]))
     text = spec_text("tpe_small", tiny_data, """
   learning_rate: {values: [0.0001, 0.001, 0.01]}
   rho: {values: [0.8, 0.9]}
@@ -365,6 +392,27 @@ def test_random_runs_its_pre_drawn_trials_and_resumes_to_nothing(t4_ray, tiny_da
     assert run(loads(text), RunOptions(results_dir=tmp_path, wandb_mode="disabled", progress=False)).dispatched == 0
 
 
+def test_a_run_on_this_cpu_names_an_emulated_precision_once(t4_ray, tiny_data, tmp_path, monkeypatch) -> None:
+    """CPU trials on a private local Ray train here, so the driver reads this CPU's flags
+    (made AVX2-only for the test) and warns once before the trials run; not when a GPU trains."""
+    import model.runtime
+    from sweeper import trainable
+
+    monkeypatch.setattr(trainable, "run_trial", _instant_trial(lambda p: 20.0))
+    monkeypatch.setattr(model.runtime, "_cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    text = spec_text("emulated", tiny_data, "  precision: {values: [float32, mixed_bfloat16]}\n")
+    options = RunOptions(results_dir=tmp_path, wandb_mode="disabled", progress=False)
+    on_cpu = run(loads(text.replace("gpu: 1, accelerator_type: T4, fallback: cpu", "gpu: 0")), options)
+    assert on_cpu.dispatched == 2 and on_cpu.status_counts == {"ok": 2}
+    assert [w for w in on_cpu.warnings if "precision" in w] == [
+        "parameters.precision: mixed_bfloat16 on this CPU, which has no avx512_bf16 or amx_bf16 in /proc/cpuinfo: "
+        "TensorFlow emulates 16-bit floats here, several times slower than float32 (bf16 12x, fp16 4x in "
+        "benchmarks/README.md); "
+        "use precision: auto (float32 on such a CPU) or a machine that has them"]
+    on_t4 = run(loads(text.replace("name: emulated", "name: emulated_t4")), options)
+    assert on_t4.dispatched == 2 and on_t4.resources.get("gpu") == 1.0 and not on_t4.warnings
+
+
 def test_a_long_grid_runs_as_consecutive_tuners_each_trial_once(t4_ray, tiny_data, tmp_path, monkeypatch) -> None:
     """Ray Tune keeps every trial of a Tuner in the driver, so long grids run in batches.
 
@@ -375,15 +423,7 @@ def test_a_long_grid_runs_as_consecutive_tuners_each_trial_once(t4_ray, tiny_dat
     from sweeper.ledger import Ledger
     from sweeper.space import expand
 
-    def instant_trial(config, context):
-        from ray import tune
-
-        from sweeper.records import TrialReport
-
-        tune.report(TrialReport(trial_id=config["trial_id"], epoch=1, train_loss=0.1, metrics={
-            "val_psnr": 20.0 + 1000 * config["learning_rate"], "val_ssim": 0.5, "val_mae": 0.05}).to_dict())
-
-    monkeypatch.setattr(trainable, "run_trial", instant_trial)
+    monkeypatch.setattr(trainable, "run_trial", _instant_trial(lambda p: 20.0 + 1000 * p["learning_rate"]))
     monkeypatch.setattr(search, "TRIALS_PER_TUNER", 2)
     spec = loads(spec_text("batched", tiny_data, """
   learning_rate: {values: [0.0001, 0.0002, 0.0003, 0.0004, 0.0005]}

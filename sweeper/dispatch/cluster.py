@@ -10,15 +10,20 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Collection, Iterable, Iterator, Mapping
 
 from model.errors import ConfigError, UserError
-from model.runtime import VERBOSE_ENV
+from model.runtime import NATIVE_CPU_FLAGS, VERBOSE_ENV, cpu_emulates
 from sweeper.spec import Resources
 
-__all__ = ["LOCAL_HOST", "DriverNode", "connect", "driver_node", "pin_resources"]
+__all__ = ["LOCAL_HOST", "DriverNode", "cluster_address", "connect", "driver_node", "emulated_precision_warning", "pin_resources"]
 
 LOCAL_HOST = "127.0.0.1"
+
+
+def cluster_address(address: str | None) -> str | None:
+    """The cluster to join: ``address``, else ``RAY_ADDRESS``; ``None``: a private local Ray."""
+    return address or os.environ.get("RAY_ADDRESS") or None
 
 
 def connect(address: str | None) -> None:
@@ -36,7 +41,7 @@ def connect(address: str | None) -> None:
         UserError: the cluster cannot be joined: one line naming the address, the cause and
             the fix (Ray's own retry warnings are kept off the terminal).
     """
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = cluster_address(address)
     host, port = _host_port(address) if address is not None else (LOCAL_HOST, None)
     if address is None or host in _LOOPBACK:
         # Ray otherwise binds (or, joining, dials) the machine's routable IP; with clusters
@@ -199,6 +204,23 @@ def pin_resources(wanted: Resources, cluster: Mapping[str, float]) -> tuple[dict
             f"cluster resources: {have}; set sweeper.resources.fallback: cpu to run on CPU"
         )
     return cpu, f"the cluster has {missing}; running trials on CPU (sweeper.resources.fallback: cpu)"
+
+
+def emulated_precision_warning(precisions: Iterable[str], cpu_flags: Collection[str] | None = None) -> str | None:
+    """A warning when the spec's ``precision`` values include a 16-bit policy this machine's
+    CPU (``cpu_flags``; ``None`` reads it) has no native arithmetic for, else ``None``.
+
+    Said before any trial runs on it: such trials are several times slower than float32
+    (:func:`model.runtime.cpu_emulates`), which nothing else shows until they are late.
+    """
+    slow = sorted({p for p in precisions if cpu_emulates(p, cpu_flags)})
+    if not slow:
+        return None
+    flags = " or ".join(flag for policy in slow for flag in NATIVE_CPU_FLAGS[policy])
+    return (f"parameters.precision: {' and '.join(slow)} on this CPU, which has no {flags} in /proc/cpuinfo: "
+            "TensorFlow emulates 16-bit floats here, several times slower than float32 (bf16 12x, fp16 4x "
+            "in benchmarks/README.md); "
+            "use precision: auto (float32 on such a CPU) or a machine that has them")
 
 
 @dataclass(frozen=True)

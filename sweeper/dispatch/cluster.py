@@ -16,7 +16,8 @@ from model.errors import ConfigError, UserError
 from model.runtime import NATIVE_CPU_FLAGS, VERBOSE_ENV, cpu_emulates
 from sweeper.spec import Resources
 
-__all__ = ["LOCAL_HOST", "DriverNode", "cluster_address", "connect", "driver_node", "emulated_precision_warning", "pin_resources"]
+__all__ = ["LOCAL_HOST", "DriverNode", "cluster_address", "connect", "driver_node", "emulated_precision_warning",
+           "pin_resources"]
 
 LOCAL_HOST = "127.0.0.1"
 

@@ -244,7 +244,8 @@ def race(summary: RaceSummary, metric: str, path: Path, claimed: Collection[str]
     for tick, c in zip(ax.get_yticklabels(), configs):
         if c.config_id in claimed:
             tick.set_fontweight("bold")
-    ax.set_xlabel(f"seed (first test after {summary.first}, dotted); green: in the race at the end, orange: "
+    green = "in the race at the end" if summary.done else "still in the race (it is running)"
+    ax.set_xlabel(f"seed (first test after {summary.first}, dotted); green: {green}, orange: "
                   "eliminated (x), grey: not run" + ("; bold: the write-up's claim" if claimed else ""), fontsize=7)
     ax.set_xlim(-0.5, summary.max + 3.5)
     for side in ("top", "right"):

@@ -63,7 +63,9 @@ def _importance(trials: "pd.DataFrame", epochs: "pd.DataFrame", metric: str, goa
             scores = optuna.importance.get_param_importances(study)
         except (ValueError, RuntimeError) as err:
             return {}, f"importance could not be computed: {err}"
-    return ({k: float(v) for k, v in scores.items()},
+    # Their last digits follow the CPU's summation order: rounded, a committed report's JSON
+    # comes out the same on every machine (they sum to 1 within 2e-9).
+    return ({k: round(float(v), 9) for k, v in scores.items()},
             "PED-ANOVA: how much each parameter's distribution differs between the top 10% of trials and all of them")
 
 

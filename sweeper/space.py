@@ -107,7 +107,7 @@ def _sorted_params(spec: Any) -> list[Any]:
 
 
 def _grid(spec: Any) -> list[Trial]:
-    choices = {p.name: list(p.values) if p.values is not None else [p.value] for p in _sorted_params(spec)}
+    choices = {p.name: list(p.choices) for p in _sorted_params(spec)}  # a grid has no distributions
     if getattr(spec, "race", None) is not None:
         choices["seed"] = list(range(spec.race.max))  # a race's seeds are its own (the spec lists none)
     names = sorted(choices)

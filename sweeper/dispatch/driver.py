@@ -243,8 +243,7 @@ def _dispatch(spec: SweepSpec, options: RunOptions, hooks: Hooks, sweep: SweepPl
     if "gpu" not in resources and cluster_address(options.address) is None:
         # A private local Ray: the trials train on this machine's CPU, whose flags are known here.
         precision = spec.param("precision")
-        emulated = emulated_precision_warning(
-            () if precision is None else precision.values or (precision.value,))
+        emulated = emulated_precision_warning(precision.choices if precision is not None else ())
         if emulated:
             _warn(summary, emulated)
     summary.resources = resources

@@ -63,6 +63,14 @@ class Param:
         return "value" if self.value is not None else "values" if self.values is not None else "distribution"
 
     @property
+    def choices(self) -> tuple[Any, ...]:
+        """The values it can take: ``(value,)`` when fixed, ``values`` when listed; none for a
+        distribution."""
+        if self.values is not None:
+            return self.values
+        return (self.value,) if self.value is not None else ()
+
+    @property
     def integer(self) -> bool:
         """Whether the distribution draws whole numbers: int_uniform, or a q_ distribution
         whose min, max and q (default 1) are all whole numbers (Ray's qrandint/qlograndint)."""

@@ -14,7 +14,7 @@ from model.metrics import metric_goal, metric_unit
 from sweeper.folder import find_sweep, read_spec
 from sweeper.ledger import Ledger
 from sweeper.race import race_state
-from sweeper.records import params_of
+from sweeper.records import label, params_of
 from sweeper.space import searched_params, trial_count
 from sweeper.spec import SweepSpec
 
@@ -78,7 +78,7 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
 
 def _shown(params: Mapping[str, Any], varied: Sequence[str]) -> str:
     """``loss=mae, optimizer=adam``: the parameters the sweep varies, in ``params``' order."""
-    return ", ".join(f"{k}={v}" for k, v in params.items() if k in varied)
+    return label(params, [k for k in params if k in varied])
 
 
 def _checkpointed(sweep_dir: Path, recorded: set[str]) -> dict[str, tuple[int, dict[str, Any]]]:

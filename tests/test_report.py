@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from sweeper.cli import app
 from sweeper.ledger import Ledger
-from sweeper.records import EpochRow, TrialRow
+from sweeper.records import EpochRow, TrialRow, label, show
 from sweeper.report import OUTCOMES, build_report, difference_interval, mean_interval, render, report
 from sweeper.spec import from_dict
 from tests.conftest import ROOT, run_cli_light
@@ -78,6 +78,24 @@ def opt_loss(rmsprop_mae: list[float], adam_mae: list[float], rest: float = 22.0
 
 # ------------------------------------------------------------------------------------- statistics
 
+
+
+@pytest.mark.parametrize("value, shown", [
+    (0.001, "0.001"), (1e-05, "1e-05"), (100000.0, "100000"), (0.9, "0.9"),
+    # %g alone would print 0.00123457 for both of the next two
+    (0.00123456789, "0.00123456789"), (0.0012345700001, "0.0012345700001"),
+    (float("inf"), "inf"), ("mae", "mae"), (3, "3"),
+])
+def test_a_parameter_value_is_shown_short_and_never_loses_digits(value: Any, shown: str) -> None:
+    assert show(value) == shown
+
+
+def test_a_label_names_the_keys_in_order_and_tells_close_learning_rates_apart() -> None:
+    params = {"optimizer": "rmsprop", "learning_rate": 0.001, "rho": 0.9}
+    assert label(params) == "optimizer=rmsprop, learning_rate=0.001, rho=0.9"
+    assert label(params, ["rho", "optimizer"]) == "rho=0.9, optimizer=rmsprop"
+    assert label(params, []) == ""
+    assert label({"learning_rate": 0.00123456789}) != label({"learning_rate": 0.0012345700001})
 
 def test_mean_interval_is_the_student_t_interval() -> None:
     iv = mean_interval([1.0, 2.0, 3.0])

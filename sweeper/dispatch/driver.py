@@ -31,6 +31,7 @@ from sweeper.dispatch.results import recover, set_aside_unreadable
 from sweeper.folder import is_sweep
 from sweeper.ledger import CSV_NAMES, Ledger
 from sweeper.race import RaceState, race_state
+from sweeper.records import label
 from sweeper.space import Trial
 from sweeper.spec import SweepSpec
 from sweeper.study import STUDY_FILE, mirror_to_optuna
@@ -221,7 +222,7 @@ def _race_rounds(spec: SweepSpec, ledger: Ledger) -> Iterator[Sequence[Trial]]:
 def _label(state: RaceState, cid: str) -> str:
     varied = [k for k in next(iter(state.configs.values()), {})
               if len({repr(c[k]) for c in state.configs.values()}) > 1]
-    return ", ".join(f"{k}={state.configs[cid][k]}" for k in varied) or cid
+    return label(state.configs[cid], varied) or cid
 
 
 def _dispatch(spec: SweepSpec, options: RunOptions, hooks: Hooks, sweep: SweepPlan, ledger: Ledger,

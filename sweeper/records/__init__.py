@@ -23,9 +23,11 @@ from sweeper.records.columns import (
     STATUSES,
     TRIAL_SCHEMA,
     Column,
+    label,
     param_column,
     params_of,
     plain,
+    show,
 )
 from sweeper.records.placement import Placement
 from sweeper.records.rows import Elimination, EpochRow, TrialRow
@@ -43,7 +45,9 @@ __all__ = [
     "TRIAL_SCHEMA",
     "TrialReport",
     "TrialRow",
+    "label",
     "param_column",
     "params_of",
     "plain",
+    "show",
 ]

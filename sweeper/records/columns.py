@@ -26,10 +26,12 @@ __all__ = [
     "STATUSES",
     "TRIAL_SCHEMA",
     "coerce_columns",
+    "label",
     "refuse_unknown",
     "param_column",
     "params_of",
     "plain",
+    "show",
 ]
 
 STATUSES = ("ok", "error", "diverged")
@@ -53,6 +55,21 @@ def params_of(columns: Mapping[str, Any]) -> dict[str, Any]:
         if column.startswith(PARAM_PREFIX) and (value := plain(value)) is not None:
             out[column.removeprefix(PARAM_PREFIX)] = value
     return out
+
+
+def show(value: Any) -> str:
+    """A parameter value as tables, labels and logs show it: floats in ``%g`` (``0.001``, not
+    ``0.0010``) unless that would lose digits (``0.00123456789`` stays whole)."""
+    if isinstance(value, float):
+        short = f"{value:g}"
+        # %g keeps 6 significant digits; two learning rates must never share a label.
+        return short if not math.isfinite(value) or float(short) == value else repr(value)
+    return str(value)
+
+
+def label(params: Mapping[str, Any], keys: Iterable[str] | None = None) -> str:
+    """``optimizer=adam, loss=mae``: ``keys`` of ``params`` (all of them by default), in that order."""
+    return ", ".join(f"{k}={show(params[k])}" for k in (params if keys is None else keys))
 
 
 def plain(value: Any) -> Any:

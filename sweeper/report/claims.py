@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from model.metrics import metric_unit
 from sweeper.race import RaceState, seeds_needed
-from sweeper.report.display import show
+from sweeper.records import label
 from sweeper.report.race import RaceConfig, RaceSummary
 from sweeper.report.ranking import ConfigResult
 from sweeper.report.stats import Interval, difference_interval
@@ -96,7 +96,7 @@ def judge(claim: Claim, ranking: Sequence[ConfigResult], keys: Sequence[str], me
     Returns:
         The :class:`Verdict`, its outcome one of :data:`OUTCOMES`.
     """
-    shown = ", ".join(f"{k}={show(v)}" for k, v in claim.params.items())
+    shown = label(claim.params)
     if not any(k in keys for k in claim.params):
         return Verdict(claim, "not tested", f"this sweep does not vary {' or '.join(claim.params)}")
     mine = [c for c in ranking if all(_same(c.fixed.get(k), v) for k, v in claim.params.items())]
@@ -152,7 +152,7 @@ def judge_race(claim: Claim, race: RaceSummary, state: RaceState, metric: str) -
     seeds a one-sided paired t test at the race's per-look level would need to separate it
     from its closest rival with 80% power.
     """
-    shown = ", ".join(f"{k}={show(v)}" for k, v in claim.params.items())
+    shown = label(claim.params)
     claim_cfg = claimed_config(claim, race, state)
     if claim_cfg is None:
         return Verdict(claim, "not tested", f"no configuration with {shown} is in this race")

@@ -1,7 +1,9 @@
-"""How the report shows a value: parameters, metric units and digits, JSON and CSV numbers.
+"""How the report shows a number: metric digits, JSON and CSV numbers.
 
-Shared by the ranking (configuration labels), the verdicts (gaps), the renderings and the
-figures, so that a value reads the same in every one of them.
+Shared by the verdicts (gaps), the renderings and the figures, so that a number reads the same
+in every one of them. Parameter values and configuration labels are
+:func:`sweeper.records.show` and :func:`sweeper.records.label`, shared with ``sweeper status``
+and the race's log.
 """
 
 from __future__ import annotations
@@ -11,17 +13,10 @@ from typing import Any
 
 from model.metrics import VAL_PREFIX
 
-__all__ = ["csv_number", "digits", "json_number", "show"]
+__all__ = ["csv_number", "digits", "json_number"]
 
 # PSNR is in dB and moves in its first decimals; SSIM and MAE are fractions of one.
 _PSNR = VAL_PREFIX + "psnr"
-
-
-def show(value: Any) -> str:
-    """A parameter value as a table or a label shows it: floats in ``%g`` (``0.001``, not ``0.0010``)."""
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
 
 
 def digits(metric: str, *, precise: bool = False) -> int:

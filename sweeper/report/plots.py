@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Collection, Sequence
 
 from sweeper.folder import write_atomic
 from sweeper.records import param_column
-from sweeper.report.display import show
+from sweeper.records import show
 from sweeper.report.race import RaceSummary
 from sweeper.report.ranking import ConfigResult
 

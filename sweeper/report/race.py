@@ -8,8 +8,8 @@ import math
 from typing import TYPE_CHECKING, Any, Mapping
 
 from sweeper.race import RaceState
-from sweeper.records import params_of
-from sweeper.report.display import json_number, show
+from sweeper.records import label, params_of
+from sweeper.report.display import json_number
 from sweeper.space import config_id
 from sweeper.spec import SweepSpec
 
@@ -44,7 +44,7 @@ class RaceConfig:
 
     def label(self) -> str:
         """``optimizer=adam, loss=mae``."""
-        return ", ".join(f"{k}={show(v)}" for k, v in self.params.items()) or self.config_id
+        return label(self.params) or self.config_id
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,8 +9,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from model.metrics import VAL_METRICS
-from sweeper.records import param_column, params_of, plain
-from sweeper.report.display import show
+from sweeper.records import label, param_column, params_of, plain
 from sweeper.report.stats import Interval, finite, mean_interval
 
 if TYPE_CHECKING:
@@ -37,7 +36,7 @@ class ConfigResult:
 
     def label(self) -> str:
         """``optimizer=rmsprop, loss=mae`` (or ``all trials`` when nothing is searched)."""
-        return ", ".join(f"{k}={show(v)}" for k, v in self.params.items()) or "all trials"
+        return label(self.params) or "all trials"
 
 
 def _config(key: tuple, rows: list[dict[str, Any]], keys: list[str], metric: str) -> ConfigResult:

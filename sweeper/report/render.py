@@ -18,7 +18,8 @@ from typing import Any
 from model.errors import ConfigError
 from model.metrics import VAL_METRICS, metric_unit
 from sweeper.records import STATUSES
-from sweeper.report.display import csv_number, digits, show
+from sweeper.records import show
+from sweeper.report.display import csv_number, digits
 from sweeper.report.document import Report
 from sweeper.report.stats import Interval
 

@@ -236,7 +236,7 @@ def run_cmd(
     yes: Annotated[bool, typer.Option("--yes", help="Allow grids over 100,000 trials.")] = False,
 ) -> None:
     """Run every trial of a search space on Ray Tune; re-running resumes from the ledger."""
-    from sweeper.dispatch import EXIT_INTERRUPTED, RunOptions, plan, resume_command, supervise
+    from sweeper.dispatch import EXIT_INTERRUPTED, RunOptions, local_cpu_warning, plan, resume_command, supervise
     from sweeper.ledger import Ledger
     from sweeper.spec import load
 
@@ -260,6 +260,10 @@ def run_cmd(
                        f"configurations left, up to {race.max} seeds ({len(sweep.trials)} trials at the most)")
         else:
             _trial_table(spec, sweep.trials, done)
+        if slow := local_cpu_warning(spec, address):
+            # Whether a GPU would take the trials is Ray's to find at run time; the CPU is known now.
+            gpu = " (unless a GPU takes the trials)" if spec.resources.gpu > 0 else ""
+            typer.echo(f"sweeper: warning: {slow}{gpu}", err=True)
         return
     # The driver runs in a child process: when Ray ends it (its node died), this one says so in one line.
     resume_with = resume_command(spec_path, set_ or (), options, allow_huge=yes)

@@ -40,6 +40,30 @@ def test_dry_run_imports_neither_ray_nor_tensorflow(tmp_path: Path) -> None:
     assert "optim_loss: 50 trials" in proc.stdout
 
 
+def test_dry_run_says_when_this_cpu_would_emulate_the_precision(tmp_path: Path, monkeypatch) -> None:
+    """Planning a bf16 race on an AVX2-only CPU: the dry run names the slowdown once, on
+    stderr, before anything runs; not for float32, a native CPU, or a cluster to join."""
+    import model.runtime
+
+    race = SPEC.parent / "optim_loss_race.yaml"  # mixed_bfloat16, gpu 1 with fallback cpu
+    argv = ["run", str(race), "--dry-run", "--results-dir", str(tmp_path)]
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(model.runtime, "_cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "sweeper: warning: parameters.precision: mixed_bfloat16 on this CPU, which has no avx512_bf16 or amx_bf16 "
+        "in /proc/cpuinfo: TensorFlow emulates 16-bit floats here, several times slower than float32 (bf16 12x, "
+        "fp16 4x in benchmarks/README.md); use precision: auto (float32 on such a CPU) or a machine that has them "
+        "(unless a GPU takes the trials)"]
+    assert "its first round is the 50 trials above" in result.stdout
+    for extra in (["--set", "parameters.precision.value=float32"], ["--address", "10.0.0.1:6379"]):
+        quiet = runner.invoke(app, argv + extra)
+        assert quiet.exit_code == 0 and quiet.stderr == "", (extra, quiet.output)
+    monkeypatch.setattr(model.runtime, "_cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+    assert runner.invoke(app, argv).stderr == ""
+
+
 def test_a_bad_spec_prints_one_line_per_problem_and_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nmethod: grid\nmetric: {name: val_psnr, goal: maximize}\n"

@@ -18,7 +18,7 @@ driver because its node died, the command still says so in one line.
 
 from __future__ import annotations
 
-from sweeper.dispatch.cluster import LOCAL_HOST, connect, pin_resources
+from sweeper.dispatch.cluster import LOCAL_HOST, connect, local_cpu_warning, pin_resources
 from sweeper.dispatch.driver import RunOptions, RunSummary, run
 from sweeper.dispatch.plan import SweepPlan, plan
 from sweeper.dispatch.results import record_from_results
@@ -27,5 +27,5 @@ from sweeper.dispatch.supervisor import (EXIT_DRIVER_LOST, EXIT_INTERRUPTED, Dri
 
 __all__ = [
     "EXIT_DRIVER_LOST", "EXIT_INTERRUPTED", "LOCAL_HOST", "DriverLost", "RunOptions", "RunSummary", "StoppedAtOnce",
-    "SweepPlan", "connect", "pin_resources", "plan", "record_from_results", "resume_command", "run", "supervise",
+    "SweepPlan", "connect", "local_cpu_warning", "pin_resources", "plan", "record_from_results", "resume_command", "run", "supervise",
 ]

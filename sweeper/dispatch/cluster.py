@@ -14,10 +14,10 @@ from typing import Any, Collection, Iterable, Iterator, Mapping
 
 from model.errors import ConfigError, UserError
 from model.runtime import NATIVE_CPU_FLAGS, VERBOSE_ENV, cpu_emulates
-from sweeper.spec import Resources
+from sweeper.spec import Resources, SweepSpec
 
 __all__ = ["LOCAL_HOST", "DriverNode", "cluster_address", "connect", "driver_node", "emulated_precision_warning",
-           "pin_resources"]
+           "local_cpu_warning", "pin_resources"]
 
 LOCAL_HOST = "127.0.0.1"
 
@@ -222,6 +222,16 @@ def emulated_precision_warning(precisions: Iterable[str], cpu_flags: Collection[
             "TensorFlow emulates 16-bit floats here, several times slower than float32 (bf16 12x, fp16 4x "
             "in benchmarks/README.md); "
             "use precision: auto (float32 on such a CPU) or a machine that has them")
+
+
+def local_cpu_warning(spec: SweepSpec, address: str | None, cpu_flags: Collection[str] | None = None) -> str | None:
+    """:func:`emulated_precision_warning` for ``spec``'s precision values when its CPU trials
+    would train on this machine (a private local Ray); ``None`` when the sweep joins a cluster
+    (``address`` or ``RAY_ADDRESS``), whose CPUs are not this one."""
+    if cluster_address(address) is not None:
+        return None
+    precision = spec.param("precision")
+    return emulated_precision_warning(precision.choices if precision is not None else (), cpu_flags)
 
 
 @dataclass(frozen=True)

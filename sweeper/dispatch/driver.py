@@ -21,8 +21,7 @@ from model.errors import ConfigError, UserError
 from model.synth import ensure_dataset
 from sweeper import tracking, trainable
 from sweeper.dispatch import search
-from sweeper.dispatch.cluster import (DriverNode, cluster_address, connect, driver_node, emulated_precision_warning,
-                                     pin_resources)
+from sweeper.dispatch.cluster import DriverNode, connect, driver_node, local_cpu_warning, pin_resources
 from sweeper.dispatch.console import Progress, ProgressSink, StopFlag, graceful_ctrl_c, resource_watch, watchdog
 from sweeper.dispatch.lock import driver_lock
 from sweeper.dispatch.plan import SweepPlan, plan
@@ -241,12 +240,8 @@ def _dispatch(spec: SweepSpec, options: RunOptions, hooks: Hooks, sweep: SweepPl
     resources, warning = pin_resources(spec.resources, ray.cluster_resources())
     if warning:
         _warn(summary, warning)
-    if "gpu" not in resources and cluster_address(options.address) is None:
-        # A private local Ray: the trials train on this machine's CPU, whose flags are known here.
-        precision = spec.param("precision")
-        emulated = emulated_precision_warning(precision.choices if precision is not None else ())
-        if emulated:
-            _warn(summary, emulated)
+    if "gpu" not in resources and (emulated := local_cpu_warning(spec, options.address)):
+        _warn(summary, emulated)  # the trials train on this machine's CPU, whose flags are known here
     summary.resources = resources
     ensure_dataset(data_dir, spec.dataset.name, fix=_DATASET_FIX)
     write_provenance(spec, ledger.sweep_dir, {"resources": resources, "wandb_mode": wandb_mode})

@@ -4,9 +4,11 @@ on loopback: a head plus a worker node carrying two fake GPUs of type T4."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +35,13 @@ def _kill_cluster(temp_dir: Path) -> None:
             continue
 
 
+def _ray_start(args: list[str], env: dict[str, str]) -> None:
+    """`ray start ARGS`; when it fails, the failure says what Ray printed."""
+    proc = subprocess.run([RAY, "start", *args, "--disable-usage-stats"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, f"ray start {' '.join(args)}: exit {proc.returncode}\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+
+
 @pytest.fixture(scope="module")
 def ray_start_cluster(tmp_path_factory):
     """`ray start --head` (loopback, token auth from a token made for the test) and `ray start
@@ -45,7 +54,9 @@ def ray_start_cluster(tmp_path_factory):
     home, stranger = tmp / "home", tmp / "stranger"
     home.mkdir()
     stranger.mkdir()
-    temp_dir = tmp / "ray"
+    # Not under tmp: Ray's socket paths must fit in 107 bytes, and pytest-xdist's folders
+    # (.../popen-gw1/raystart0/ray/session_<date>_<pid>/sockets/plasma_store) do not.
+    temp_dir = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
     base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH") and k != "RAY_ADDRESS"}
     base.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
     env = {**base, "HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0", "WANDB_MODE": "disabled"}
@@ -53,20 +64,18 @@ def ray_start_cluster(tmp_path_factory):
     port = free_port()
     try:
         # The head on loopback only (Ray's clusters-off mode binds and dials 127.0.0.1).
-        subprocess.run([RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus",
-                        "1", "--num-gpus", "0", "--include-dashboard=false", "--temp-dir", str(temp_dir),
-                        "--disable-usage-stats"], env={**env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"},
-                       capture_output=True, check=True, timeout=120)
+        _ray_start(["--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "1", "--num-gpus", "0",
+                    "--include-dashboard=false", "--temp-dir", str(temp_dir)],
+                   {**env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
         # Ray refuses a second node in that mode, and, in the other, swaps the address
         # 127.0.0.1 for the machine's routable one; the machine's own name (which /etc/hosts
         # maps to loopback) it leaves alone, so the worker dials the head on loopback.
-        subprocess.run([RAY, "start", "--address", f"{hostname}:{port}", "--node-ip-address", "127.0.0.1",
-                        "--num-cpus", "2", "--num-gpus", "2", "--resources", '{"accelerator_type:T4": 1}',
-                        "--disable-usage-stats"], env={**env, "RAY_AUTH_MODE": "token"},
-                       capture_output=True, check=True, timeout=120)
+        _ray_start(["--address", f"{hostname}:{port}", "--node-ip-address", "127.0.0.1", "--num-cpus", "2",
+                    "--num-gpus", "2", "--resources", '{"accelerator_type:T4": 1}'], {**env, "RAY_AUTH_MODE": "token"})
         yield f"127.0.0.1:{port}", env, {**env, "HOME": str(stranger)}
     finally:
         _kill_cluster(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _sweeper(args: list[str], env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess:

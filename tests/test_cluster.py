@@ -39,7 +39,8 @@ def _ray_start(args: list[str], env: dict[str, str]) -> None:
     """`ray start ARGS`; when it fails, the failure says what Ray printed."""
     proc = subprocess.run([RAY, "start", *args, "--disable-usage-stats"], env=env, capture_output=True, text=True,
                           timeout=120)
-    assert proc.returncode == 0, f"ray start {' '.join(args)}: exit {proc.returncode}\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+    said = proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, f"ray start {' '.join(args)}: exit {proc.returncode}\n{said}"
 
 
 @pytest.fixture(scope="module")

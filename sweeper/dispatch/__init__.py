@@ -27,5 +27,6 @@ from sweeper.dispatch.supervisor import (EXIT_DRIVER_LOST, EXIT_INTERRUPTED, Dri
 
 __all__ = [
     "EXIT_DRIVER_LOST", "EXIT_INTERRUPTED", "LOCAL_HOST", "DriverLost", "RunOptions", "RunSummary", "StoppedAtOnce",
-    "SweepPlan", "connect", "local_cpu_warning", "pin_resources", "plan", "record_from_results", "resume_command", "run", "supervise",
+    "SweepPlan", "connect", "local_cpu_warning", "pin_resources", "plan", "record_from_results", "resume_command",
+    "run", "supervise",
 ]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from model.metrics import metric_goal, metric_unit
+from sweeper.dispatch.cluster import local_cpu_warning
 from sweeper.folder import find_sweep, read_spec
 from sweeper.ledger import Ledger
 from sweeper.race import race_state
@@ -58,6 +59,9 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     left = _time_left(to_go, started, trials, spec.max_concurrent if spec is not None else None)
     if left:
         lines.append(("the next look " if raced else "done ") + left)
+        if spec is not None and (slow := local_cpu_warning(spec, None)):
+            # The mean is the recorded trials' pace, on the CPUs that ran them; not this one's.
+            lines.append(f"that estimate is the recorded trials' pace; continued on this machine's CPU: {slow}")
     varied = searched_params(spec, trials)
     if checkpointed:
         lines.append("in progress or cut short (checkpointed): " + "; ".join(

@@ -132,6 +132,31 @@ def test_status_says_when_a_grid_should_be_done(tmp_path: Path) -> None:
         "checkpointed epochs counted)"]
 
 
+def test_status_says_when_this_cpu_would_be_slower_than_the_recorded_pace(tmp_path: Path, monkeypatch) -> None:
+    """The estimate is the recorded trials' pace; a CPU that emulates the spec's bf16 would not
+    keep it, and status says so under the estimate (not when the sweep runs on a cluster)."""
+    import model.runtime
+    from tests.test_report import OPT_LOSS, make_sweep
+
+    sweep = make_sweep(tmp_path / "bf16", OPT_LOSS, {("mae", "adam"): [25.0, 26.0]},
+                       fixed={"precision": "mixed_bfloat16"})
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(model.runtime, "_cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    lines = runner.invoke(app, ["status", str(sweep)]).stdout.splitlines()
+    assert lines[2].startswith("done after about 2 min of trial time") and lines[3] == (
+        "that estimate is the recorded trials' pace; continued on this machine's CPU: parameters.precision: "
+        "mixed_bfloat16 on this CPU, which has no avx512_bf16 or amx_bf16 in /proc/cpuinfo: TensorFlow emulates "
+        "16-bit floats here, several times slower than float32 (bf16 12x, fp16 4x in benchmarks/README.md); use "
+        "precision: auto (float32 on such a CPU) or a machine that has them")
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert "this machine's CPU" not in runner.invoke(app, ["status", str(sweep)]).stdout
+    monkeypatch.delenv("RAY_ADDRESS")
+    monkeypatch.setattr(model.runtime, "_cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    assert "this machine's CPU" not in runner.invoke(app, ["status", str(sweep)]).stdout
+    # reading the CPU's flags imports no TensorFlow, Ray, Keras or W&B
+    assert run_cli_light(["status", str(sweep)]).stdout.splitlines()[2].startswith("done after about 2 min")
+
+
 def test_status_without_sweeps_says_how_to_start_one(tmp_path: Path) -> None:
     result = runner.invoke(app, ["status", "--results-dir", str(tmp_path)])
     assert result.exit_code == 1 and "sweeper run search_spaces/optim_loss.yaml" in result.stderr

@@ -76,8 +76,7 @@ def opt_loss(rmsprop_mae: list[float], adam_mae: list[float], rest: float = 22.0
     return values
 
 
-# ------------------------------------------------------------------------------------- statistics
-
+# ----------------------------------------------------------------------------------------- labels
 
 
 @pytest.mark.parametrize("value, shown", [
@@ -96,6 +95,10 @@ def test_a_label_names_the_keys_in_order_and_tells_close_learning_rates_apart() 
     assert label(params, ["rho", "optimizer"]) == "rho=0.9, optimizer=rmsprop"
     assert label(params, []) == ""
     assert label({"learning_rate": 0.00123456789}) != label({"learning_rate": 0.0012345700001})
+
+
+# ------------------------------------------------------------------------------------- statistics
+
 
 def test_mean_interval_is_the_student_t_interval() -> None:
     iv = mean_interval([1.0, 2.0, 3.0])

@@ -1,5 +1,5 @@
 """Benchmarks of the sweeper: training throughput, orchestration overhead, concurrency,
-search efficiency, inference, report and dataset scale, and precision.
+search efficiency, inference, report and dataset scale, precision and 16-bit convolution arithmetic.
 
 ``python benchmarks/run.py [--quick] [--only NAME ...] [--out FILE]`` prints one JSON object
 per line: first a ``machine`` line, then one line per benchmark. Every benchmark runs in its
@@ -9,7 +9,8 @@ thread settings are fixed per process and Ray's start-up must not pollute traini
 The benchmarks live one group to a module: :mod:`benchmarks.training` (train_throughput,
 inference), :mod:`benchmarks.orchestration` (orchestration_overhead, concurrency, load),
 :mod:`benchmarks.search` (search_efficiency), :mod:`benchmarks.report_scale` and
-:mod:`benchmarks.scale` (dataset_scale, precision), :mod:`benchmarks.resume` (checkpoint); this script registers and runs them.
+:mod:`benchmarks.scale` (dataset_scale, precision, conv_arithmetic), :mod:`benchmarks.resume`
+(checkpoint); this script registers and runs them.
 
 Benchmarks measure; nothing here asserts on speed. See ``benchmarks/README.md``.
 """
@@ -35,7 +36,7 @@ from benchmarks.common import Figures, cpuinfo  # noqa: E402
 from benchmarks.orchestration import bench_concurrency, bench_load, bench_orchestration_overhead  # noqa: E402
 from benchmarks.report_scale import bench_report_scale  # noqa: E402
 from benchmarks.resume import bench_checkpoint  # noqa: E402
-from benchmarks.scale import bench_dataset_scale, bench_precision  # noqa: E402
+from benchmarks.scale import bench_conv_arithmetic, bench_dataset_scale, bench_precision  # noqa: E402
 from benchmarks.search import bench_search_efficiency  # noqa: E402
 from benchmarks.training import bench_inference, bench_train_throughput  # noqa: E402
 
@@ -50,6 +51,7 @@ BENCHMARKS: dict[str, Callable[[bool], Figures]] = {
     "report_scale": bench_report_scale,
     "dataset_scale": bench_dataset_scale,
     "precision": bench_precision,
+    "conv_arithmetic": bench_conv_arithmetic,
     "checkpoint": bench_checkpoint,
 }
 

@@ -7,10 +7,12 @@ another one (as in a sweep worker) still has the published names.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import keras
 from keras import layers
+
+from model.runtime import accumulates_in_float32
 
 __all__ = ["build_model", "ResidualBlock", "PARAMETER_COUNT", "LAYER_PARAMETERS"]
 
@@ -31,6 +33,45 @@ LAYER_PARAMETERS: dict[str, int] = {
 }
 
 
+def _in_float32(op: Callable[[Any, Any], Any], inputs: Any, kernel: Any) -> Any:
+    """``op(inputs, kernel)``; computed in float32 on their (exact) 16-bit values and rounded back
+    once where :func:`model.runtime.accumulates_in_float32` says so: native 16-bit arithmetic."""
+    dtype = keras.backend.standardize_dtype(inputs.dtype)
+    if not accumulates_in_float32(dtype):
+        return op(inputs, kernel)
+    return keras.ops.cast(op(keras.ops.cast(inputs, "float32"), keras.ops.cast(kernel, "float32")), dtype)
+
+
+@keras.saving.register_keras_serializable(package="sweeper", name="Conv2D")
+class _Conv2D(layers.Conv2D):
+    """``keras.layers.Conv2D``, its 16-bit convolutions accumulated in float32 on a CPU that
+    emulates 16-bit floats (:func:`_in_float32`)."""
+
+    def convolution_op(self, inputs: Any, kernel: Any) -> Any:
+        return _in_float32(super().convolution_op, inputs, kernel)
+
+
+@keras.saving.register_keras_serializable(package="sweeper", name="Conv2DTranspose")
+class _Conv2DTranspose(layers.Conv2DTranspose):
+    """``keras.layers.Conv2DTranspose``, its 16-bit convolutions accumulated in float32 on a CPU
+    that emulates 16-bit floats (:func:`_in_float32`)."""
+
+    def call(self, inputs: Any) -> Any:
+        # Keras' own call, with the transposed convolution through _in_float32 (Keras offers
+        # no convolution_op hook here, unlike Conv2D).
+        outputs = _in_float32(self._transposed, inputs, self.kernel)
+        if self.use_bias:
+            last = self.data_format == "channels_last"
+            shape = (1,) * (self.rank + 1) + (self.filters,) if last else (1, self.filters) + (1,) * self.rank
+            outputs = keras.ops.add(outputs, keras.ops.reshape(self.bias, shape))
+        return outputs if self.activation is None else self.activation(outputs)
+
+    def _transposed(self, inputs: Any, kernel: Any) -> Any:
+        return keras.ops.conv_transpose(inputs, kernel, strides=list(self.strides), padding=self.padding,
+                                        output_padding=self.output_padding, dilation_rate=self.dilation_rate,
+                                        data_format=self.data_format)
+
+
 @keras.saving.register_keras_serializable(package="sweeper")
 class ResidualBlock(layers.Layer):
     """conv3x3+BN, ReLU, conv3x3+BN, plus a 1x1 convolution shortcut, then ReLU.
@@ -45,11 +86,11 @@ class ResidualBlock(layers.Layer):
     def __init__(self, filters: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.filters = int(filters)
-        self.conv_a = layers.Conv2D(self.filters, 3, padding="same", name="conv_a")
+        self.conv_a = _Conv2D(self.filters, 3, padding="same", name="conv_a")
         self.bn_a = layers.BatchNormalization(name="bn_a")
-        self.conv_b = layers.Conv2D(self.filters, 3, padding="same", name="conv_b")
+        self.conv_b = _Conv2D(self.filters, 3, padding="same", name="conv_b")
         self.bn_b = layers.BatchNormalization(name="bn_b")
-        self.shortcut = layers.Conv2D(self.filters, 1, padding="same", name="shortcut")
+        self.shortcut = _Conv2D(self.filters, 1, padding="same", name="shortcut")
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         # Build sub-layers eagerly so a saved .keras file finds every weight on load.
@@ -105,19 +146,19 @@ def _build(input_shape: tuple[int | None, int | None, int]) -> keras.Model:
         if size is not None and size % 4:
             raise ValueError(f"input {side} {size} is not divisible by 4; crop or pad the image to a multiple of 4")
     inputs = keras.Input(shape=input_shape, name="blurred")
-    x0 = layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2d")(inputs)
-    x1 = layers.Conv2D(64, 3, padding="same", activation="relu", name="conv2d_1")(
+    x0 = _Conv2D(16, 3, padding="same", activation="relu", name="conv2d")(inputs)
+    x1 = _Conv2D(64, 3, padding="same", activation="relu", name="conv2d_1")(
         layers.Concatenate(name="concatenate")([inputs, x0])
     )
     p1 = layers.MaxPooling2D(name="max_pooling2d")(layers.Concatenate(name="concatenate_1")([x0, x1]))
-    x2 = layers.Conv2D(128, 3, padding="same", activation="relu", name="conv2d_2")(p1)
+    x2 = _Conv2D(128, 3, padding="same", activation="relu", name="conv2d_2")(p1)
     # Half-resolution copy of the first features, re-injected at the bottleneck (U-Net skip).
     p0 = layers.MaxPooling2D(name="max_pooling2d_2")(x0)
     p2 = layers.MaxPooling2D(name="max_pooling2d_1")(layers.Concatenate(name="concatenate_2")([x2, p0]))
     r = ResidualBlock(128, name="residual_block")(p2)
     r = ResidualBlock(128, name="residual_block_1")(r)
-    u = layers.Conv2DTranspose(128, 3, strides=2, padding="same", activation="relu", name="conv2d_transpose")(r)
-    u = layers.Conv2DTranspose(64, 3, strides=2, padding="same", activation="relu", name="conv2d_transpose_1")(u)
-    residual = layers.Conv2D(3, 3, padding="same", name="conv2d_9", dtype="float32")(u)
+    u = _Conv2DTranspose(128, 3, strides=2, padding="same", activation="relu", name="conv2d_transpose")(r)
+    u = _Conv2DTranspose(64, 3, strides=2, padding="same", activation="relu", name="conv2d_transpose_1")(u)
+    residual = _Conv2D(3, 3, padding="same", name="conv2d_9", dtype="float32")(u)
     outputs = layers.Add(name="global_residual", dtype="float32")([inputs, residual])
     return keras.Model(inputs, outputs, name="deblur")

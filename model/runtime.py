@@ -15,7 +15,8 @@ import sys
 import tempfile
 from typing import Collection, Iterator, NoReturn, Sequence
 
-__all__ = ["NATIVE_CPU_FLAGS", "VERBOSE_ENV", "configure_runtime", "RuntimeInfo", "choose_precision", "cpu_emulates",
+__all__ = ["NATIVE_CPU_FLAGS", "VERBOSE_ENV", "configure_runtime", "RuntimeInfo", "accumulates_in_float32",
+           "choose_precision", "cpu_emulates",
            "exit_now", "is_startup_noise", "resolve_precision"]
 
 _log = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ def choose_precision(gpu_capabilities: Sequence[tuple[int, int]], cpu_flags: Col
     Returns:
         ``mixed_float16`` when every GPU has tensor cores; ``float32`` on older GPUs;
         on CPU, ``mixed_bfloat16`` when bf16 is native and ``float32`` otherwise (emulated
-        bf16 measured 11x slower than float32 on an AVX2-only EPYC, benchmarks/README.md).
+        bf16 is no faster than float32: :func:`accumulates_in_float32`).
     """
     if gpu_capabilities:
         return "mixed_float16" if min(tuple(c) for c in gpu_capabilities) >= _TENSOR_CORES else "float32"
@@ -161,8 +162,8 @@ def choose_precision(gpu_capabilities: Sequence[tuple[int, int]], cpu_flags: Col
 
 def cpu_emulates(policy: str, cpu_flags: Collection[str] | None = None) -> bool:
     """Whether a CPU computes ``policy``'s 16-bit floats in software, for lack of every flag
-    :data:`NATIVE_CPU_FLAGS` lists for it (on an AVX2-only EPYC bf16 ran 12x and fp16 4x
-    slower than float32: benchmarks/README.md, ``precision``).
+    :data:`NATIVE_CPU_FLAGS` lists for it (there the network's convolutions accumulate in
+    float32: :func:`accumulates_in_float32`).
 
     Args:
         policy: A Keras dtype policy; ``float32`` and ``auto`` are never emulated.
@@ -172,6 +173,32 @@ def cpu_emulates(policy: str, cpu_flags: Collection[str] | None = None) -> bool:
     if native is None:
         return False
     return not set(native) & set(_cpu_flags() if cpu_flags is None else cpu_flags)
+
+
+# The 16-bit compute dtype of each mixed policy of NATIVE_CPU_FLAGS.
+_POLICY_OF_DTYPE = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
+
+def accumulates_in_float32(dtype: str, cpu_flags: Collection[str] | None = None) -> bool:
+    """Whether the model's convolutions on ``dtype`` values compute in float32 in this process.
+
+    True for a 16-bit ``dtype`` that this process computes on a CPU without native arithmetic
+    for it (:func:`cpu_emulates`; no GPU visible). There TensorFlow's own 16-bit convolution
+    kernels sum the backward passes (and the transposed convolution) in 16 bits: on an
+    AVX2-only EPYC 6-16% of bf16 gradients equal the exact result rounded once, 1-3% off on
+    average, and training ran 11x slower than float32. Native 16-bit hardware (oneDNN on
+    AVX512-BF16 or AMX, GPU tensor cores) sums 16-bit products in a float32 accumulator and
+    rounds once; computing in float32 on the 16-bit values (exact) and rounding the result is
+    that arithmetic (99.99% equal the once-rounded exact result), at about float32's speed
+    (0.92x for bf16, benchmarks/README.md). ``cpu_flags``: the CPU's flags; ``None`` reads
+    this machine's.
+    """
+    policy = _POLICY_OF_DTYPE.get(dtype)
+    if policy is None or not cpu_emulates(policy, cpu_flags):
+        return False
+    import tensorflow as tf
+
+    return not tf.config.list_logical_devices("GPU")
 
 
 def resolve_precision(precision: str) -> str:

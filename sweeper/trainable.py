@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from model.errors import ConfigError
 from model.images import side_by_side
 from model.params import TrainParams
-from model.runtime import configure_runtime, resolve_precision
+from model.runtime import accumulates_in_float32, configure_runtime, resolve_precision
 from sweeper.records import Placement, TrialReport
 from sweeper.space import config_trial
 from sweeper.tracking import TrialTracker
@@ -43,12 +43,16 @@ class TrialContext:
 
 def _placement(accelerator_type: str | None, precision: str) -> Placement:
     """Where this trial runs: the GPU type it was pinned to (or ``cpu``), the GPU ids Ray
-    assigned, the node, and the dtype policy ``precision`` means there."""
+    assigned, the node, the dtype policy ``precision`` means there, and whether its 16-bit
+    convolutions are computed in float32 there."""
     import ray
 
     gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+    policy = resolve_precision(precision)
+    emulated = accumulates_in_float32(policy.removeprefix("mixed_"))  # "float32" never is
     return Placement(accelerator=(accelerator_type or "GPU") if gpu_ids else "cpu", gpu_ids=",".join(gpu_ids),
-                     node=ray.get_runtime_context().get_node_id() or "", dtype_policy=resolve_precision(precision))
+                     node=ray.get_runtime_context().get_node_id() or "", dtype_policy=policy,
+                     emulation="float32-accumulate" if emulated else "")
 
 
 def _save_strip(triplets: Any, path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -71,3 +73,89 @@ def test_mixed_precision_keeps_the_table_and_a_float32_output(precision: str) ->
     x = np.random.default_rng(2).random((1, 16, 16, 3), dtype=np.float32)
     assert keras.backend.standardize_dtype(mixed(x).dtype) == "float32"
     assert keras.config.dtype_policy().name == "float32"  # the global policy is left as it was
+
+
+# --- 16-bit convolutions on a CPU without native 16-bit arithmetic ---------------------------
+
+_AVX2 = frozenset({"avx", "avx2", "fma"})  # an AVX2-only EPYC's 16-bit-relevant flags: none native
+
+
+def _conv_layer(kind: str, dtype: Any, native: bool, bias: bool = True) -> "keras.layers.Layer":
+    """One of the network's convolution classes (stock Keras' when ``native``), built on 32 channels."""
+    import model.architecture as arch
+
+    cls = {"conv": (arch._Conv2D, keras.layers.Conv2D),
+           "transpose": (arch._Conv2DTranspose, keras.layers.Conv2DTranspose)}[kind][native]
+    layer = cls(16, 3, strides=2 if kind == "transpose" else 1, padding="same", use_bias=bias, dtype=dtype, name=kind)
+    layer.build((None, 8, 8, 32))
+    rng = np.random.default_rng(3)
+    layer.set_weights([(rng.standard_normal(w.shape) * 0.1).astype(np.float32) for w in layer.get_weights()])
+    return layer
+
+
+def _values_and_gradients(layer: "keras.layers.Layer", x: Any, upstream: Any) -> list[np.ndarray]:
+    """The layer's output on ``x`` and the gradients of ``sum(output * upstream)`` with respect to
+    ``x`` and the kernel, as numpy arrays."""
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+        loss = tf.reduce_sum(tf.cast(y, tf.float64) * tf.cast(upstream, tf.float64))
+    dx, dk = tape.gradient(loss, [x, layer.kernel.value])
+    return [np.asarray(v) for v in (y, dx, dk)]
+
+
+@pytest.mark.parametrize("kind", ["conv", "transpose"])
+@pytest.mark.parametrize("dtype,flag", [("bfloat16", "avx512_bf16"), ("float16", "avx512_fp16")])
+def test_16_bit_convolutions_round_once_where_the_cpu_emulates_16_bit(kind: str, dtype: str, flag: str,
+                                                                     monkeypatch) -> None:
+    """Native 16-bit hardware sums 16-bit products in float32 and rounds once; the network's
+    convolutions do the same on a CPU without it: the convolution and both gradients equal the
+    exact result (float64, on the same 16-bit values) rounded once to 16 bits, but where the
+    float32 sum falls on the other side of a rounding boundary (then one 16-bit step off); the
+    bias is then added in 16 bits, as Keras adds it. (TensorFlow's own bf16 kernels on an
+    AVX2-only CPU: 6-16% of the gradients equal, 1-3% off on average.)"""
+    import tensorflow as tf
+
+    import model.runtime
+
+    monkeypatch.setattr(model.runtime, "_cpu_flags", lambda: _AVX2)
+    assert model.runtime.accumulates_in_float32(dtype)
+    assert not model.runtime.accumulates_in_float32(dtype, {flag})
+    assert not model.runtime.accumulates_in_float32("float32")
+    rng = np.random.default_rng(4)
+    x = tf.cast(rng.standard_normal((2, 8, 8, 32)), dtype)
+    layer = _conv_layer(kind, f"mixed_{dtype}", native=False)
+    upstream = tf.cast(rng.standard_normal(layer.compute_output_shape((2, 8, 8, 32))), dtype)
+    y, dx, dk = _values_and_gradients(layer, x, upstream)
+    kernel, bias = (tf.cast(w, dtype) for w in layer.get_weights())
+    exact = _conv_layer(kind, "float64", native=True, bias=False)  # Keras' own, on the 16-bit kernel
+    exact.set_weights([np.asarray(tf.cast(kernel, tf.float64))])
+    ey, edx, edk = _values_and_gradients(exact, tf.cast(x, tf.float64), upstream)
+    once = [np.asarray(tf.cast(v, tf.float64)) for v in (tf.cast(ey, dtype) + bias, tf.cast(edx, dtype), tf.cast(edk, dtype))]
+    step = {"bfloat16": 2.0**-7, "float16": 2.0**-10}[dtype]  # the 16-bit spacing, relative
+    for name, got, want in zip(("output", "input gradient", "kernel gradient"), (y, dx, dk), once):
+        got = got.astype(np.float64)
+        agree = float(np.mean(got == want))
+        assert agree > 0.995, f"{name}: {agree:.4f} of the values equal the once-rounded exact result"
+        # One step, plus float32's own error where terms of size ~max cancel to a tiny sum.
+        off = np.abs(got - want) - step * np.abs(want) - 2.0**-16 * np.max(np.abs(want))
+        assert np.all(off <= 0), f"{name}: a value is off by more than one 16-bit step"
+
+
+@pytest.mark.parametrize("kind", ["conv", "transpose"])
+def test_a_cpu_with_native_bf16_runs_tensorflows_own_kernels(kind: str, monkeypatch) -> None:
+    """Where the CPU has native bf16 nothing is rerouted: the network's layers compute exactly
+    what Keras' own do (same values and gradients, bit for bit)."""
+    import tensorflow as tf
+
+    import model.runtime
+
+    monkeypatch.setattr(model.runtime, "_cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    rng = np.random.default_rng(5)
+    x = tf.cast(rng.standard_normal((2, 8, 8, 32)), "bfloat16")
+    ours, stock = (_conv_layer(kind, "mixed_bfloat16", native=n) for n in (False, True))
+    upstream = tf.cast(rng.standard_normal(ours.compute_output_shape((2, 8, 8, 32))), "bfloat16")
+    for got, want in zip(_values_and_gradients(ours, x, upstream), _values_and_gradients(stock, x, upstream)):
+        np.testing.assert_array_equal(got, want)

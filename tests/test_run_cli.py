@@ -53,9 +53,9 @@ def test_dry_run_says_when_this_cpu_would_emulate_the_precision(tmp_path: Path, 
     assert result.exit_code == 0, result.output
     assert result.stderr.splitlines() == [
         "sweeper: warning: parameters.precision: mixed_bfloat16 on this CPU, which has no avx512_bf16 or amx_bf16 "
-        "in /proc/cpuinfo: TensorFlow emulates 16-bit floats here, several times slower than float32 (bf16 12x, "
-        "fp16 4x in benchmarks/README.md); use precision: auto (float32 on such a CPU) or a machine that has them "
-        "(unless a GPU takes the trials)"]
+        "in /proc/cpuinfo: 16-bit convolutions compute in float32 here and round once (native hardware's "
+        "arithmetic), at about float32's speed, not faster (bf16 0.92x, fp16 0.87x in benchmarks/README.md); use "
+        "precision: auto (float32 on such a CPU) or a machine that has them (unless a GPU takes the trials)"]
     assert "its first round is the 50 trials above" in result.stdout
     for extra in (["--set", "parameters.precision.value=float32"], ["--address", "10.0.0.1:6379"]):
         quiet = runner.invoke(app, argv + extra)
@@ -145,9 +145,10 @@ def test_status_says_when_this_cpu_would_be_slower_than_the_recorded_pace(tmp_pa
     lines = runner.invoke(app, ["status", str(sweep)]).stdout.splitlines()
     assert lines[2].startswith("done after about 2 min of trial time") and lines[3] == (
         "that estimate is the recorded trials' pace; continued on this machine's CPU: parameters.precision: "
-        "mixed_bfloat16 on this CPU, which has no avx512_bf16 or amx_bf16 in /proc/cpuinfo: TensorFlow emulates "
-        "16-bit floats here, several times slower than float32 (bf16 12x, fp16 4x in benchmarks/README.md); use "
-        "precision: auto (float32 on such a CPU) or a machine that has them")
+        "mixed_bfloat16 on this CPU, which has no avx512_bf16 or amx_bf16 in /proc/cpuinfo: 16-bit convolutions "
+        "compute in float32 here and round once (native hardware's arithmetic), at about float32's speed, not "
+        "faster (bf16 0.92x, fp16 0.87x in benchmarks/README.md); use precision: auto (float32 on such a CPU) or a "
+        "machine that has them")
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
     assert "this machine's CPU" not in runner.invoke(app, ["status", str(sweep)]).stdout
     monkeypatch.delenv("RAY_ADDRESS")

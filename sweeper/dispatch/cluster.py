@@ -211,16 +211,17 @@ def emulated_precision_warning(precisions: Iterable[str], cpu_flags: Collection[
     """A warning when the spec's ``precision`` values include a 16-bit policy this machine's
     CPU (``cpu_flags``; ``None`` reads it) has no native arithmetic for, else ``None``.
 
-    Said before any trial runs on it: such trials are several times slower than float32
-    (:func:`model.runtime.cpu_emulates`), which nothing else shows until they are late.
+    Said before any trial runs on it: such trials run no faster than float32 there
+    (:func:`model.runtime.accumulates_in_float32`), while a CPU with native 16-bit arithmetic
+    runs bf16 1.6-2x faster; a sweep's pace and its precision's point depend on the CPU.
     """
     slow = sorted({p for p in precisions if cpu_emulates(p, cpu_flags)})
     if not slow:
         return None
     flags = " or ".join(flag for policy in slow for flag in NATIVE_CPU_FLAGS[policy])
     return (f"parameters.precision: {' and '.join(slow)} on this CPU, which has no {flags} in /proc/cpuinfo: "
-            "TensorFlow emulates 16-bit floats here, several times slower than float32 (bf16 12x, fp16 4x "
-            "in benchmarks/README.md); "
+            "16-bit convolutions compute in float32 here and round once (native hardware's arithmetic), at about "
+            "float32's speed, not faster (bf16 0.92x, fp16 0.87x in benchmarks/README.md); "
             "use precision: auto (float32 on such a CPU) or a machine that has them")
 
 

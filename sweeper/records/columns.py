@@ -149,6 +149,8 @@ TRIAL_SCHEMA: dict[str, Column] = {
     "node": Column(str),
     # Nullable: ledgers from before precision: auto lack it (their trials ran their params_precision).
     "dtype_policy": Column(str, nullable=True),
+    # Nullable: null unless 16-bit convolutions were computed in float32 (ledgers before it: none were).
+    "emulation": Column(str, nullable=True),
     "attempts": Column(int),
     "error": Column(str),
     "finished_at": Column(str),

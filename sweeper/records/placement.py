@@ -23,16 +23,23 @@ class Placement:
         node: The Ray node id.
         dtype_policy: The Keras dtype policy the trial trained under (what ``precision: auto``
             became on that node).
+        emulation: ``"float32-accumulate"`` when the trial's 16-bit convolutions were computed
+            in float32 and rounded, on a CPU without native 16-bit arithmetic
+            (:func:`model.runtime.accumulates_in_float32`); empty when the hardware's own
+            kernels ran them.
     """
 
     accelerator: str = ""
     gpu_ids: str = ""
     node: str = ""
     dtype_policy: str = ""
+    emulation: str = ""
 
     def to_dict(self) -> dict[str, str | None]:
-        """The fields as flat columns (an unknown dtype policy as ``None``: its column is nullable)."""
-        return {**dataclasses.asdict(self), "dtype_policy": self.dtype_policy or None}
+        """The fields as flat columns (an unknown dtype policy and no emulation as ``None``:
+        their columns are nullable)."""
+        return {**dataclasses.asdict(self), "dtype_policy": self.dtype_policy or None,
+                "emulation": self.emulation or None}
 
     @classmethod
     def from_columns(cls, columns: Mapping[str, Any]) -> "Placement":

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from sweeper.cli import app
 from sweeper.ledger import Ledger
-from sweeper.records import EpochRow, TrialRow, label, show
+from sweeper.records import EpochRow, Placement, TrialRow, label, show
 from sweeper.report import OUTCOMES, build_report, difference_interval, mean_interval, render, report
 from sweeper.spec import from_dict
 from tests.conftest import ROOT, run_cli_light
@@ -29,11 +29,12 @@ runner = CliRunner()
 def make_sweep(folder: Path, grid: dict[str, list], values: dict[tuple, list[float]], *,
                metric: str = "val_psnr", goal: str = "maximize", fixed: dict | None = None,
                status: dict[tuple, list[str]] | None = None, seeds: int = 2, record: bool = True,
-               dataset: tuple[Path, str] | None = None) -> Path:
+               dataset: tuple[Path, str] | None = None, placement: Placement = Placement()) -> Path:
     """A sweep folder: a resolved spec.yaml for ``grid`` x seeds, and one ledger row per value.
 
     ``values`` maps a configuration (a tuple in sorted-``grid``-key order) to its val_psnr per seed;
-    val_ssim and val_mae follow from it (higher PSNR, higher SSIM, lower MAE).
+    val_ssim and val_mae follow from it (higher PSNR, higher SSIM, lower MAE). Every trial ran
+    where ``placement`` says.
     """
     names = sorted(grid)
     doc = {
@@ -58,7 +59,8 @@ def make_sweep(folder: Path, grid: dict[str, list], values: dict[tuple, list[flo
                 TrialRow(tid, st, params={**dict(zip(names, config)), "seed": seed, **(fixed or {})},
                          metrics={"val_psnr": psnr if ok else math.nan, "val_ssim": psnr / 40 if ok else math.nan,
                                   "val_mae": 1 / psnr if ok else math.nan},
-                         seconds=10.0 + seed, epochs_run=2, error="" if ok else f"{st}: boom in trial {tid}"),
+                         seconds=10.0 + seed, epochs_run=2, error="" if ok else f"{st}: boom in trial {tid}",
+                         placement=placement),
                 [EpochRow(e, train_loss=0.1, metrics={"val_psnr": psnr - 2 + e, "val_ssim": 0.5, "val_mae": 0.05})
                  for e in (1, 2)] if ok else [],
             )
@@ -221,6 +223,20 @@ def test_a_partial_sweep_reports_what_is_done_and_says_so(tmp_path: Path) -> Non
     assert result.partial and (result.recorded, result.planned) == (4, 12)
     assert "PARTIAL: 8 trials not recorded yet" in result.headline()
     assert "PARTIAL" in (sweep / "report.md").read_text() and json.loads(render(result, "json"))["partial"] is True
+
+
+def test_the_headline_counts_trials_whose_16_bit_convolutions_were_emulated(tmp_path: Path) -> None:
+    values = {k: v for k, v in list(opt_loss([30.0, 30.2], [25.0, 25.1]).items())[:2]}
+    plain = report(make_sweep(tmp_path / "native", OPT_LOSS, values, fixed={"precision": "mixed_bfloat16"},
+                              placement=Placement(accelerator="cpu", dtype_policy="mixed_bfloat16")))
+    assert plain.emulated == 0 and "float32" not in plain.headline()
+    emulated = report(make_sweep(tmp_path / "avx2", OPT_LOSS, values, fixed={"precision": "mixed_bfloat16"},
+                                 placement=Placement(accelerator="cpu", dtype_policy="mixed_bfloat16",
+                                                     emulation="float32-accumulate")))
+    assert emulated.emulated == 4 and emulated.headline().endswith(
+        "; 4 of them on a CPU without native 16-bit arithmetic, their 16-bit convolutions computed in float32 "
+        "and rounded once (the ledger's emulation column)")
+    assert json.loads(render(emulated, "json"))["emulated"] == 4
 
 
 def test_an_empty_sweep_is_a_one_line_error(tmp_path: Path) -> None:

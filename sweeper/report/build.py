@@ -137,7 +137,7 @@ def build_report(sweep_dir: Path, metric: str | None = None, *, plots: bool = Tr
         status_counts={str(k): int(v) for k, v in sorted(counts.items())}, keys=tuple(keys),
         ranking=tuple(ranking), verdicts=verdicts,
         failures=failed_trials(trials), importance=importance, importance_note=note, figures=figures,
-        baseline=baseline, race=race,
+        baseline=baseline, race=race, emulated=int(trials["emulation"].notna().sum()),
     )
 
 

@@ -39,6 +39,7 @@ class Report:
     figures: dict[str, Path]  # title -> PNG
     baseline: dict[str, Any] | None = None  # the blurred input scored as if it were the output
     race: RaceSummary | None = None  # a raced sweep's race
+    emulated: int = 0  # trials whose 16-bit convolutions were computed in float32 (ledger column emulation)
 
     @property
     def partial(self) -> bool:
@@ -52,6 +53,9 @@ class Report:
         if self.partial:
             line += (f"; PARTIAL: {self.planned - self.recorded} trials not recorded yet (the sweep is still "
                      "running or was interrupted; `sweeper run SPEC` resumes it)")
+        if self.emulated:
+            line += (f"; {self.emulated} of them on a CPU without native 16-bit arithmetic, their 16-bit "
+                     "convolutions computed in float32 and rounded once (the ledger's emulation column)")
         return line
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,4 +77,5 @@ class Report:
             "figures": {k: p.name for k, p in self.figures.items()},
             "baseline": self.baseline,
             "race": self.race.to_dict() if self.race else None,
+            "emulated": self.emulated,
         }

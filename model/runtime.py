@@ -185,7 +185,7 @@ def accumulates_in_float32(dtype: str, cpu_flags: Collection[str] | None = None)
     True for a 16-bit ``dtype`` that this process computes on a CPU without native arithmetic
     for it (:func:`cpu_emulates`; no GPU visible). There TensorFlow's own 16-bit convolution
     kernels sum the backward passes (and the transposed convolution) in 16 bits: on an
-    AVX2-only EPYC 6-16% of bf16 gradients equal the exact result rounded once, 1-3% off on
+    AVX2-only EPYC 5-16% of bf16 gradients equal the exact result rounded once, 1-3% off on
     average, and training ran 11x slower than float32. Native 16-bit hardware (oneDNN on
     AVX512-BF16 or AMX, GPU tensor cores) sums 16-bit products in a float32 accumulator and
     rounds once; computing in float32 on the 16-bit values (exact) and rounding the result is

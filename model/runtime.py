@@ -175,10 +175,6 @@ def cpu_emulates(policy: str, cpu_flags: Collection[str] | None = None) -> bool:
     return not set(native) & set(_cpu_flags() if cpu_flags is None else cpu_flags)
 
 
-# The 16-bit compute dtype of each mixed policy of NATIVE_CPU_FLAGS.
-_POLICY_OF_DTYPE = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
-
-
 def accumulates_in_float32(dtype: str, cpu_flags: Collection[str] | None = None) -> bool:
     """Whether the model's convolutions on ``dtype`` values compute in float32 in this process.
 
@@ -193,8 +189,7 @@ def accumulates_in_float32(dtype: str, cpu_flags: Collection[str] | None = None)
     (0.92x for bf16, benchmarks/README.md). ``cpu_flags``: the CPU's flags; ``None`` reads
     this machine's.
     """
-    policy = _POLICY_OF_DTYPE.get(dtype)
-    if policy is None or not cpu_emulates(policy, cpu_flags):
+    if not cpu_emulates(f"mixed_{dtype}", cpu_flags):  # the mixed policy computing in dtype; none for float32
         return False
     import tensorflow as tf
 

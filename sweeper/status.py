@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from model.metrics import metric_goal, metric_unit
-from sweeper.dispatch.cluster import local_cpu_warning
+from sweeper.dispatch.cluster import cluster_address, local_cpu_warning
 from sweeper.folder import find_sweep, read_spec
 from sweeper.ledger import Ledger
 from sweeper.race import race_state
@@ -56,11 +56,14 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
         to_go, started = max(0, (planned or done) - done), list(checkpointed.values())  # unrecorded: all to go
         if planned:
             lines.append(f"remaining: {to_go}")
-    left = _time_left(to_go, started, trials, spec.max_concurrent if spec is not None else None)
+    slow = local_cpu_warning(spec, None) if spec is not None else None
+    # Trials run at their CPU's pace: a local sweep goes on at this CPU's, so the trials that
+    # were computed as this CPU computes them (``emulation``) set it when there are any.
+    seconds, pace, matched = _pace(trials, None if cluster_address(None) is not None else slow is not None)
+    left = _time_left(to_go, started, seconds, pace, spec.max_concurrent if spec is not None else None)
     if left:
         lines.append(("the next look " if raced else "done ") + left)
-        if spec is not None and (slow := local_cpu_warning(spec, None)):
-            # The mean is the recorded trials' pace, on the CPUs that ran them; not this one's.
+        if slow and not matched:
             lines.append(f"that estimate is the recorded trials' pace; continued on this machine's CPU: {slow}")
     varied = searched_params(spec, trials)
     if checkpointed:
@@ -98,21 +101,33 @@ def _checkpointed(sweep_dir: Path, recorded: set[str]) -> dict[str, tuple[int, d
     return found
 
 
-def _time_left(to_go: int, started: Sequence[tuple[int, dict[str, Any]]], trials: "pd.DataFrame",
+def _pace(trials: "pd.DataFrame", emulated_here: bool | None) -> tuple["pd.Series", str, bool]:
+    """The ok trials' seconds to estimate from, how to name their mean (``{}`` for it), and
+    whether they were computed as this CPU computes them: those whose ``emulation`` matches
+    ``emulated_here``, when there are some and others differ (``None``: the trials run on a
+    cluster's CPUs, all count)."""
+    ok = trials[(trials["status"] == "ok") & trials["seconds"].astype(float).map(math.isfinite)]
+    seconds = ok["seconds"].astype(float)
+    like = ok["emulation"].notna() == emulated_here  # null: the hardware's own 16-bit arithmetic, or none
+    if emulated_here is None or not like.any() or like.all():
+        return seconds, "the recorded mean of {}", bool(emulated_here is not None and like.all() and len(ok))
+    how = "16-bit convolutions accumulated in float32" if emulated_here else "native 16-bit arithmetic or float32"
+    return seconds[like], f"{{}}, the mean of the {int(like.sum())} recorded with {how} as on this CPU", True
+
+
+def _time_left(to_go: int, started: Sequence[tuple[int, dict[str, Any]]], seconds: "pd.Series", pace: str,
                concurrency: int | None) -> str | None:
-    """When the ``to_go`` trials should be done: each takes the recorded ok trials' mean
-    seconds, the ``started`` ones (their checkpoints' progress) only the share of their epochs
+    """When the ``to_go`` trials should be done: each takes the mean of ``seconds`` (named by
+    ``pace``), the ``started`` ones (their checkpoints' progress) only the share of their epochs
     left, ``concurrency`` at a time (the started ones first, as a rerun resumes them); ``None``
     with nothing to go on."""
-    seconds = trials.loc[trials["status"] == "ok", "seconds"].astype(float)
-    seconds = seconds[seconds.map(math.isfinite)]
     if not to_go or seconds.empty:
         return None
     mean = float(seconds.mean())
     shares = sorted((min(1.0, epoch / params["epochs"]) for epoch, params in started
                      if isinstance(params.get("epochs"), int) and params["epochs"] > 0), reverse=True)[:to_go]
     work = [mean * (1.0 - share) for share in shares] + [mean] * (to_go - len(shares))
-    basis = f"{to_go} trial(s) at the recorded mean of {_duration(mean)}"
+    basis = f"{to_go} trial(s) at {pace.format(_duration(mean))}"
     if not concurrency:
         return f"after about {_duration(sum(work))} of trial time ({basis}; checkpointed epochs counted)"
     slots = [0.0] * concurrency

@@ -158,6 +158,49 @@ def test_status_says_when_this_cpu_would_be_slower_than_the_recorded_pace(tmp_pa
     assert run_cli_light(["status", str(sweep)]).stdout.splitlines()[2].startswith("done after about 2 min")
 
 
+def test_status_estimates_from_the_trials_computed_as_this_cpu_computes_them(tmp_path: Path, monkeypatch) -> None:
+    """A local sweep goes on at this CPU's pace: with trials recorded both ways, the estimate
+    is the mean of those whose 16-bit arithmetic was this CPU's (the ledger's ``emulation``);
+    on a cluster, whose CPUs are not this one, the mean of all."""
+    import model.runtime
+    from sweeper.ledger import Ledger
+    from sweeper.records import EpochRow, Placement, TrialRow
+    from tests.test_report import OPT_LOSS, make_sweep
+
+    # two trials on native bf16 (10 and 11 s), then one with float32-accumulated convolutions (40 s)
+    sweep = make_sweep(tmp_path / "mixed", OPT_LOSS, {("mae", "adam"): [25.0, 26.0]},
+                       fixed={"precision": "mixed_bfloat16"})
+    Ledger(sweep).record(
+        TrialRow("mae-rmsprop-s0", "ok", params={"loss": "mae", "optimizer": "rmsprop", "seed": 0,
+                                                  "precision": "mixed_bfloat16"},
+                 metrics={"val_psnr": 25.0, "val_ssim": 0.6, "val_mae": 0.04}, seconds=40.0, epochs_run=2,
+                 placement=Placement(accelerator="cpu", dtype_policy="mixed_bfloat16",
+                                     emulation="float32-accumulate")),
+        [EpochRow(e, train_loss=0.1, metrics={"val_psnr": 24.0 + e, "val_ssim": 0.5, "val_mae": 0.05}) for e in (1, 2)])
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+    def estimate(flags: frozenset[str]) -> list[str]:
+        monkeypatch.setattr(model.runtime, "_cpu_flags", lambda: flags)
+        result = runner.invoke(app, ["status", str(sweep)])
+        assert result.exit_code == 0, result.output
+        return result.stdout.splitlines()[1:4]
+
+    # 9 to go: at 40 s on this AVX2-only CPU (no warning under it: the pace is this CPU's) ...
+    emulating = estimate(frozenset({"avx2", "fma"}))
+    assert emulating[:2] == [
+        "remaining: 9", "done after about 6 min of trial time (9 trial(s) at 40 s, the mean of the 1 recorded with "
+        "16-bit convolutions accumulated in float32 as on this CPU; checkpointed epochs counted)"]
+    assert "this machine's CPU" not in emulating[2]
+    # ... at 10.5 s on a CPU with native bf16 ...
+    assert estimate(frozenset({"avx512_bf16"}))[1] == (
+        "done after about 2 min of trial time (9 trial(s) at 10 s, the mean of the 2 recorded with native 16-bit "
+        "arithmetic or float32 as on this CPU; checkpointed epochs counted)")
+    # ... and at all three's 20.3 s on a cluster
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert estimate(frozenset({"avx2"}))[1] == (
+        "done after about 3 min of trial time (9 trial(s) at the recorded mean of 20 s; checkpointed epochs counted)")
+
+
 def test_status_without_sweeps_says_how_to_start_one(tmp_path: Path) -> None:
     result = runner.invoke(app, ["status", "--results-dir", str(tmp_path)])
     assert result.exit_code == 1 and "sweeper run search_spaces/optim_loss.yaml" in result.stderr

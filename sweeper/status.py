@@ -103,14 +103,15 @@ def _checkpointed(sweep_dir: Path, recorded: set[str]) -> dict[str, tuple[int, d
 
 def _pace(trials: "pd.DataFrame", emulated_here: bool | None) -> tuple["pd.Series", str, bool]:
     """The ok trials' seconds to estimate from, how to name their mean (``{}`` for it), and
-    whether they were computed as this CPU computes them: those whose ``emulation`` matches
-    ``emulated_here``, when there are some and others differ (``None``: the trials run on a
-    cluster's CPUs, all count)."""
-    ok = trials[(trials["status"] == "ok") & trials["seconds"].astype(float).map(math.isfinite)]
-    seconds = ok["seconds"].astype(float)
-    like = ok["emulation"].notna() == emulated_here  # null: the hardware's own 16-bit arithmetic, or none
+    whether any were computed as this CPU computes them: those whose ``emulation`` matches
+    ``emulated_here`` are used when others differ (``None``: the trials run on a cluster's
+    CPUs, all count)."""
+    seconds = trials["seconds"].astype(float)
+    ok = (trials["status"] == "ok") & seconds.map(math.isfinite)
+    seconds = seconds[ok]
+    like = trials.loc[ok, "emulation"].notna() == emulated_here  # null: the hardware's own 16-bit arithmetic, or none
     if emulated_here is None or not like.any() or like.all():
-        return seconds, "the recorded mean of {}", bool(emulated_here is not None and like.all() and len(ok))
+        return seconds, "the recorded mean of {}", bool(like.any())
     how = "16-bit convolutions accumulated in float32" if emulated_here else "native 16-bit arithmetic or float32"
     return seconds[like], f"{{}}, the mean of the {int(like.sum())} recorded with {how} as on this CPU", True
 

@@ -1,6 +1,7 @@
 """What the benchmark modules share: the repository root, the CPU's flags, a tiny dataset and
-a tiny trial, grid specs run through ``sweeper.dispatch.run``, and a local Ray started as
-``sweeper run`` starts it. Heavy libraries are imported inside the functions that use them."""
+a tiny trial, a layer's values and gradients, grid specs run through ``sweeper.dispatch.run``,
+and a local Ray started as ``sweeper run`` starts it. Heavy libraries are imported inside the
+functions that use them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 __all__ = [
     "Figures", "ROOT", "TINY_TRIAL", "cpuinfo", "ray_start", "ray_stop", "spec_doc", "timed_sweep", "tiny_dataset",
+    "values_and_gradients",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +35,19 @@ def cpuinfo() -> tuple[str, set[str]]:
     except OSError:
         pass
     return model, flags
+
+
+def values_and_gradients(layer: Any, x: Any, upstream: Any) -> list[Any]:
+    """A layer's output on ``x`` and the gradients of ``sum(output * upstream)`` (in float64, so
+    the sum adds no rounding of its own) with respect to ``x`` and the layer's kernel, as tensors.
+    The convolution benchmark times it; tests/test_architecture.py checks the same three values."""
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+        loss = tf.reduce_sum(tf.cast(y, tf.float64) * tf.cast(upstream, tf.float64))
+    return [y, *tape.gradient(loss, [x, layer.kernel.value])]
 
 
 def tiny_dataset(root: Path, size: int = 48) -> tuple[Path, str]:

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Figures
+from benchmarks.common import Figures, values_and_gradients
 from benchmarks.timing import later_epochs_rate
 from benchmarks.trial_memory import peak_rss_mib
 
@@ -180,13 +180,6 @@ def bench_conv_arithmetic(quick: bool) -> Figures:
     repeats = 2 if quick else 5
     figures: Figures = {"threads": 1, "repeats": repeats}
 
-    def run(layer: Any, x: Any, upstream: Any) -> list[Any]:
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = layer(x)
-            loss = tf.reduce_sum(tf.cast(y, tf.float64) * tf.cast(upstream, tf.float64))
-        return [y, *tape.gradient(loss, [x, layer.kernel.value])]
-
     for dtype in ("bfloat16", "float16"):
         figures[dtype] = {"accumulates_in_float32": accumulates_in_float32(dtype)}
         for kind, ours, stock, strides in (("conv", _Conv2D, layers.Conv2D, 1),
@@ -201,14 +194,14 @@ def bench_conv_arithmetic(quick: bool) -> Figures:
             for layer in made.values():
                 layer.kernel.assign(tf.cast(kernel, layer.kernel.dtype))
             upstream = tf.cast(rng.standard_normal(made["exact"].compute_output_shape(x.shape)), dtype)
-            exact = [tf.cast(v, dtype) for v in run(made["exact"], tf.cast(x, tf.float64), upstream)]
+            exact = [tf.cast(v, dtype) for v in values_and_gradients(made["exact"], tf.cast(x, tf.float64), upstream)]
             row: dict[str, Any] = {}
             for name in ("network", "tensorflow", "float32"):
                 inputs = x if name != "float32" else tf.cast(x, tf.float32)
-                values = run(made[name], inputs, upstream)
+                values = values_and_gradients(made[name], inputs, upstream)
                 started = time.perf_counter()
                 for _ in range(repeats):
-                    run(made[name], inputs, upstream)
+                    values_and_gradients(made[name], inputs, upstream)
                 row[f"{name}_seconds"] = (time.perf_counter() - started) / repeats
                 if name == "float32":
                     continue

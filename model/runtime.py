@@ -8,6 +8,7 @@ the Ray trainable calls it first thing in each worker with the CPUs Ray granted.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -210,6 +211,7 @@ def resolve_precision(precision: str) -> str:
     return choose_precision(capabilities, _cpu_flags())
 
 
+@functools.cache  # asked on every 16-bit convolution's trace; a CPU's flags do not change
 def _cpu_flags() -> frozenset[str]:
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:

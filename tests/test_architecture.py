@@ -9,6 +9,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from benchmarks.common import values_and_gradients  # noqa: E402
 from model.architecture import LAYER_PARAMETERS, PARAMETER_COUNT, ResidualBlock, build_model  # noqa: E402
 
 
@@ -94,16 +95,8 @@ def _conv_layer(kind: str, dtype: Any, native: bool, bias: bool = True) -> "kera
 
 
 def _values_and_gradients(layer: "keras.layers.Layer", x: Any, upstream: Any) -> list[np.ndarray]:
-    """The layer's output on ``x`` and the gradients of ``sum(output * upstream)`` with respect to
-    ``x`` and the kernel, as numpy arrays."""
-    import tensorflow as tf
-
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = layer(x)
-        loss = tf.reduce_sum(tf.cast(y, tf.float64) * tf.cast(upstream, tf.float64))
-    dx, dk = tape.gradient(loss, [x, layer.kernel.value])
-    return [np.asarray(v) for v in (y, dx, dk)]
+    """:func:`benchmarks.common.values_and_gradients` as numpy arrays."""
+    return [np.asarray(v) for v in values_and_gradients(layer, x, upstream)]
 
 
 @pytest.mark.parametrize("kind", ["conv", "transpose"])

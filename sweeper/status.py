@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from model.metrics import metric_goal, metric_unit
+from model.runtime import cpu_emulates
 from sweeper.dispatch.cluster import cluster_address, local_cpu_warning
 from sweeper.folder import find_sweep, read_spec
 from sweeper.ledger import Ledger
@@ -56,10 +57,11 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
         to_go, started = max(0, (planned or done) - done), list(checkpointed.values())  # unrecorded: all to go
         if planned:
             lines.append(f"remaining: {to_go}")
-    slow = local_cpu_warning(spec, None) if spec is not None else None
+    local = cluster_address(None) is None
+    slow = local_cpu_warning(spec, None) if spec is not None and local else None
     # Trials run at their CPU's pace: a local sweep goes on at this CPU's, so the trials that
     # were computed as this CPU computes them (``emulation``) set it when there are any.
-    seconds, pace, matched = _pace(trials, None if cluster_address(None) is not None else slow is not None)
+    seconds, pace, matched = _pace(trials, local)
     left = _time_left(to_go, started, seconds, pace, spec.max_concurrent if spec is not None else None)
     if left:
         lines.append(("the next look " if raced else "done ") + left)
@@ -101,18 +103,27 @@ def _checkpointed(sweep_dir: Path, recorded: set[str]) -> dict[str, tuple[int, d
     return found
 
 
-def _pace(trials: "pd.DataFrame", emulated_here: bool | None) -> tuple["pd.Series", str, bool]:
+def _pace(trials: "pd.DataFrame", local: bool) -> tuple["pd.Series", str, bool]:
     """The ok trials' seconds to estimate from, how to name their mean (``{}`` for it), and
-    whether any were computed as this CPU computes them: those whose ``emulation`` matches
-    ``emulated_here`` are used when others differ (``None``: the trials run on a cluster's
-    CPUs, all count)."""
+    whether any were computed as this CPU computes them.
+
+    A trial was when its 16-bit convolutions were float32-accumulated (``emulation``) exactly
+    if this CPU emulates its dtype policy (float32: never). On a ``local`` sweep those are used
+    when others differ; on a cluster, whose CPUs are not this one, all count.
+    """
     seconds = trials["seconds"].astype(float)
     ok = (trials["status"] == "ok") & seconds.map(math.isfinite)
-    seconds = seconds[ok]
-    like = trials.loc[ok, "emulation"].notna() == emulated_here  # null: the hardware's own 16-bit arithmetic, or none
-    if emulated_here is None or not like.any() or like.all():
-        return seconds, "the recorded mean of {}", bool(like.any())
-    how = "16-bit convolutions accumulated in float32" if emulated_here else "native 16-bit arithmetic or float32"
+    seconds, done = seconds[ok], trials[ok]
+    emulated = done["emulation"].notna()
+    # The policy the trial trained under; before that was recorded, its precision (not ``auto``'s
+    # choice, which is never emulated: such old trials count as this CPU's)
+    policy = done["dtype_policy"].fillna(done.get("params_precision", "float32")).fillna("float32")
+    like = emulated == policy.map(cpu_emulates).astype(bool)
+    if not local or not like.any() or like.all():
+        return seconds, "the recorded mean of {}", bool(local and like.any())
+    kinds = {"float32" if p == "float32" else "16-bit convolutions accumulated in float32" if e
+             else "native 16-bit arithmetic" for p, e in zip(policy[like], emulated[like])}
+    how = " or ".join(sorted(kinds, key=lambda kind: (kind != "float32", kind)))
     return seconds[like], f"{{}}, the mean of the {int(like.sum())} recorded with {how} as on this CPU", True
 
 

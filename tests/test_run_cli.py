@@ -194,11 +194,28 @@ def test_status_estimates_from_the_trials_computed_as_this_cpu_computes_them(tmp
     # ... at 10.5 s on a CPU with native bf16 ...
     assert estimate(frozenset({"avx512_bf16"}))[1] == (
         "done after about 2 min of trial time (9 trial(s) at 10 s, the mean of the 2 recorded with native 16-bit "
-        "arithmetic or float32 as on this CPU; checkpointed epochs counted)")
+        "arithmetic as on this CPU; checkpointed epochs counted)")
     # ... and at all three's 20.3 s on a cluster
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
     assert estimate(frozenset({"avx2"}))[1] == (
         "done after about 3 min of trial time (9 trial(s) at the recorded mean of 20 s; checkpointed epochs counted)")
+
+    # A float32 trial (20 s) computes alike on both CPUs, so it counts on both, beside each one's
+    # 16-bit trials: each trial is judged by its own dtype policy, not the spec's as a whole
+    Ledger(sweep).record(
+        TrialRow("mae-nadam-s0", "ok", params={"loss": "mae", "optimizer": "nadam", "seed": 0, "precision": "float32"},
+                 metrics={"val_psnr": 25.0, "val_ssim": 0.6, "val_mae": 0.04}, seconds=20.0, epochs_run=2,
+                 placement=Placement(accelerator="cpu", dtype_policy="float32")),
+        [EpochRow(e, train_loss=0.1, metrics={"val_psnr": 24.0 + e, "val_ssim": 0.5, "val_mae": 0.05}) for e in (1, 2)])
+    assert estimate(frozenset({"avx2"}))[1] == (
+        "done after about 3 min of trial time (8 trial(s) at the recorded mean of 20 s; checkpointed epochs counted)")
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert estimate(frozenset({"avx2", "fma"}))[1] == (
+        "done after about 4 min of trial time (8 trial(s) at 30 s, the mean of the 2 recorded with float32 or 16-bit "
+        "convolutions accumulated in float32 as on this CPU; checkpointed epochs counted)")
+    assert estimate(frozenset({"avx512_bf16"}))[1] == (
+        "done after about 2 min of trial time (8 trial(s) at 14 s, the mean of the 3 recorded with float32 or native "
+        "16-bit arithmetic as on this CPU; checkpointed epochs counted)")
 
 
 def test_status_without_sweeps_says_how_to_start_one(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ from typing import Any, Iterable, Mapping
 from model.params import PARAMETER_NAMES, TrainParams
 from sweeper.records import param_column, plain
 
-__all__ = ["Trial", "trial_id", "config_id", "config_trial", "expand", "pending", "full_params", "finite_ids", "trial_count", "searched_params"]
+__all__ = ["Trial", "trial_id", "config_id", "config_trial", "expand", "pending", "full_params", "finite_ids", "trial_count", "searched_params",
+           "config_keys"]
 
 _DEFAULTS = TrainParams()
 # Parameters added after ledgers were first written, with the behaviour before them: a trial
@@ -212,6 +213,12 @@ def searched_params(spec: Any = None, trials: Any = None) -> list[str]:
         ])
     return [name for name in PARAMETER_NAMES
             if param_column(name) in trials.columns and trials[param_column(name)].nunique(dropna=False) > 1]
+
+
+def config_keys(spec: Any = None, trials: Any = None) -> list[str]:
+    """The parameters that tell a sweep's configurations apart: those it searches but the seed
+    (a seed repeats a configuration; it is not another one)."""
+    return [name for name in searched_params(spec, trials) if name != "seed"]
 
 
 def pending(trials: Iterable[Trial], done_ids: set[str] | frozenset[str]) -> list[Trial]:

@@ -15,9 +15,9 @@ from model.runtime import cpu_emulates
 from sweeper.dispatch.cluster import cluster_address, local_cpu_warning
 from sweeper.folder import find_sweep, read_spec
 from sweeper.ledger import Ledger
-from sweeper.race import race_state
+from sweeper.race import RaceState, race_state
 from sweeper.records import label, params_of
-from sweeper.space import searched_params, trial_count
+from sweeper.space import config_keys, searched_params, trial_count
 from sweeper.spec import SweepSpec
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     checkpointed = _checkpointed(sweep_dir, set(trials["trial_id"]))
     if raced:
         state = race_state(spec, trials, ledger.eliminations())
-        where = f"over: {state.why}" if state.done else f"{len(state.pending)} trials of the next round to run"
+        where = f"over: {state.why}" if state.done else f"{_trials(len(state.pending))} of the next round to run"
         head = f"race after {state.seeds} seeds" if state.rounds else f"race before its first look (at {spec.race.first} seeds)"
         lines.append(f"{head}: {len(state.alive)} of {len(state.configs)} configurations "
                      f"left; {where} (at most {state.full_trials(spec.race.max)} trials)")
@@ -82,7 +82,25 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
         lines.append(f"best {metric} {value:.3f}{metric_unit(metric)}" if math.isfinite(value) else f"best {metric} -")
         if params:
             lines[-1] += f" ({params})"
+    if raced:
+        lines.extend(_claims(spec, state, trials))
     return "\n".join(lines)
+
+
+def _claims(spec: SweepSpec, state: RaceState, trials: "pd.DataFrame") -> list[str]:
+    """The verdict so far on each claim of the write-up the race tests, as the report words it
+    (a race's elimination is final, so "not reproduced" mid-race is the verdict)."""
+    # Imported here: the report package imports this module (``planned_trials``).
+    from sweeper.report.claims import CLAIMS, judge_race
+    from sweeper.report.race import summarise_race
+
+    race = summarise_race(spec, state, trials, config_keys(spec, trials), spec.metric)
+    verdicts = (judge_race(claim, race, state, spec.metric) for claim in CLAIMS)
+    return [f'claim "{v.claim.text}": {v.outcome}: {v.reason}' for v in verdicts if v.outcome != "not tested"]
+
+
+def _trials(n: int) -> str:
+    return f"{n} trial" + ("" if n == 1 else "s")
 
 
 def _shown(params: Mapping[str, Any], varied: Sequence[str]) -> str:

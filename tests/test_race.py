@@ -382,6 +382,32 @@ def test_a_race_before_its_first_look_says_so_and_how_far_it_has_got(tmp_path: P
     assert "nan" not in verdict.reason and verdict.seeds_needed is None
 
 
+def test_status_gives_the_claims_verdict_as_the_last_look_left_it(tmp_path: Path) -> None:
+    """`sweeper status` on a race ends with the claim's verdict, worded as the report's. Mid-round
+    it is the last look's: the claim's seed recorded since waits for the next look, and is not
+    counted among the seeds that look compared. An eliminated claim is final at once."""
+    from sweeper.report import report
+    from sweeper.status import sweep_status
+
+    claim = 'claim "RMSprop + MAE is the best optimizer x loss pair": '
+    sweep = _run_race_on(tmp_path / "claim_race", {**_MEANS, ("rmsprop", "mae"): 25.0}, stop_after=20)
+    verdict = report(sweep).verdicts[0]
+    assert verdict.outcome == "inconclusive" and verdict.seeds_needed, verdict.reason
+    assert ("and 3 rival(s) still in it at its look after 3 seeds (its seed 3 is recorded since: it counts at the "
+            "next look); " in verdict.reason and " on average over 3 shared seeds; " in verdict.reason), verdict.reason
+    lines = sweep_status(sweep, tmp_path).splitlines()
+    assert lines[1] == ("race after 3 seeds: 4 of 6 configurations left; 2 trials of the next round to run "
+                        "(at most 48 trials)")
+    # the claim's line, and none for the write-up's other claim, which this race does not test
+    assert [line for line in lines if line.startswith("claim ")] == [f"{claim}inconclusive: {verdict.reason}"]
+    sweep = _run_race_on(tmp_path / "one" / "claim_race", {**_MEANS, ("rmsprop", "mae"): 25.0}, stop_after=21)
+    assert sweep_status(sweep, tmp_path).splitlines()[1].endswith("; 1 trial of the next round to run (at most 48 trials)")
+    out = _run_race_on(tmp_path / "out" / "claim_race", {**_MEANS, ("rmsprop", "mae"): 24.0}, stop_after=19)
+    lines = sweep_status(out, tmp_path).splitlines()
+    assert "over: " not in lines[1] and lines[-1].startswith(
+        f"{claim}not reproduced: the race eliminated optimizer=rmsprop, loss=mae after 3 seeds: behind the best "), lines
+
+
 def test_status_shows_where_a_race_stands_before_and_after_its_looks(tmp_path: Path) -> None:
     import shutil
 

@@ -27,7 +27,7 @@ from sweeper.report.plots import draw_all
 from sweeper.report.race import summarise_race
 from sweeper.report.ranking import failed_trials, rank_configs
 from sweeper.report.render import render
-from sweeper.space import searched_params
+from sweeper.space import config_keys, searched_params
 from sweeper.spec import SweepSpec
 from sweeper.status import planned_trials
 from sweeper.study import goal_of, ledger_study
@@ -114,7 +114,7 @@ def build_report(sweep_dir: Path, metric: str | None = None, *, plots: bool = Tr
     trials, epochs = ledger.snapshot()
     if trials.empty:
         raise UserError(f"{sweep_dir}: no trials recorded yet; `sweeper status` shows progress")
-    keys = [k for k in searched_params(spec, trials) if k != "seed"]
+    keys = config_keys(spec, trials)
     ranking = rank_configs(trials, keys, metric, goal)
     race = state = None
     if spec is not None and spec.race is not None:

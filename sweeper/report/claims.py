@@ -184,12 +184,17 @@ def judge_race(claim: Claim, race: RaceSummary, state: RaceState, metric: str) -
     diffs = [mine_scores[s] - theirs[s] for s in sorted(set(mine_scores) & set(theirs))]
     needed = seeds_needed(diffs, race.level / max(1, len(race.alive) - 1))
     mean = sum(diffs) / len(diffs) if diffs else math.nan
-    where = "the race ended" if race.done else "the race is still running"
+    where = f"the race ended ({race.why})" if race.done else "the race is still running"
+    # Mid-round the verdict is the last look's: seeds recorded since wait for the next look.
+    since = range(state.seeds, claim_cfg.seeds)  # seeds count from 0
+    waiting = "" if race.done or not since else (
+        f" (its seed {since[0]} is recorded since: it counts at the next look)" if len(since) == 1
+        else f" (its seeds {since[0]}-{since[-1]} are recorded since: they count at the next look)")
     why = (f"a decision would need about {needed} seeds (80% power at the per-look level, from the paired "
            "differences seen)" if needed else "at the difference seen, no number of seeds would decide it")
     return Verdict(claim, "inconclusive",
-                   f"{where} with {shown} and {len(rivals)} rival(s) still in it after {claim_cfg.seeds} seeds "
-                   f"({race.why or 'running'}); {role}, {closest.label()}: {shown} is {abs(mean):.3g}"
+                   f"{where} with {shown} and {len(rivals)} rival(s) still in it at its look after {state.seeds} "
+                   f"seeds{waiting}; {role}, {closest.label()}: {shown} is {abs(mean):.3g}"
                    f"{metric_unit(metric)} {'behind' if mean < 0 else 'ahead of'} it on average over {len(diffs)} shared "
                    f"seeds; {why}",
                    compared_with=closest.params, seeds_needed=needed, **common)

@@ -23,13 +23,13 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from model.files import replace_file
 
-__all__ = ["TrainState", "load_state", "read_progress", "save_state"]
+__all__ = ["Progress", "TrainState", "load_state", "read_progress", "save_state"]
 
 _log = logging.getLogger(__name__)
 
@@ -114,13 +114,22 @@ def load_state(path: Path, key: Mapping[str, Any]) -> TrainState | None:
         return None
 
 
-def read_progress(path: Path) -> tuple[int, dict[str, Any]] | None:
-    """``(completed epochs, the run's parameters)`` of the checkpoint at ``path``, from its small
-    header only (no weights are read); ``None`` when it cannot be read."""
+class Progress(NamedTuple):
+    """How far a checkpointed run has got: its completed ``epochs``, its ``params`` and the wall
+    ``seconds`` they took (earlier attempts included)."""
+
+    epochs: int
+    params: dict[str, Any]
+    seconds: float
+
+
+def read_progress(path: Path) -> Progress | None:
+    """The :class:`Progress` of the checkpoint at ``path``, from its small header only (no
+    weights are read); ``None`` when it cannot be read."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             meta = _meta(npz)
-        return len(meta["history"]), dict(meta["key"]["params"])
+        return Progress(len(meta["history"]), dict(meta["key"]["params"]), float(meta["seconds"]))
     except _UNREADABLE:
         return None
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import heapq
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from model.metrics import metric_goal, metric_unit
 from model.runtime import cpu_emulates
@@ -22,6 +22,8 @@ from sweeper.spec import SweepSpec
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from model.checkpoint import Progress
 
 __all__ = ["planned_trials", "sweep_status"]
 
@@ -62,6 +64,8 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     # Trials run at their CPU's pace: a local sweep goes on at this CPU's, so the trials that
     # were computed as this CPU computes them (``emulation``) set it when there are any.
     seconds, pace, matched = _pace(trials, local)
+    if seconds.empty:  # no trial recorded yet: the checkpointed epochs so far set the pace
+        seconds, pace, matched = _checkpoint_pace(checkpointed.values())
     left = _time_left(to_go, started, seconds, pace, spec.max_concurrent if spec is not None else None)
     if left:
         lines.append(("the next look " if raced else "done ") + left)
@@ -70,8 +74,8 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     varied = searched_params(spec, trials)
     if checkpointed:
         lines.append("in progress or cut short (checkpointed): " + "; ".join(
-            f"{_shown(dict(sorted(params.items())), varied) or tid} at epoch {epoch}/{params.get('epochs', '?')}"
-            for tid, (epoch, params) in checkpointed.items()))
+            f"{_shown(dict(sorted(p.params.items())), varied) or tid} at epoch {p.epochs}/{p.params.get('epochs', '?')}"
+            for tid, p in checkpointed.items()))
     metric = spec.metric if spec is not None else "val_psnr"
     goal = spec.goal if spec is not None else metric_goal(metric)
     ok = trials[(trials["status"] == "ok") & trials[metric].notna()]
@@ -108,9 +112,9 @@ def _shown(params: Mapping[str, Any], varied: Sequence[str]) -> str:
     return label(params, [k for k in params if k in varied])
 
 
-def _checkpointed(sweep_dir: Path, recorded: set[str]) -> dict[str, tuple[int, dict[str, Any]]]:
-    """Trial id -> (completed epochs, parameters) of the trials this node has checkpointed but
-    the ledger lacks: running, or cut short (a rerun goes on from their last epoch)."""
+def _checkpointed(sweep_dir: Path, recorded: set[str]) -> dict[str, "Progress"]:
+    """Trial id -> the progress of the trials this node has checkpointed but the ledger lacks:
+    running, or cut short (a rerun goes on from their last epoch)."""
     from model.checkpoint import read_progress
 
     found = {}
@@ -145,7 +149,19 @@ def _pace(trials: "pd.DataFrame", local: bool) -> tuple["pd.Series", str, bool]:
     return seconds[like], f"{{}}, the mean of the {int(like.sum())} recorded with {how} as on this CPU", True
 
 
-def _time_left(to_go: int, started: Sequence[tuple[int, dict[str, Any]]], seconds: "pd.Series", pace: str,
+def _checkpoint_pace(progress: Iterable["Progress"]) -> tuple["pd.Series", str, bool]:
+    """:func:`_pace` before any trial is recorded: the whole-trial seconds that the checkpointed
+    trials' epochs so far point to (their seconds per epoch times their epochs). They ran on
+    this node, so at its pace."""
+    import pandas as pd
+
+    whole = [p.seconds / p.epochs * p.params["epochs"] for p in progress
+             if p.epochs > 0 and p.seconds > 0 and isinstance(p.params.get("epochs"), int)]
+    return (pd.Series(whole, dtype=float),
+            f"{{}}, the pace of the {len(whole)} checkpointed trial(s)' epochs so far", True)
+
+
+def _time_left(to_go: int, started: Sequence["Progress"], seconds: "pd.Series", pace: str,
                concurrency: int | None) -> str | None:
     """When the ``to_go`` trials should be done: each takes the mean of ``seconds`` (named by
     ``pace``), the ``started`` ones (their checkpoints' progress) only the share of their epochs
@@ -154,8 +170,8 @@ def _time_left(to_go: int, started: Sequence[tuple[int, dict[str, Any]]], second
     if not to_go or seconds.empty:
         return None
     mean = float(seconds.mean())
-    shares = sorted((min(1.0, epoch / params["epochs"]) for epoch, params in started
-                     if isinstance(params.get("epochs"), int) and params["epochs"] > 0), reverse=True)[:to_go]
+    shares = sorted((min(1.0, p.epochs / p.params["epochs"]) for p in started
+                     if isinstance(p.params.get("epochs"), int) and p.params["epochs"] > 0), reverse=True)[:to_go]
     work = [mean * (1.0 - share) for share in shares] + [mean] * (to_go - len(shares))
     basis = f"{to_go} trial(s) at {pace.format(_duration(mean))}"
     if not concurrency:

@@ -382,6 +382,30 @@ def test_a_race_before_its_first_look_says_so_and_how_far_it_has_got(tmp_path: P
     assert "nan" not in verdict.reason and verdict.seeds_needed is None
 
 
+def test_status_estimates_a_race_with_no_trial_recorded_from_its_checkpointed_epochs(tmp_path: Path) -> None:
+    """Before the first trial of a long race is recorded, the pace of the epochs its running
+    trials have checkpointed sets the estimate (seconds per epoch times the trial's epochs)."""
+    from model.checkpoint import TrainState, save_state
+    from sweeper.ledger import Ledger
+    from sweeper.status import sweep_status
+
+    sweep = _run_race_on(tmp_path / "claim_race", _MEANS | {("rmsprop", "mae"): 25.0}, stop_after=0)
+    ledger = Ledger(sweep)
+    pending = race_state(loads(_CLAIM_SPEC), ledger.trials(), ledger.eliminations()).pending
+    assert len(ledger.trials()) == 0 and len(pending) == 18
+    assert "the next look" not in sweep_status(sweep, tmp_path)  # nothing to go on yet
+    # 1 of 3 epochs in 100 s (a 300 s trial), 2 of 3 in 400 s (a 600 s trial): 450 s a trial
+    for trial, epochs, seconds in ((pending[0], 1, 100.0), (pending[1], 2, 400.0)):
+        history = tuple({"epoch": e + 1, "val_psnr": 22.0} for e in range(epochs))
+        state = TrainState(history=history, best_epoch=1, images=16, fit_seconds=1.0, seconds=seconds,
+                           weights=[np.zeros(3, np.float32)], optimizer=[np.zeros(1, np.int64)])
+        save_state(sweep / "checkpoints" / f"{trial.id}.npz", {"params": trial.params}, state)
+    # 450 s x (2/3 + 1/3) for the started two, then 16 more at 450 s: 7500 s of trial time
+    assert sweep_status(sweep, tmp_path).splitlines()[2] == (
+        "the next look after about 2.1 h of trial time (18 trial(s) at 8 min, the pace of the 2 checkpointed "
+        "trial(s)' epochs so far; checkpointed epochs counted)")
+
+
 def test_status_gives_the_claims_verdict_as_the_last_look_left_it(tmp_path: Path) -> None:
     """`sweeper status` on a race ends with the claim's verdict, worded as the report's. Mid-round
     it is the last look's: the claim's seed recorded since waits for the next look, and is not

@@ -185,11 +185,10 @@ def judge_race(claim: Claim, race: RaceSummary, state: RaceState, metric: str) -
     needed = seeds_needed(diffs, race.level / max(1, len(race.alive) - 1))
     mean = sum(diffs) / len(diffs) if diffs else math.nan
     where = f"the race ended ({race.why})" if race.done else "the race is still running"
-    # Mid-round the verdict is the last look's: seeds recorded since wait for the next look.
-    since = range(state.seeds, claim_cfg.seeds)  # seeds count from 0
-    waiting = "" if race.done or not since else (
-        f" (its seed {since[0]} is recorded since: it counts at the next look)" if len(since) == 1
-        else f" (its seeds {since[0]}-{since[-1]} are recorded since: they count at the next look)")
+    # Mid-round the verdict is the last look's; a round adds one seed (they count from 0), so
+    # a claim ahead of the look has that round's seed recorded, waiting for the next look.
+    waiting = (f" (its seed {state.seeds} is recorded since: it counts at the next look)"
+               if claim_cfg.seeds > state.seeds and not race.done else "")
     why = (f"a decision would need about {needed} seeds (80% power at the per-look level, from the paired "
            "differences seen)" if needed else "at the difference seen, no number of seeds would decide it")
     return Verdict(claim, "inconclusive",

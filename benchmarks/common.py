@@ -1,4 +1,4 @@
-"""What the benchmark modules share: the repository root, the CPU's flags, a tiny dataset and
+"""What the benchmark modules share: the repository root, a tiny dataset and
 a tiny trial, a layer's values and gradients, grid specs run through ``sweeper.dispatch.run``,
 and a local Ray started as ``sweeper run`` starts it. Heavy libraries are imported inside the
 functions that use them."""
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "Figures", "ROOT", "TINY_TRIAL", "cpuinfo", "ray_start", "ray_stop", "spec_doc", "timed_sweep", "tiny_dataset",
+    "Figures", "ROOT", "TINY_TRIAL", "ray_start", "ray_stop", "spec_doc", "timed_sweep", "tiny_dataset",
     "values_and_gradients",
 ]
 
@@ -20,21 +20,6 @@ Figures = dict[str, Any]
 
 # The tiny trial of orchestration_overhead and load (concurrency's is larger).
 TINY_TRIAL: dict[str, Any] = {"epochs": 1, "steps_per_epoch": 1, "batch_size": 2, "patch_size": 16}
-
-
-def cpuinfo() -> tuple[str, set[str]]:
-    """The first CPU's model name and feature flags from ``/proc/cpuinfo``."""
-    model, flags = "unknown", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model == "unknown":
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    return model, flags
 
 
 def values_and_gradients(layer: Any, x: Any, upstream: Any) -> list[Any]:

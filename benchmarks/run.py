@@ -32,13 +32,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # Imported after the path set-up above: this file runs as a script.
-from benchmarks.common import Figures, cpuinfo  # noqa: E402
+from benchmarks.common import Figures  # noqa: E402
 from benchmarks.orchestration import bench_concurrency, bench_load, bench_orchestration_overhead  # noqa: E402
 from benchmarks.report_scale import bench_report_scale  # noqa: E402
 from benchmarks.resume import bench_checkpoint  # noqa: E402
 from benchmarks.scale import bench_conv_arithmetic, bench_dataset_scale, bench_precision  # noqa: E402
 from benchmarks.search import bench_search_efficiency  # noqa: E402
 from benchmarks.training import bench_inference, bench_train_throughput  # noqa: E402
+from model.runtime import cpu_info  # noqa: E402
 
 
 BENCHMARKS: dict[str, Callable[[bool], Figures]] = {
@@ -58,7 +59,7 @@ BENCHMARKS: dict[str, Callable[[bool], Figures]] = {
 
 def _machine() -> Figures:
     """CPU model, core count, AVX flags and the TensorFlow version (without importing TF)."""
-    model, flags = cpuinfo()
+    model, flags = cpu_info()
     try:
         tf_version = metadata.version("tensorflow")
     except metadata.PackageNotFoundError:

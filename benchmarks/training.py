@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Figures, cpuinfo, tiny_dataset
+from benchmarks.common import Figures, tiny_dataset
 from benchmarks.timing import later_epochs_rate, median_seconds
 
 __all__ = ["bench_inference", "bench_train_throughput", "forward_flops_per_image"]
@@ -114,7 +114,7 @@ def bench_train_throughput(quick: bool) -> Figures:
 
     from model.data import DatasetRef, load_split, train_pipeline
     from model.params import TrainParams
-    from model.runtime import configure_runtime
+    from model.runtime import configure_runtime, cpu_emulates
     from model.train import train
 
     sizes = _SIZES["quick" if quick else "full"]
@@ -136,8 +136,7 @@ def bench_train_throughput(quick: bool) -> Figures:
                                                       for b, s in stream.take(p.steps_per_epoch))))
     bare = _bare_fit_rate(p, blur, sharp)
     variants: Figures = {"xla_images_per_s": _bare_fit_rate(p, blur, sharp, jit_compile=True)}
-    _, flags = cpuinfo()
-    if flags & {"avx512_bf16", "amx_bf16"}:  # elsewhere TF emulates bf16, which says nothing
+    if not cpu_emulates("mixed_bfloat16"):  # elsewhere TF emulates bf16, which says nothing
         variants["bf16_mixed_images_per_s"] = _bare_fit_rate(p, blur, sharp, policy="mixed_bfloat16")
         variants["bf16_matmul_flops_per_s"] = _matmul_peak(sizes["matmul_sizes"], sizes["matmul_repeats"],
                                                            "bfloat16")[0]

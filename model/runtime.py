@@ -14,10 +14,10 @@ import os
 import re
 import sys
 import tempfile
-from typing import Collection, Iterator, NoReturn, Sequence
+from typing import Collection, Iterator, NamedTuple, NoReturn, Sequence
 
-__all__ = ["NATIVE_CPU_FLAGS", "VERBOSE_ENV", "configure_runtime", "RuntimeInfo", "accumulates_in_float32",
-           "choose_precision", "cpu_emulates",
+__all__ = ["NATIVE_CPU_FLAGS", "VERBOSE_ENV", "configure_runtime", "CpuInfo", "RuntimeInfo", "accumulates_in_float32",
+           "choose_precision", "cpu_emulates", "cpu_info",
            "exit_now", "is_startup_noise", "resolve_precision"]
 
 _log = logging.getLogger(__name__)
@@ -211,13 +211,31 @@ def resolve_precision(precision: str) -> str:
     return choose_precision(capabilities, _cpu_flags())
 
 
-@functools.cache  # asked on every 16-bit convolution's trace; a CPU's flags do not change
-def _cpu_flags() -> frozenset[str]:
+class CpuInfo(NamedTuple):
+    """This machine's first CPU as ``/proc/cpuinfo`` describes it (``unknown`` / no flags elsewhere)."""
+
+    model: str
+    flags: frozenset[str]
+
+
+@functools.cache  # asked on every 16-bit convolution's trace; a CPU does not change
+def cpu_info(path: str = "/proc/cpuinfo") -> CpuInfo:
+    """The first CPU's model name and feature flags, read once from ``path``."""
+    model, flags = "unknown", None
     try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+        with open(path, encoding="ascii", errors="replace") as info:
             for line in info:
-                if line.startswith("flags"):
-                    return frozenset(line.partition(":")[2].split())
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model == "unknown":
+                    model = value.strip()
+                elif key.strip() == "flags" and flags is None:
+                    flags = frozenset(value.split())
+                if model != "unknown" and flags is not None:
+                    break
     except OSError:  # not Linux: no flag is known, so no bf16 is assumed
         pass
-    return frozenset()
+    return CpuInfo(model, flags or frozenset())
+
+
+def _cpu_flags() -> frozenset[str]:
+    return cpu_info().flags

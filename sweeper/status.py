@@ -60,7 +60,7 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
         if planned:
             lines.append(f"remaining: {to_go}")
     local = cluster_address(None) is None
-    slow = local_cpu_warning(spec, None) if spec is not None and local else None
+    slow = local_cpu_warning(spec, None) if spec is not None else None  # None when not local
     # Trials run at their CPU's pace: a local sweep goes on at this CPU's, so the trials that
     # were computed as this CPU computes them (``emulation``) set it when there are any.
     seconds, pace, matched = _pace(trials, local)

@@ -67,6 +67,18 @@ def test_auto_precision_follows_the_hardware(gpus: list, flags: set, policy: str
     assert choose_precision(gpus, flags) == policy
 
 
+def test_cpu_info_reads_the_first_cpus_model_and_flags(tmp_path) -> None:
+    """What ``auto`` and the bf16 warning decide from: the first processor's lines, not the last."""
+    from model.runtime import CpuInfo, cpu_info
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9B14\n"
+                    "flags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\nmodel name\t: Other\n"
+                    "flags\t\t: fpu\n", encoding="ascii")
+    assert cpu_info(str(info)) == CpuInfo("AMD EPYC 9B14", frozenset({"fpu", "avx2", "avx512_bf16"}))
+    assert cpu_info(str(tmp_path / "none")) == CpuInfo("unknown", frozenset())  # not Linux: no bf16 assumed
+
+
 def test_auto_precision_trains_exactly_as_the_policy_it_resolves_to(tiny_data: object) -> None:
     from model.runtime import resolve_precision
     from model.train import train

@@ -16,7 +16,7 @@ from sweeper.dispatch.cluster import cluster_address, local_cpu_warning
 from sweeper.folder import find_sweep, read_spec
 from sweeper.ledger import Ledger
 from sweeper.race import RaceState, race_state
-from sweeper.records import label, params_of
+from sweeper.records import counted, label, params_of
 from sweeper.space import config_keys, searched_params, trial_count
 from sweeper.spec import SweepSpec
 
@@ -50,7 +50,7 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     checkpointed = _checkpointed(sweep_dir, set(trials["trial_id"]))
     if raced:
         state = race_state(spec, trials, ledger.eliminations())
-        where = f"over: {state.why}" if state.done else f"{_trials(len(state.pending))} of the next round to run"
+        where = f"over: {state.why}" if state.done else f"{counted(len(state.pending), 'trial')} of the next round to run"
         head = f"race after {state.seeds} seeds" if state.rounds else f"race before its first look (at {spec.race.first} seeds)"
         lines.append(f"{head}: {len(state.alive)} of {len(state.configs)} configurations "
                      f"left; {where} (at most {state.full_trials(spec.race.max)} trials)")
@@ -101,10 +101,6 @@ def _claims(spec: SweepSpec, state: RaceState, trials: "pd.DataFrame") -> list[s
     race = summarise_race(spec, state, trials, config_keys(spec, trials), spec.metric)
     verdicts = (judge_race(claim, race, state, spec.metric) for claim in CLAIMS)
     return [f'claim "{v.claim.text}": {v.outcome}: {v.reason}' for v in verdicts if v.outcome != "not tested"]
-
-
-def _trials(n: int) -> str:
-    return f"{n} trial" + ("" if n == 1 else "s")
 
 
 def _shown(params: Mapping[str, Any], varied: Sequence[str]) -> str:
@@ -158,7 +154,7 @@ def _checkpoint_pace(progress: Iterable["Progress"]) -> tuple["pd.Series", str, 
     whole = [p.seconds / p.epochs * p.params["epochs"] for p in progress
              if p.epochs > 0 and p.seconds > 0 and isinstance(p.params.get("epochs"), int)]
     return (pd.Series(whole, dtype=float),
-            f"{{}}, the pace of the {len(whole)} checkpointed trial(s)' epochs so far", True)
+            f"{{}}, the pace so far of the {counted(len(whole), 'checkpointed trial')}", True)
 
 
 def _time_left(to_go: int, started: Sequence["Progress"], seconds: "pd.Series", pace: str,
@@ -173,7 +169,7 @@ def _time_left(to_go: int, started: Sequence["Progress"], seconds: "pd.Series", 
     shares = sorted((min(1.0, p.epochs / p.params["epochs"]) for p in started
                      if isinstance(p.params.get("epochs"), int) and p.params["epochs"] > 0), reverse=True)[:to_go]
     work = [mean * (1.0 - share) for share in shares] + [mean] * (to_go - len(shares))
-    basis = f"{to_go} trial(s) at {pace.format(_duration(mean))}"
+    basis = f"{counted(to_go, 'trial')} at {pace.format(_duration(mean))}"
     if not concurrency:
         return f"after about {_duration(sum(work))} of trial time ({basis}; checkpointed epochs counted)"
     slots = [0.0] * concurrency

@@ -376,9 +376,9 @@ def test_a_race_before_its_first_look_says_so_and_how_far_it_has_got(tmp_path: P
     result = report(sweep)
     verdict = result.verdicts[0]
     assert verdict.outcome == "inconclusive" and not result.race.done
-    assert verdict.reason == ("the race is still running with optimizer=rmsprop, loss=mae and 5 rival(s) in it; "
+    assert verdict.reason == ("the race is still running with optimizer=rmsprop, loss=mae and 5 rivals in it; "
                               "no look yet: the first comes once every configuration has run 3 seeds "
-                              "(8 trial(s) of that round to go)"), verdict.reason
+                              "(8 trials of that round to go)"), verdict.reason
     assert "nan" not in verdict.reason and verdict.seeds_needed is None
 
 
@@ -400,10 +400,14 @@ def test_status_estimates_a_race_with_no_trial_recorded_from_its_checkpointed_ep
         state = TrainState(history=history, best_epoch=1, images=16, fit_seconds=1.0, seconds=seconds,
                            weights=[np.zeros(3, np.float32)], optimizer=[np.zeros(1, np.int64)])
         save_state(sweep / "checkpoints" / f"{trial.id}.npz", {"params": trial.params}, state)
+        if trial is pending[0]:  # 300 s x 2/3 for the started one, then 17 more at 300 s: 5300 s
+            assert sweep_status(sweep, tmp_path).splitlines()[2] == (
+                "the next look after about 88 min of trial time (18 trials at 5 min, the pace so far of the 1 "
+                "checkpointed trial; checkpointed epochs counted)")
     # 450 s x (2/3 + 1/3) for the started two, then 16 more at 450 s: 7500 s of trial time
     assert sweep_status(sweep, tmp_path).splitlines()[2] == (
-        "the next look after about 2.1 h of trial time (18 trial(s) at 8 min, the pace of the 2 checkpointed "
-        "trial(s)' epochs so far; checkpointed epochs counted)")
+        "the next look after about 2.1 h of trial time (18 trials at 8 min, the pace so far of the 2 checkpointed "
+        "trials; checkpointed epochs counted)")
 
 
 def test_status_gives_the_claims_verdict_as_the_last_look_left_it(tmp_path: Path) -> None:
@@ -417,7 +421,7 @@ def test_status_gives_the_claims_verdict_as_the_last_look_left_it(tmp_path: Path
     sweep = _run_race_on(tmp_path / "claim_race", {**_MEANS, ("rmsprop", "mae"): 25.0}, stop_after=20)
     verdict = report(sweep).verdicts[0]
     assert verdict.outcome == "inconclusive" and verdict.seeds_needed, verdict.reason
-    assert ("and 3 rival(s) still in it at its look after 3 seeds (its seed 3 is recorded since: it counts at the "
+    assert ("and 3 rivals still in it at its look after 3 seeds (its seed 3 is recorded since: it counts at the "
             "next look); " in verdict.reason and " on average over 3 shared seeds; " in verdict.reason), verdict.reason
     lines = sweep_status(sweep, tmp_path).splitlines()
     assert lines[1] == ("race after 3 seeds: 4 of 6 configurations left; 2 trials of the next round to run "
@@ -456,14 +460,14 @@ def test_status_shows_where_a_race_stands_before_and_after_its_looks(tmp_path: P
     assert sweep_status(early, tmp_path).splitlines()[1:4] == [
         "race before its first look (at 3 seeds): 6 of 6 configurations left; 8 trials of the next round to run "
         "(at most 48 trials)",
-        "the next look after about 8 min of trial time (8 trial(s) at the recorded mean of 60 s; checkpointed "
+        "the next look after about 8 min of trial time (8 trials at the recorded mean of 60 s; checkpointed "
         "epochs counted)",
         f"in progress or cut short (checkpointed): {shown} at epoch 1/3"]
     doc = yaml.safe_load((early / "spec.yaml").read_text())
     (early / "spec.yaml").write_text(yaml.safe_dump({**doc, "sweeper": {**doc["sweeper"], "max_concurrent": 2}}))
     # two at a time, the started one first (40 s), then 7 of 60 s, each on the slot that frees first: 240 s
     assert sweep_status(early, tmp_path).splitlines()[2] == (
-        "the next look in about 4 min (8 trial(s) at the recorded mean of 60 s, 2 at a time; checkpointed epochs "
+        "the next look in about 4 min (8 trials at the recorded mean of 60 s, 2 at a time; checkpointed epochs "
         "counted)")
     done = _run_race_on(tmp_path / "done" / "claim_race", {**_MEANS, ("rmsprop", "mae"): 26.0})
     line = sweep_status(done, tmp_path).splitlines()[1]

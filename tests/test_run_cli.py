@@ -128,7 +128,7 @@ def test_status_says_when_a_grid_should_be_done(tmp_path: Path) -> None:
     result = runner.invoke(app, ["status", str(sweep)])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[1:3] == [
-        "remaining: 10", "done after about 2 min of trial time (10 trial(s) at the recorded mean of 10 s; "
+        "remaining: 10", "done after about 2 min of trial time (10 trials at the recorded mean of 10 s; "
         "checkpointed epochs counted)"]
 
 
@@ -188,17 +188,17 @@ def test_status_estimates_from_the_trials_computed_as_this_cpu_computes_them(tmp
     # 9 to go: at 40 s on this AVX2-only CPU (no warning under it: the pace is this CPU's) ...
     emulating = estimate(frozenset({"avx2", "fma"}))
     assert emulating[:2] == [
-        "remaining: 9", "done after about 6 min of trial time (9 trial(s) at 40 s, the mean of the 1 recorded with "
+        "remaining: 9", "done after about 6 min of trial time (9 trials at 40 s, the mean of the 1 recorded with "
         "16-bit convolutions accumulated in float32 as on this CPU; checkpointed epochs counted)"]
     assert "this machine's CPU" not in emulating[2]
     # ... at 10.5 s on a CPU with native bf16 ...
     assert estimate(frozenset({"avx512_bf16"}))[1] == (
-        "done after about 2 min of trial time (9 trial(s) at 10 s, the mean of the 2 recorded with native 16-bit "
+        "done after about 2 min of trial time (9 trials at 10 s, the mean of the 2 recorded with native 16-bit "
         "arithmetic as on this CPU; checkpointed epochs counted)")
     # ... and at all three's 20.3 s on a cluster
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
     assert estimate(frozenset({"avx2"}))[1] == (
-        "done after about 3 min of trial time (9 trial(s) at the recorded mean of 20 s; checkpointed epochs counted)")
+        "done after about 3 min of trial time (9 trials at the recorded mean of 20 s; checkpointed epochs counted)")
 
     # A float32 trial (20 s) computes alike on both CPUs, so it counts on both, beside each one's
     # 16-bit trials: each trial is judged by its own dtype policy, not the spec's as a whole
@@ -208,13 +208,13 @@ def test_status_estimates_from_the_trials_computed_as_this_cpu_computes_them(tmp
                  placement=Placement(accelerator="cpu", dtype_policy="float32")),
         [EpochRow(e, train_loss=0.1, metrics={"val_psnr": 24.0 + e, "val_ssim": 0.5, "val_mae": 0.05}) for e in (1, 2)])
     assert estimate(frozenset({"avx2"}))[1] == (
-        "done after about 3 min of trial time (8 trial(s) at the recorded mean of 20 s; checkpointed epochs counted)")
+        "done after about 3 min of trial time (8 trials at the recorded mean of 20 s; checkpointed epochs counted)")
     monkeypatch.delenv("RAY_ADDRESS")
     assert estimate(frozenset({"avx2", "fma"}))[1] == (
-        "done after about 4 min of trial time (8 trial(s) at 30 s, the mean of the 2 recorded with float32 or 16-bit "
+        "done after about 4 min of trial time (8 trials at 30 s, the mean of the 2 recorded with float32 or 16-bit "
         "convolutions accumulated in float32 as on this CPU; checkpointed epochs counted)")
     assert estimate(frozenset({"avx512_bf16"}))[1] == (
-        "done after about 2 min of trial time (8 trial(s) at 14 s, the mean of the 3 recorded with float32 or native "
+        "done after about 2 min of trial time (8 trials at 14 s, the mean of the 3 recorded with float32 or native "
         "16-bit arithmetic as on this CPU; checkpointed epochs counted)")
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "STATUSES",
     "TRIAL_SCHEMA",
     "coerce_columns",
+    "counted",
     "label",
     "refuse_unknown",
     "param_column",
@@ -70,6 +71,11 @@ def show(value: Any) -> str:
 def label(params: Mapping[str, Any], keys: Iterable[str] | None = None) -> str:
     """``optimizer=adam, loss=mae``: ``keys`` of ``params`` (all of them by default), in that order."""
     return ", ".join(f"{k}={show(params[k])}" for k in (params if keys is None else keys))
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 trial``, ``2 trials``: what the sweeper's lines say of a count."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def plain(value: Any) -> Any:

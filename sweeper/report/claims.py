@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from model.metrics import metric_unit
 from sweeper.race import RaceState, seeds_needed
-from sweeper.records import label
+from sweeper.records import counted, label
 from sweeper.report.race import RaceConfig, RaceSummary
 from sweeper.report.ranking import ConfigResult
 from sweeper.report.stats import Interval, difference_interval
@@ -174,9 +174,9 @@ def judge_race(claim: Claim, race: RaceSummary, state: RaceState, metric: str) -
                        compared_with=last.params if last else None, **common)
     if not state.rounds:  # mid-way through the first round: nothing compared yet
         return Verdict(claim, "inconclusive",
-                       f"the race is still running with {shown} and {len(rivals)} rival(s) in it; no look yet: the "
-                       f"first comes once every configuration has run {race.first} seeds ({len(state.pending)} "
-                       "trial(s) of that round to go)", **common)
+                       f"the race is still running with {shown} and {counted(len(rivals), 'rival')} in it; no look yet: "
+                       f"the first comes once every configuration has run {race.first} seeds "
+                       f"({counted(len(state.pending), 'trial')} of that round to go)", **common)
     mine_scores = state.scores.get(claim_cfg.config_id, {})
     closest = rivals[0]  # alive configurations come best first: the leader, or the runner-up
     role = "the runner-up" if race.configs.index(closest) > race.configs.index(claim_cfg) else "the leader"
@@ -192,7 +192,7 @@ def judge_race(claim: Claim, race: RaceSummary, state: RaceState, metric: str) -
     why = (f"a decision would need about {needed} seeds (80% power at the per-look level, from the paired "
            "differences seen)" if needed else "at the difference seen, no number of seeds would decide it")
     return Verdict(claim, "inconclusive",
-                   f"{where} with {shown} and {len(rivals)} rival(s) still in it at its look after {state.seeds} "
+                   f"{where} with {shown} and {counted(len(rivals), 'rival')} still in it at its look after {state.seeds} "
                    f"seeds{waiting}; {role}, {closest.label()}: {shown} is {abs(mean):.3g}"
                    f"{metric_unit(metric)} {'behind' if mean < 0 else 'ahead of'} it on average over {len(diffs)} shared "
                    f"seeds; {why}",

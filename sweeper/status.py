@@ -17,7 +17,7 @@ from sweeper.folder import find_sweep, read_spec
 from sweeper.ledger import Ledger
 from sweeper.race import RaceState, race_state
 from sweeper.records import counted, label, params_of
-from sweeper.space import config_keys, searched_params, trial_count
+from sweeper.space import searched_params, trial_count
 from sweeper.spec import SweepSpec
 
 if TYPE_CHECKING:
@@ -95,11 +95,9 @@ def _claims(spec: SweepSpec, state: RaceState, trials: "pd.DataFrame") -> list[s
     """The verdict so far on each claim of the write-up the race tests, as the report words it
     (a race's elimination is final, so "not reproduced" mid-race is the verdict)."""
     # Imported here: the report package imports this module (``planned_trials``).
-    from sweeper.report.claims import CLAIMS, judge_race
-    from sweeper.report.race import summarise_race
+    from sweeper.report.claims import race_verdicts
 
-    race = summarise_race(spec, state, trials, config_keys(spec, trials), spec.metric)
-    verdicts = (judge_race(claim, race, state, spec.metric) for claim in CLAIMS)
+    _, verdicts = race_verdicts(spec, state, trials, spec.metric)
     return [f'claim "{v.claim.text}": {v.outcome}: {v.reason}' for v in verdicts if v.outcome != "not tested"]
 
 

@@ -142,7 +142,8 @@ def controlled_trial(config, context):  # defined in __main__: Ray pickles it by
 
 
 trainable.run_trial = controlled_trial
-summary = run(load(sys.argv[1]), RunOptions(results_dir=Path(sys.argv[2]), wandb_mode="disabled", progress=False))
+summary = run(load(sys.argv[1]), RunOptions(results_dir=Path(sys.argv[2]), progress=False,
+                                            wandb_mode=os.environ.get("RACE_WANDB_MODE", "disabled")))
 print("dispatched", summary.dispatched)
 '''
 
@@ -181,7 +182,8 @@ def finished_race(tiny_data, tmp_path_factory):
     interrupted one must match."""
     tmp = tmp_path_factory.mktemp("race")
     spec, driver = _race_files(tmp, tiny_data)
-    proc = subprocess.run([sys.executable, str(driver), str(spec), str(tmp / "r")], cwd=ROOT, env=_env(),
+    env = {**_env(), "RACE_WANDB_MODE": "offline"}  # the driver logs each look (the trainable here logs nothing)
+    proc = subprocess.run([sys.executable, str(driver), str(spec), str(tmp / "r")], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return spec, tmp / "r" / "raced"
@@ -190,6 +192,7 @@ def finished_race(tiny_data, tmp_path_factory):
 def test_a_race_eliminates_the_clearly_worse_configuration_at_the_first_test(finished_race) -> None:
     from sweeper.ledger import Ledger
     from sweeper.space import config_id
+    from sweeper.tracking import read_run_summary
 
     spec_path, sweep_dir = finished_race
     ledger = Ledger(sweep_dir)
@@ -207,6 +210,12 @@ def test_a_race_eliminates_the_clearly_worse_configuration_at_the_first_test(fin
     assert not state.new  # the ledger already holds every elimination the replay decides
     ray_trials = list((sweep_dir / "ray").glob("run-*/*/result.json"))
     assert len(ray_trials) == len(trials)  # no trial trained twice, nothing trained beyond the race
+    # The driver logged each look to W&B as a run of its own, the first naming the one it eliminated.
+    looks = {p.name.split("-race-")[1]: p for p in (sweep_dir / "wandb").glob("offline-run-*")}
+    assert sorted(looks) == ["3-seeds", "4-seeds", "5-seeds"]
+    summary = read_run_summary(looks["3-seeds"])
+    assert (summary["left"], summary["eliminated"], summary["trials_run"]) == (3, "learning_rate=0.1", 12)
+    assert summary["p_value"] < summary["level"] == pytest.approx(0.05 / 3)  # the gate rejected at the look's level
 
 
 def test_a_race_killed_mid_way_resumes_to_the_same_survivors_with_no_trial_twice(finished_race, tiny_data,
@@ -308,31 +317,29 @@ sweeper:
 
 
 def _run_race_on(folder: Path, means: dict[tuple[str, str], float], spread: float = 0.05,
-                 stop_after: int | None = None) -> Path:
-    """Run the race of ``_CLAIM_SPEC`` to its end (or for ``stop_after`` trials) on scores drawn
-    around ``means``, recording each round in a real ledger the way the driver does (no Ray,
-    no training)."""
+                 stop_after: int | None = None, wandb_mode: str = "disabled") -> Path:
+    """Run (or resume) the race of ``_CLAIM_SPEC`` to its end (or for ``stop_after`` trials) on scores drawn
+    around ``means``: the driver's own rounds (its eliminations recorded in a real ledger, its
+    looks logged to W&B in ``wandb_mode``), each trial scored here (no Ray, no training)."""
     import yaml
 
+    from sweeper.dispatch.driver import _race_rounds
     from sweeper.ledger import Ledger
     from sweeper.records import TrialRow
 
     spec = loads(_CLAIM_SPEC)
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)  # an existing one: the race resumed
     (folder / "spec.yaml").write_text(yaml.safe_dump(spec.to_dict()))
-    ledger, rng = Ledger(folder), np.random.default_rng(5)
-    while True:
-        state = race_state(spec, ledger.trials(), ledger.eliminations())
-        ledger.record_eliminations(state.new)
-        if state.done:
-            return folder
-        for trial in state.pending:
+    ledger, rng = Ledger(folder), np.random.default_rng(5 + len(Ledger(folder).trials()))
+    for batch in _race_rounds(spec, ledger, wandb_mode):
+        for trial in batch:
             if stop_after is not None and len(ledger.trials()) >= stop_after:
                 return folder
             p = trial.params
             value = means[(p["optimizer"], p["loss"])] + 0.3 * np.sin(p["seed"]) + spread * rng.normal()
             ledger.record(TrialRow(trial.id, "ok", params=p, seconds=60.0,
                                    metrics={"val_psnr": value, "val_ssim": 0.6, "val_mae": 0.03}))
+    return folder
 
 
 _MEANS = {("adam", "mae"): 25.0, ("adam", "mse"): 24.9, ("rmsprop", "mse"): 24.7, ("sgd", "mae"): 22.0,
@@ -380,6 +387,66 @@ def test_a_race_before_its_first_look_says_so_and_how_far_it_has_got(tmp_path: P
                               "no look yet: the first comes once every configuration has run 3 seeds "
                               "(8 trials of that round to go)"), verdict.reason
     assert "nan" not in verdict.reason and verdict.seeds_needed is None
+
+
+def test_each_look_of_a_race_is_one_wandb_run_with_its_table_and_the_claims_verdict(tmp_path: Path) -> None:
+    """A W&B user sees the race beside its trials: one run per look (job_type race, the sweep's
+    group) with every configuration's seeds, mean, elimination and p-value as a table and the
+    claim's verdict, worded as the report's, in its summary. A resumed race replays its looks
+    but logs none twice."""
+    import json
+
+    from sweeper.ledger import Ledger
+    from sweeper.report import report
+    from sweeper.space import config_id
+    from sweeper.tracking import readback
+
+    def looks() -> list[str]:
+        return sorted(p.name.split("-race-")[1] for p in (sweep / "wandb").glob("offline-run-*"))
+
+    means = {**_MEANS, ("rmsprop", "mae"): 24.0}
+    # 18 trials to the first look (6 configurations x 3 seeds), then 2 of the next round's
+    sweep = _run_race_on(tmp_path / "claim_race", means, stop_after=20, wandb_mode="offline")
+    assert looks() == ["3-seeds"]
+    _run_race_on(sweep, means, wandb_mode="offline")  # resumed to the end
+    ledger = Ledger(sweep)
+    state = race_state(loads(_CLAIM_SPEC), ledger.trials(), ledger.eliminations())
+    assert state.done and looks() == sorted(f"{n}-seeds" for n in range(3, state.seeds + 1))
+
+    first = next((sweep / "wandb").glob("offline-run-*-claim_race-race-3-seeds"))
+    record = readback._inspect_run(first)  # wandb leet inspect --summary --json
+    summary, out = record["summary"], ledger.eliminations().set_index("config_id")
+    claimed = config_id({"optimizer": "rmsprop", "loss": "mae"})
+    assert (summary["seeds"], summary["configurations"], summary["left"], summary["trials_run"]) == (3, 6, 6 - 3, 18)
+    assert summary["eliminated"].count("optimizer=") == 3 and "loss=mae, optimizer=rmsprop" in summary["eliminated"]
+    assert summary["verdict_rmsprop_mae"] == "not reproduced" and "verdict_lr_rho" not in summary
+    assert summary["verdict_rmsprop_mae_reason"] == report(sweep).verdicts[0].reason  # an elimination is final
+    assert record["config"]["test"] == "ttest-holm" and record["config"]["seeds_max"] == 8
+    table = json.loads(next((first / "files" / "media" / "table").glob("race_*.table.json")).read_text())
+    rows = [dict(zip(table["columns"], row)) for row in table["data"]]
+    mine = next(r for r in rows if (r["optimizer"], r["loss"]) == ("rmsprop", "mae"))
+    assert len(rows) == 6 and (mine["seeds"], mine["eliminated_after"]) == (3, 3)
+    assert mine["p_value"] == pytest.approx(out.loc[claimed, "p_value"]) and mine["p_value"] < summary["level"]
+    assert sum(r["eliminated_after"] is None for r in rows) == 3
+
+
+def test_a_race_whose_looks_cannot_reach_wandb_still_runs_to_the_same_end(tmp_path: Path, caplog) -> None:
+    """W&B is a view of the race: a look it refuses is one warning, and the race, its
+    eliminations and the ledger are those of a race without W&B."""
+    import logging
+
+    from sweeper.ledger import Ledger
+
+    means = {**_MEANS, ("rmsprop", "mae"): 24.0}
+    (tmp_path / "broken" / "claim_race").mkdir(parents=True)
+    (tmp_path / "broken" / "claim_race" / "wandb").write_text("a file where W&B wants its folder")
+    with caplog.at_level(logging.WARNING):
+        broken = Ledger(_run_race_on(tmp_path / "broken" / "claim_race", means, wandb_mode="offline"))
+    plain = Ledger(_run_race_on(tmp_path / "plain" / "claim_race", means))
+    assert broken.trials()[["trial_id", "val_psnr"]].equals(plain.trials()[["trial_id", "val_psnr"]])
+    assert broken.eliminations()["config_id"].tolist() == plain.eliminations()["config_id"].tolist()
+    warned = [m for m in caplog.messages if m.startswith("W&B tracking off for race run race-3-seeds (wandb.init failed")]
+    assert len(warned) == 1 and warned[0].endswith("the sweep goes on"), caplog.messages
 
 
 def test_status_estimates_a_race_with_no_trial_recorded_from_its_checkpointed_epochs(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from sweeper.dispatch.results import recover, set_aside_unreadable
 from sweeper.folder import is_sweep
 from sweeper.ledger import CSV_NAMES, Ledger
 from sweeper.race import RaceState, race_state
-from sweeper.records import label
+from sweeper.records import label, param_column
 from sweeper.space import Trial
 from sweeper.spec import SweepSpec
 from sweeper.study import STUDY_FILE, mirror_to_optuna
@@ -168,7 +169,7 @@ def _run(spec: SweepSpec, options: RunOptions, sweep_dir: Path, hooks: Hooks) ->
     # Checked now, made (if built in) only once the cluster is known to fit the trials.
     ensure_dataset(data_dir, spec.dataset.name, fix=_DATASET_FIX, make=False)
     if spec.race is not None:
-        rounds = _race_rounds(spec, ledger)
+        rounds = _race_rounds(spec, ledger, tracking.resolve_mode(options.wandb_mode))
         first = next(rounds, ())
         n_todo, batches = len(first), itertools.chain([first], rounds)
     else:
@@ -195,14 +196,15 @@ def _mirror(sweep_dir: Path) -> None:
                      sweep_dir / STUDY_FILE, str(err).splitlines()[0] if str(err) else type(err).__name__)
 
 
-def _race_rounds(spec: SweepSpec, ledger: Ledger) -> Iterator[Sequence[Trial]]:
+def _race_rounds(spec: SweepSpec, ledger: Ledger, wandb_mode: str) -> Iterator[Sequence[Trial]]:
     """A race's batches: the next round's trials, decided from the ledger after the last batch
-    ran (its new eliminations recorded first). Ends when the race does, or when a batch
-    recorded nothing (interrupted): the next run replays the race and goes on."""
+    ran (its new eliminations recorded first, its look logged to W&B). Ends when the race does,
+    or when a batch recorded nothing (interrupted): the next run replays the race and goes on."""
     last: Sequence[Trial] = ()
     while True:
         state = race_state(spec, ledger.trials(), ledger.eliminations())
         ledger.record_eliminations(state.new)
+        _log_look(spec, state, ledger, wandb_mode)
         for elimination in state.new:
             _log.info("race: %s eliminated after %d seeds: %s", _label(state, elimination.config_id),
                       elimination.round, elimination.reason)
@@ -216,6 +218,40 @@ def _race_rounds(spec: SweepSpec, ledger: Ledger) -> Iterator[Sequence[Trial]]:
                   len(state.alive), len(state.configs), len(state.pending), max(t.params["seed"] for t in state.pending) + 1)
         last = state.pending
         yield state.pending[:search.TRIALS_PER_TUNER]  # a long round runs as several Tuners, as a grid does
+
+
+def _log_look(spec: SweepSpec, state: RaceState, ledger: Ledger, wandb_mode: str) -> None:
+    """The race's last look as a W&B run (:func:`~sweeper.tracking.log_race_look`): every
+    configuration's seeds, mean, elimination and p-value, and the claims' verdicts, as the
+    report gives them. Logged while the ledger holds what that look saw (no trial of a later
+    seed yet), once; a sweep never fails for it."""
+    trials = ledger.trials()
+    if wandb_mode == "disabled" or not state.rounds or (trials[param_column("seed")] >= state.seeds).any():
+        return
+    look = state.rounds[-1]
+    try:
+        from sweeper.report.claims import race_verdicts  # the report's verdicts: pandas, no Ray
+
+        race, verdicts = race_verdicts(spec, state, trials, spec.metric)
+        keys = list(race.configs[0].params)
+        table = ([*keys, "seeds", spec.metric, "eliminated_after", "p_value", "reason", "trial_seconds"],
+                 [[*(c.params.get(k) for k in keys), c.seeds, c.mean, c.eliminated_after, c.p_value, c.reason,
+                   c.seconds] for c in race.configs])
+        summary = {
+            "seeds": look.seeds, "configurations": len(state.configs), "left": len(state.alive),
+            "best": _label(state, look.best), "eliminated": "; ".join(_label(state, c) for c in look.eliminated),
+            "p_value": look.p_value if look.p_value is not None else math.nan, "level": state.level,
+            "trials_run": race.trials_run, "full_trials": race.full_trials,
+            "compute_fraction": race.compute_fraction, "done": state.done, "why": state.why,
+            **{f"verdict_{v.claim.key}": v.outcome for v in verdicts if v.outcome != "not tested"},
+            **{f"verdict_{v.claim.key}_reason": v.reason for v in verdicts if v.outcome != "not tested"},
+        }
+        config = {"test": race.test, "alpha": race.alpha, "level_per_look": race.level, "seeds_first": race.first,
+                  "seeds_max": race.max, "metric": spec.metric}
+        tracking.log_race_look(spec.name, ledger.sweep_dir / "wandb", wandb_mode, look.seeds, config, table, summary)
+    except Exception as err:  # noqa: BLE001 - W&B is a view of the race; the ledger holds it
+        _log.warning("the race's look after %d seeds was not logged to W&B (%s); the sweep goes on", look.seeds,
+                     str(err).splitlines()[0] if str(err) else type(err).__name__)
 
 
 def _label(state: RaceState, cid: str) -> str:

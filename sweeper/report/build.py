@@ -21,10 +21,9 @@ from model.metrics import VAL_METRICS, VAL_PREFIX, reference_metrics
 from sweeper.folder import find_sweep, read_spec, write_atomic
 from sweeper.ledger import Ledger
 from sweeper.race import race_state
-from sweeper.report.claims import CLAIMS, claimed_config, judge, judge_race
+from sweeper.report.claims import CLAIMS, claimed_config, judge, race_verdicts
 from sweeper.report.document import Report
 from sweeper.report.plots import draw_all
-from sweeper.report.race import summarise_race
 from sweeper.report.ranking import failed_trials, rank_configs
 from sweeper.report.render import render
 from sweeper.space import config_keys, searched_params
@@ -119,7 +118,9 @@ def build_report(sweep_dir: Path, metric: str | None = None, *, plots: bool = Tr
     race = state = None
     if spec is not None and spec.race is not None:
         state = race_state(spec, trials, ledger.eliminations())
-        race = summarise_race(spec, state, trials, keys, metric)
+        race, verdicts = race_verdicts(spec, state, trials, metric)
+    else:
+        verdicts = tuple(judge(c, ranking, keys, metric, goal) for c in CLAIMS)
     counts = trials["status"].value_counts()
     importance, note = _importance(trials, epochs, metric, goal, spec)
     baseline = _baseline(sweep_dir, spec)
@@ -129,8 +130,6 @@ def build_report(sweep_dir: Path, metric: str | None = None, *, plots: bool = Tr
                         (baseline or {}).get(metric), race, claimed) if plots else {})
     # A race plans what it has run plus the round it is on; a grid, its whole listing.
     planned = (len(trials) + len(state.pending)) if state is not None else planned_trials(spec)
-    verdicts = tuple(judge_race(c, race, state, metric) if race is not None else judge(c, ranking, keys, metric, goal)
-                     for c in CLAIMS)
     return Report(
         sweep=spec.name if spec is not None else sweep_dir.name, sweep_dir=sweep_dir, metric=metric, goal=goal,
         recorded=len(trials), planned=planned,

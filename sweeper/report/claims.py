@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from model.metrics import metric_unit
 from sweeper.race import RaceState, seeds_needed
 from sweeper.records import counted, label
-from sweeper.report.race import RaceConfig, RaceSummary
+from sweeper.report.race import RaceConfig, RaceSummary, summarise_race
 from sweeper.report.ranking import ConfigResult
 from sweeper.report.stats import Interval, difference_interval
+from sweeper.space import config_keys
+from sweeper.spec import SweepSpec
 
-__all__ = ["CLAIMS", "Claim", "OUTCOMES", "Verdict", "claimed_config", "judge", "judge_race"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["CLAIMS", "Claim", "OUTCOMES", "Verdict", "claimed_config", "judge", "judge_race", "race_verdicts"]
 
 OUTCOMES = ("reproduced", "not reproduced", "inconclusive", "not tested")
 
@@ -198,3 +203,11 @@ def judge_race(claim: Claim, race: RaceSummary, state: RaceState, metric: str) -
                    f"seeds; {why}",
                    compared_with=closest.params, seeds_needed=needed, **common)
 
+
+
+def race_verdicts(spec: SweepSpec, state: RaceState, trials: "pd.DataFrame",
+                  metric: str) -> tuple[RaceSummary, tuple[Verdict, ...]]:
+    """A raced sweep's summary and its verdict on each of :data:`CLAIMS`, as the report,
+    ``sweeper status`` and the race's W&B runs all give them."""
+    race = summarise_race(spec, state, trials, config_keys(spec, trials), metric)
+    return race, tuple(judge_race(claim, race, state, metric) for claim in CLAIMS)

@@ -23,7 +23,7 @@ from sweeper.tracking.environment import default_project, redact
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["TrialTracker"]
+__all__ = ["TrialTracker", "log_race_look"]
 
 # The package's logger: the tracking stage warns as one (`sweeper.tracking`), whichever module.
 _log = logging.getLogger(__package__)
@@ -129,8 +129,10 @@ class TrialTracker:
         wandb_dir: Path,
         mode: str,
         sweep_id: str | None = None,
+        job_type: str = "trial",
     ) -> None:
         self.sweep_name = sweep_name
+        self.job_type = job_type
         self.trial_id = trial_id
         # Copied now: config is exactly the trial params, nothing from the environment.
         self.params = dict(params)
@@ -163,7 +165,7 @@ class TrialTracker:
         return wandb.init(
             project=default_project(),
             group=self.sweep_name,
-            job_type="trial",
+            job_type=self.job_type,
             name=self.trial_id,
             id=self.run_id,
             config=self.params,
@@ -209,6 +211,24 @@ class TrialTracker:
 
         self._guard("logging sample images", log)
 
+    def log_table(self, key: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Log ``rows`` as one ``wandb.Table`` under ``key`` (at the current step)."""
+        if self._run is None:
+            return
+
+        def log() -> None:
+            import wandb
+
+            self._run.log({key: wandb.Table(columns=list(columns), data=[list(r) for r in rows])}, step=self._step)
+
+        self._guard(f"logging the {key} table", log)
+
+    def logged_before(self) -> bool:
+        """Whether a run with this run id is in the wandb folder already (offline or online)."""
+        root = _wandb_root(self.wandb_dir) / "wandb"
+        # <offline-run|run>-YYYYMMDD_HHMMSS-<id>: the timestamp has no hyphen, so the id is exact.
+        return any(root.glob(f"*run-[0-9]*_[0-9]*-{self.run_id}"))
+
     def finish(self, summary: Mapping[str, Any], status: str) -> None:
         """Write the run summary (plus ``status``) and close the run.
 
@@ -248,8 +268,27 @@ class TrialTracker:
         except Exception as err:  # noqa: BLE001 - W&B must never fail a trial
             if self.ok:
                 self.ok = False
+                trial = self.job_type == "trial"
                 _log.warning(
-                    "W&B tracking off for trial %s (%s failed: %s: %s); the trial goes on",
-                    self.trial_id, what, type(err).__name__, redact(str(err)),
+                    "W&B tracking off for %s %s (%s failed: %s: %s); the %s goes on",
+                    "trial" if trial else f"{self.job_type} run", self.trial_id, what, type(err).__name__,
+                    redact(str(err)), "trial" if trial else "sweep",
                 )
             return None
+
+
+def log_race_look(sweep_name: str, wandb_dir: Path, mode: str, seeds: int, config: Mapping[str, Any],
+                  table: tuple[Sequence[str], Sequence[Sequence[Any]]], summary: Mapping[str, Any]) -> Path | None:
+    """One W&B run (``job_type`` ``race``, in the sweep's group) for a race's look after
+    ``seeds`` seeds: ``table`` (columns, rows) as the ``race`` table, ``summary`` as its summary.
+
+    Once per look: a look whose run is in ``wandb_dir`` already is not logged again (a resumed
+    race replays its looks). Never raises; returns the run's directory (``None``: not logged).
+    """
+    tracker = TrialTracker(sweep_name, f"race-{seeds}-seeds", config, wandb_dir, mode, job_type="race")
+    if mode == "disabled" or tracker.logged_before():
+        return None
+    with tracker:
+        tracker.log_table("race", *table)
+        tracker.finish(summary, "ok")
+    return tracker.run_dir

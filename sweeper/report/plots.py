@@ -245,8 +245,10 @@ def race(summary: RaceSummary, metric: str, path: Path, claimed: Collection[str]
         if c.config_id in claimed:
             tick.set_fontweight("bold")
     green = "in the race at the end" if summary.done else "still in the race (it is running)"
-    ax.set_xlabel(f"seed (first test after {summary.first}, dotted); green: {green}, orange: "
-                  "eliminated (x), grey: not run" + ("; bold: the write-up's claim" if claimed else ""), fontsize=7)
+    # Columns count seeds, as "out after 3" and the looks do; the ledger numbers them from 0.
+    ax.set_xlabel(f"seeds run (the n-th is seed n-1; first test after {summary.first}, dotted); green: {green}, "
+                  "orange: eliminated (x), grey: not run" + ("; bold: the write-up's claim" if claimed else ""),
+                  fontsize=7)
     ax.set_xlim(-0.5, summary.max + 3.5)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)

@@ -204,7 +204,6 @@ def judge_race(claim: Claim, race: RaceSummary, state: RaceState, metric: str) -
                    compared_with=closest.params, seeds_needed=needed, **common)
 
 
-
 def race_verdicts(spec: SweepSpec, state: RaceState, trials: "pd.DataFrame",
                   metric: str) -> tuple[RaceSummary, tuple[Verdict, ...]]:
     """A raced sweep's summary and its verdict on each of :data:`CLAIMS`, as the report,

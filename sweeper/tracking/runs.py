@@ -110,6 +110,7 @@ def _summary_value(value: Any) -> Any:
 
 class TrialTracker:
     """One W&B run for one trial; every W&B call is guarded so tracking never fails a trial.
+    (``job_type="race"``: one look of a race, from the driver; see :func:`log_race_look`.)
 
     On the first W&B error the tracker logs one warning (with the reason) and turns into a
     no-op for the rest of the run. Usable as a context manager (``start`` on entry, ``finish``

@@ -16,7 +16,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from model.errors import ConfigError, UserError
 from model.synth import ensure_dataset
@@ -35,6 +35,9 @@ from sweeper.records import label, param_column
 from sweeper.space import Trial
 from sweeper.spec import SweepSpec
 from sweeper.study import STUDY_FILE, mirror_to_optuna
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Hooks", "RunOptions", "RunSummary", "run", "sweep_folder"]
 
@@ -202,9 +205,10 @@ def _race_rounds(spec: SweepSpec, ledger: Ledger, wandb_mode: str) -> Iterator[S
     or when a batch recorded nothing (interrupted): the next run replays the race and goes on."""
     last: Sequence[Trial] = ()
     while True:
-        state = race_state(spec, ledger.trials(), ledger.eliminations())
+        trials = ledger.trials()
+        state = race_state(spec, trials, ledger.eliminations())
         ledger.record_eliminations(state.new)
-        _log_look(spec, state, ledger, wandb_mode)
+        _log_look(spec, state, trials, ledger.sweep_dir, wandb_mode)
         for elimination in state.new:
             _log.info("race: %s eliminated after %d seeds: %s", _label(state, elimination.config_id),
                       elimination.round, elimination.reason)
@@ -220,12 +224,11 @@ def _race_rounds(spec: SweepSpec, ledger: Ledger, wandb_mode: str) -> Iterator[S
         yield state.pending[:search.TRIALS_PER_TUNER]  # a long round runs as several Tuners, as a grid does
 
 
-def _log_look(spec: SweepSpec, state: RaceState, ledger: Ledger, wandb_mode: str) -> None:
+def _log_look(spec: SweepSpec, state: RaceState, trials: "pd.DataFrame", sweep_dir: Path, wandb_mode: str) -> None:
     """The race's last look as a W&B run (:func:`~sweeper.tracking.log_race_look`): every
     configuration's seeds, mean, elimination and p-value, and the claims' verdicts, as the
     report gives them. Logged while the ledger holds what that look saw (no trial of a later
     seed yet), once; a sweep never fails for it."""
-    trials = ledger.trials()
     if wandb_mode == "disabled" or not state.rounds or (trials[param_column("seed")] >= state.seeds).any():
         return
     look = state.rounds[-1]
@@ -248,7 +251,7 @@ def _log_look(spec: SweepSpec, state: RaceState, ledger: Ledger, wandb_mode: str
         }
         config = {"test": race.test, "alpha": race.alpha, "level_per_look": race.level, "seeds_first": race.first,
                   "seeds_max": race.max, "metric": spec.metric}
-        tracking.log_race_look(spec.name, ledger.sweep_dir / "wandb", wandb_mode, look.seeds, config, table, summary)
+        tracking.log_race_look(spec.name, sweep_dir / "wandb", wandb_mode, look.seeds, config, table, summary)
     except Exception as err:  # noqa: BLE001 - W&B is a view of the race; the ledger holds it
         _log.warning("the race's look after %d seeds was not logged to W&B (%s); the sweep goes on", look.seeds,
                      str(err).splitlines()[0] if str(err) else type(err).__name__)

@@ -44,7 +44,8 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     planned = None if raced else planned_trials(spec)  # a race decides as it goes
     done = len(trials)
     lines = [
-        f"{sweep_dir.name}: {done}" + (f"/{planned}" if planned else "") + " trials recorded"
+        # "4/4 trials recorded": the noun agrees with the planned count when there is one
+        f"{sweep_dir.name}: " + (f"{done}/{planned} trials" if planned else counted(done, "trial")) + " recorded"
         + (f" ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})" if counts else ""),
     ]
     checkpointed = _checkpointed(sweep_dir, set(trials["trial_id"]))

@@ -461,6 +461,7 @@ def test_status_estimates_a_race_with_no_trial_recorded_from_its_checkpointed_ep
     pending = race_state(loads(_CLAIM_SPEC), ledger.trials(), ledger.eliminations()).pending
     assert len(ledger.trials()) == 0 and len(pending) == 18
     assert "the next look" not in sweep_status(sweep, tmp_path)  # nothing to go on yet
+    assert sweep_status(sweep, tmp_path).splitlines()[0] == "claim_race: 0 trials recorded"
     # 1 of 3 epochs in 100 s (a 300 s trial), 2 of 3 in 400 s (a 600 s trial): 450 s a trial
     for trial, epochs, seconds in ((pending[0], 1, 100.0), (pending[1], 2, 400.0)):
         history = tuple({"epoch": e + 1, "val_psnr": 22.0} for e in range(epochs))
@@ -495,6 +496,9 @@ def test_status_gives_the_claims_verdict_as_the_last_look_left_it(tmp_path: Path
                         "(at most 48 trials)")
     # the claim's line, and none for the write-up's other claim, which this race does not test
     assert [line for line in lines if line.startswith("claim ")] == [f"{claim}inconclusive: {verdict.reason}"]
+    assert lines[0] == "claim_race: 20 trials recorded (ok 20)"  # a race plans no count: none after the 20
+    single = _run_race_on(tmp_path / "single" / "claim_race", {**_MEANS, ("rmsprop", "mae"): 25.0}, stop_after=1)
+    assert sweep_status(single, tmp_path / "single").splitlines()[0] == "claim_race: 1 trial recorded (ok 1)"
     sweep = _run_race_on(tmp_path / "one" / "claim_race", {**_MEANS, ("rmsprop", "mae"): 25.0}, stop_after=21)
     assert sweep_status(sweep, tmp_path).splitlines()[1].endswith("; 1 trial of the next round to run (at most 48 trials)")
     out = _run_race_on(tmp_path / "out" / "claim_race", {**_MEANS, ("rmsprop", "mae"): 24.0}, stop_after=19)

@@ -192,6 +192,7 @@ def finished_race(tiny_data, tmp_path_factory):
 def test_a_race_eliminates_the_clearly_worse_configuration_at_the_first_test(finished_race) -> None:
     from sweeper.ledger import Ledger
     from sweeper.space import config_id
+    from sweeper.report.build import build_report
     from sweeper.tracking import read_run_summary
 
     spec_path, sweep_dir = finished_race
@@ -216,6 +217,12 @@ def test_a_race_eliminates_the_clearly_worse_configuration_at_the_first_test(fin
     summary = read_run_summary(looks["3-seeds"])
     assert (summary["left"], summary["eliminated"], summary["trials_run"]) == (3, "learning_rate=0.1", 12)
     assert summary["p_value"] < summary["level"] == pytest.approx(0.05 / 3)  # the gate rejected at the look's level
+    # A race of learning rates (rho at its default 0.9) tests the lr/rho claim, not the optimizer x loss one
+    rmsprop_mae, lr_rho = build_report(sweep_dir, plots=False).verdicts
+    assert (rmsprop_mae.outcome, rmsprop_mae.reason) == ("not tested", "this race does not vary optimizer or loss")
+    assert lr_rho.outcome == "inconclusive" and lr_rho.reason.startswith(  # level with 0.002 and 0.003 to the end
+        "the race ended (every configuration left ran the maximum seeds) with learning_rate=0.001, rho=0.9 and 2 "
+        "rivals still in it"), lr_rho.reason
 
 
 def test_a_race_killed_mid_way_resumes_to_the_same_survivors_with_no_trial_twice(finished_race, tiny_data,
@@ -365,7 +372,9 @@ def test_the_claims_verdict_comes_from_the_race(tmp_path: Path, rmsprop_mae: flo
         assert role in verdict.reason and ("ahead of it" if leads else "behind it") in verdict.reason, verdict.reason
     if outcome == "not reproduced":
         assert "eliminated optimizer=rmsprop, loss=mae after" in verdict.reason
-    assert result.verdicts[1].outcome == "not tested"  # the race varies no learning rate or rho
+    # the race varies no learning rate or rho: it has no lr/rho rivals, whatever values it holds
+    assert (result.verdicts[1].outcome, result.verdicts[1].reason) == (
+        "not tested", "this race does not vary learning_rate or rho")
     doc = json.loads(render(result, "json"))
     assert doc["race"]["trials_run"] == result.recorded and doc["race"]["full_trials"] == 6 * 8
     assert 0 < doc["race"]["compute_fraction"] < 1  # sgd is far behind: it never runs all 8 seeds

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from model.metrics import metric_unit
 from sweeper.race import RaceState, seeds_needed
@@ -102,8 +102,8 @@ def judge(claim: Claim, ranking: Sequence[ConfigResult], keys: Sequence[str], me
         The :class:`Verdict`, its outcome one of :data:`OUTCOMES`.
     """
     shown = label(claim.params)
-    if not any(k in keys for k in claim.params):
-        return Verdict(claim, "not tested", f"this sweep does not vary {' or '.join(claim.params)}")
+    if not _varies(claim, keys):
+        return Verdict(claim, "not tested", _unvaried(claim, "sweep"))
     mine = [c for c in ranking if all(_same(c.fixed.get(k), v) for k, v in claim.params.items())]
     if not mine:
         return Verdict(claim, "not tested", f"no configuration with {shown} is recorded in this sweep")
@@ -136,10 +136,20 @@ def judge(claim: Claim, ranking: Sequence[ConfigResult], keys: Sequence[str], me
                    f"{best_other.label()}: inside the seed noise", **common)
 
 
+def _varies(claim: Claim, keys: Iterable[str]) -> bool:
+    """Whether a sweep whose configurations differ in ``keys`` compares what ``claim`` is about:
+    a parameter held at one value (the claim's or not) has no rival values to beat."""
+    return any(k in claim.params for k in keys)
+
+
+def _unvaried(claim: Claim, what: str) -> str:
+    return f"this {what} does not vary {' or '.join(claim.params)}"
+
+
 def claimed_config(claim: Claim, race: RaceSummary, state: RaceState) -> RaceConfig | None:
     """The configuration of the race that ``claim`` names (``None``: the race has none, or does
     not vary the claim's parameters)."""
-    if not any(k in c.params for c in race.configs for k in claim.params):
+    if not _varies(claim, (k for c in race.configs for k in c.params)):
         return None
     return next((c for c in race.configs
                  if all(_same(state.configs[c.config_id].get(k), v) for k, v in claim.params.items())), None)
@@ -160,7 +170,9 @@ def judge_race(claim: Claim, race: RaceSummary, state: RaceState, metric: str) -
     shown = label(claim.params)
     claim_cfg = claimed_config(claim, race, state)
     if claim_cfg is None:
-        return Verdict(claim, "not tested", f"no configuration with {shown} is in this race")
+        varied = {k for c in race.configs for k in c.params}
+        return Verdict(claim, "not tested", f"no configuration with {shown} is in this race"
+                       if _varies(claim, varied) else _unvaried(claim, "race"))
     rank = race.configs.index(claim_cfg) + 1
     common: dict[str, Any] = dict(rank=rank, of=len(race.configs))
     if claim_cfg.eliminated_after is not None:

@@ -120,11 +120,12 @@ def data_cache(
     """Build (or check) the node's decoded cache of a dataset, as the first trial would."""
     from model.cache import open_split
     from model.data import SPLITS, DatasetRef
+    from sweeper.records import counted
 
     ref = DatasetRef(dataset_dir, name)
     for split in SPLITS:
         cached = open_split(ref, split)
-        typer.echo(f"{split}: {len(cached)} pairs, {cached.file.stat().st_size / 2**20:.1f} MiB in {cached.file.parent}")
+        typer.echo(f"{split}: {counted(len(cached), 'pair')}, {cached.file.stat().st_size / 2**20:.1f} MiB in {cached.file.parent}")
 
 
 @app.command("train")
@@ -195,10 +196,11 @@ def predict_cmd(
 
     configure_runtime(deterministic=False)
     from model.train import predict
+    from sweeper.records import counted
 
     result = predict(model, input, output)
     typer.echo(
-        f"restored {len(result.outputs)} images into {output}: "
+        f"restored {counted(len(result.outputs), 'image')} into {output}: "
         f"{result.ms_per_image:.1f} ms per image (first call {result.warmup_ms:.0f} ms, excluded)"
     )
 
@@ -208,8 +210,10 @@ def _trial_table(spec: SweepSpec, trials: Sequence[Trial], done: set[str]) -> No
     from rich.console import Console
     from rich.table import Table
 
+    from sweeper.records import counted
+
     varying = [n for n in sorted(trials[0].params) if len({repr(t.params[n]) for t in trials}) > 1] if trials else []
-    table = Table(title=f"{spec.name}: {len(trials)} trials ({len(trials) - len(done & {t.id for t in trials})} to run)")
+    table = Table(title=f"{spec.name}: {counted(len(trials), 'trial')} ({len(trials) - len(done & {t.id for t in trials})} to run)")
     table.add_column("#", justify="right")
     table.add_column("trial_id")
     for name in varying:

@@ -90,6 +90,16 @@ def test_train_on_the_synthetic_default_makes_it_on_first_use(tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     assert (tmp_path / "data" / "synthetic" / "train" / "blur").is_dir()
     assert "best val_psnr" in result.stdout and (tmp_path / "m.keras").is_file()
+    # ... and the model it saved deblurs a folder through `sweeper predict` (here of one image)
+    one = tmp_path / "one"
+    one.mkdir()
+    first = sorted((tmp_path / "data" / "synthetic" / "test" / "blur").iterdir())[0]
+    shutil.copy(first, one / first.name)
+    result = runner.invoke(app, ["predict", "--model", str(tmp_path / "m.keras"), "--input", str(one),
+                                 "--output", str(tmp_path / "restored")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"restored 1 image into {tmp_path / 'restored'}: "), result.stdout
+    assert [p.name for p in (tmp_path / "restored").iterdir()] == [first.name]
 
 
 def test_tensorflows_startup_lines_show_only_with_verbose(tiny_data: object, tmp_path: Path) -> None:

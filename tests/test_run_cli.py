@@ -22,6 +22,10 @@ def test_dry_run_prints_the_trial_table_and_writes_nothing(tmp_path: Path) -> No
     assert "optim_loss: 25 trials (25 to run)" in result.stdout
     assert "rmsprop" in result.stdout and "pending" in result.stdout
     assert not (tmp_path / "r").exists()
+    one = runner.invoke(app, ["run", str(SPEC), "--dry-run", "--results-dir", str(tmp_path / "r"),
+                              "--set", "parameters.seed.values=[0]", "--set", "parameters.optimizer.values=[adam]",
+                              "--set", "parameters.loss.values=[mae]"])
+    assert one.exit_code == 0 and "optim_loss: 1 trial (1 to run)" in one.stdout, one.output
 
 
 def test_dry_run_of_bayes_counts_only_the_trials_its_space_holds(tmp_path: Path) -> None:

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Collection, Sequence
 
 from sweeper.folder import write_atomic
-from sweeper.records import param_column
-from sweeper.records import show
+from sweeper.records import counted, param_column, show
 from sweeper.report.race import RaceSummary
 from sweeper.report.ranking import ConfigResult
 
@@ -114,7 +113,7 @@ def curves(epochs: "pd.DataFrame", ranking: Sequence[ConfigResult], metric: str,
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
-    ax.set_title(f"Learning curves of the top {len(top)} configurations (one line per seed)")
+    ax.set_title(f"Learning curves of the top {counted(len(top), 'configuration')} (one line per seed)")
     ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
     return _save(fig, path)

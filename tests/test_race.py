@@ -191,8 +191,8 @@ def finished_race(tiny_data, tmp_path_factory):
 
 def test_a_race_eliminates_the_clearly_worse_configuration_at_the_first_test(finished_race) -> None:
     from sweeper.ledger import Ledger
-    from sweeper.space import config_id
     from sweeper.report.build import build_report
+    from sweeper.space import config_id
     from sweeper.tracking import read_run_summary
 
     spec_path, sweep_dir = finished_race

@@ -222,6 +222,48 @@ def test_status_estimates_from_the_trials_computed_as_this_cpu_computes_them(tmp
         "16-bit arithmetic as on this CPU; checkpointed epochs counted)")
 
 
+def test_status_on_a_cpu_unlike_every_recorded_trials_takes_the_pace_of_its_own_checkpoints(
+        tmp_path: Path, monkeypatch) -> None:
+    """Seen on lr_rho_race: its first trials, emulated bf16 on an AVX2-only CPU, took 3.2 h each;
+    on a CPU with native bf16 its next ones checkpointed an epoch every 39 s (29 min a trial),
+    and `sweeper status` still said "60.3 h". When no recorded trial was computed as this CPU
+    computes them, the epochs this node has checkpointed set the pace."""
+    import numpy as np
+
+    import model.runtime
+    from model.checkpoint import TrainState, save_state
+    from sweeper.records import Placement
+    from tests.test_report import OPT_LOSS, make_sweep
+
+    # 2 trials of 2 epochs with float32-accumulated bf16 (10 and 11 s), 10 to go
+    sweep = make_sweep(tmp_path / "moved", OPT_LOSS, {("mae", "adam"): [25.0, 26.0]},
+                       fixed={"precision": "mixed_bfloat16", "epochs": 2},
+                       placement=Placement(accelerator="cpu", dtype_policy="mixed_bfloat16",
+                                           emulation="float32-accumulate"))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(model.runtime, "_cpu_flags", lambda: frozenset({"avx512_bf16", "amx_bf16"}))
+
+    def estimate() -> str:
+        result = runner.invoke(app, ["status", str(sweep)])
+        assert result.exit_code == 0, result.output
+        return result.stdout.splitlines()[2]
+
+    # nothing run here yet: the recorded trials' pace is all there is
+    assert estimate() == ("done after about 2 min of trial time (10 trials at the recorded mean of 10 s; "
+                          "checkpointed epochs counted)")
+    # one epoch of 2 in 150 s here: 300 s a trial; 300 x 1/2 + 9 x 300 = 2850 s
+    params = {"loss": "mae", "optimizer": "rmsprop", "seed": 0, "precision": "mixed_bfloat16", "epochs": 2}
+    state = TrainState(history=({"epoch": 1, "val_psnr": 22.0},), best_epoch=1, images=16, fit_seconds=1.0,
+                       seconds=150.0, weights=[np.zeros(3, np.float32)], optimizer=[np.zeros(1, np.int64)])
+    save_state(sweep / "checkpoints" / "mae-rmsprop-s0.npz", {"params": params}, state)
+    assert estimate() == ("done after about 48 min of trial time (10 trials at 5 min, the pace so far of the 1 "
+                          "checkpointed trial; checkpointed epochs counted)")
+    # on a cluster the recorded trials count, whatever this CPU is
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert estimate() == ("done after about 2 min of trial time (10 trials at the recorded mean of 10 s; "
+                          "checkpointed epochs counted)")
+
+
 def test_status_without_sweeps_says_how_to_start_one(tmp_path: Path) -> None:
     result = runner.invoke(app, ["status", "--results-dir", str(tmp_path)])
     assert result.exit_code == 1 and "sweeper run search_spaces/optim_loss.yaml" in result.stderr

@@ -296,6 +296,20 @@ def test_json_has_the_documented_shape(tmp_path: Path) -> None:
     assert set(doc["importance"]) == {"loss", "optimizer", "seed"}
 
 
+def test_importance_scores_only_the_parameters_the_recorded_trials_vary(tmp_path: Path) -> None:
+    """Seen on lr_rho_race: its first 6 trials all at learning rate 0.0001 gave learning_rate a
+    PED-ANOVA importance of 0.147. A parameter with one value among the ok trials explains none
+    of their spread: it is left out, and with fewer than two varied the report says why."""
+    adam_only = report(make_sweep(tmp_path / "adam", OPT_LOSS, {("mae", "adam"): [25.0, 25.2],
+                                                                 ("mse", "adam"): [24.0, 24.3]}))
+    assert set(adam_only.importance) == {"loss", "seed"}
+    assert math.isclose(sum(adam_only.importance.values()), 1.0, rel_tol=1e-6)
+    one = report(make_sweep(tmp_path / "one", OPT_LOSS, {("mae", "adam"): [25.0, 25.2, 25.1, 24.9]}, seeds=4))
+    assert one.importance == {}
+    assert one.importance_note == ("importance needs two or more parameters that the ok trials vary; "
+                                   "loss, optimizer have one value so far")
+
+
 def test_csv_format_is_the_ranking(tmp_path: Path) -> None:
     sweep = make_sweep(tmp_path / "s", OPT_LOSS, opt_loss([30.0, 30.2], [25.0, 25.1]))
     lines = render(report(sweep), "csv").splitlines()

@@ -21,7 +21,6 @@ from model.metrics import VAL_METRICS, VAL_PREFIX, reference_metrics
 from sweeper.folder import find_sweep, read_spec, write_atomic
 from sweeper.ledger import Ledger
 from sweeper.race import race_state
-from sweeper.records import param_column
 from sweeper.report.claims import CLAIMS, claimed_config, judge, race_verdicts
 from sweeper.report.document import Report
 from sweeper.report.plots import draw_all
@@ -59,7 +58,8 @@ def _importance(trials: "pd.DataFrame", epochs: "pd.DataFrame", metric: str, goa
     # A parameter with one value among the ok trials explains none of their spread, yet PED-ANOVA
     # scores it against the spec's distribution (lr_rho_race's first 6 trials, all at lr 0.0001,
     # gave learning_rate 0.147): only the parameters the ok trials vary are scored.
-    fixed = [p for p in params if ok[param_column(p)].nunique(dropna=False) < 2]
+    varied = set(searched_params(trials=ok))  # the no-spec reading: more than one value recorded
+    fixed = [p for p in params if p not in varied]
     if len(params) - len(fixed) < 2:
         return {}, (f"importance needs two or more parameters that the ok trials vary; "
                     f"{', '.join(fixed)} {'has' if len(fixed) == 1 else 'have'} one value so far")
@@ -67,7 +67,7 @@ def _importance(trials: "pd.DataFrame", epochs: "pd.DataFrame", metric: str, goa
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PED-ANOVA warns when the top quantile holds few trials
         try:
-            scores = optuna.importance.get_param_importances(study, params=[p for p in params if p not in fixed])
+            scores = optuna.importance.get_param_importances(study, params=[p for p in params if p in varied])
         except (ValueError, RuntimeError) as err:
             return {}, f"importance could not be computed: {err}"
     # Their last digits follow the CPU's summation order: rounded, a committed report's JSON

@@ -69,9 +69,9 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
         # No trial recorded yet, or none computed as this CPU computes them (a race begun on an
         # AVX2-only CPU, going on on one with native bf16, 5x faster): the epochs this node has
         # checkpointed so far set the pace when there are any.
-        here = _checkpoint_pace(checkpointed.values())
-        if seconds.empty or not here[0].empty:
-            seconds, pace, matched = here
+        here, here_pace = _checkpoint_pace(checkpointed.values())
+        if seconds.empty or not here.empty:
+            seconds, pace, matched = here, here_pace, True  # this node's own pace
     left = _time_left(to_go, started, seconds, pace, spec.max_concurrent if spec is not None else None)
     if left:
         lines.append(("the next look " if raced else "done ") + left)
@@ -149,7 +149,7 @@ def _pace(trials: "pd.DataFrame", local: bool) -> tuple["pd.Series", str, bool]:
     return seconds[like], f"{{}}, the mean of the {int(like.sum())} recorded with {how} as on this CPU", True
 
 
-def _checkpoint_pace(progress: Iterable["Progress"]) -> tuple["pd.Series", str, bool]:
+def _checkpoint_pace(progress: Iterable["Progress"]) -> tuple["pd.Series", str]:
     """:func:`_pace` before any trial is recorded, or when none was computed as this CPU computes
     them: the whole-trial seconds that the checkpointed trials' epochs so far point to (their
     seconds per epoch times their epochs). They ran on this node, so at its pace."""
@@ -157,8 +157,7 @@ def _checkpoint_pace(progress: Iterable["Progress"]) -> tuple["pd.Series", str, 
 
     whole = [p.seconds / p.epochs * p.params["epochs"] for p in progress
              if p.epochs > 0 and p.seconds > 0 and isinstance(p.params.get("epochs"), int)]
-    return (pd.Series(whole, dtype=float),
-            f"{{}}, the pace so far of the {counted(len(whole), 'checkpointed trial')}", True)
+    return pd.Series(whole, dtype=float), f"{{}}, the pace so far of the {counted(len(whole), 'checkpointed trial')}"
 
 
 def _time_left(to_go: int, started: Sequence["Progress"], seconds: "pd.Series", pace: str,

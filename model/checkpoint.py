@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import os
 import zipfile
 from dataclasses import dataclass
@@ -115,12 +116,14 @@ def load_state(path: Path, key: Mapping[str, Any]) -> TrainState | None:
 
 
 class Progress(NamedTuple):
-    """How far a checkpointed run has got: its completed ``epochs``, its ``params`` and the wall
-    ``seconds`` they took (earlier attempts included)."""
+    """How far a checkpointed run has got: its completed ``epochs``, its ``params``, the wall
+    ``seconds`` they took (earlier attempts included) and the wall seconds up to each epoch
+    (``epoch_seconds``, cumulative as ``seconds``; NaN where a record lacks them)."""
 
     epochs: int
     params: dict[str, Any]
     seconds: float
+    epoch_seconds: tuple[float, ...] = ()
 
 
 def read_progress(path: Path) -> Progress | None:
@@ -129,7 +132,9 @@ def read_progress(path: Path) -> Progress | None:
     try:
         with np.load(path, allow_pickle=False) as npz:
             meta = _meta(npz)
-        return Progress(len(meta["history"]), dict(meta["key"]["params"]), float(meta["seconds"]))
+        history = meta["history"]
+        return Progress(len(history), dict(meta["key"]["params"]), float(meta["seconds"]),
+                        tuple(float(r.get("seconds", math.nan)) for r in history))
     except _UNREADABLE:
         return None
 

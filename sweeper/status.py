@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
@@ -38,7 +39,7 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     sweep_dir = find_sweep(sweep, results_dir)
     spec = read_spec(sweep_dir)
     ledger = Ledger(sweep_dir, create=False)
-    trials = ledger.trials()
+    trials, epochs = ledger.snapshot()
     counts = ledger.status_counts()
     raced = spec is not None and spec.race is not None
     planned = None if raced else planned_trials(spec)  # a race decides as it goes
@@ -64,7 +65,7 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     slow = local_cpu_warning(spec, None) if spec is not None else None  # None when not local
     # Trials run at their CPU's pace: a local sweep goes on at this CPU's, so the trials that
     # were computed as this CPU computes them (``emulation``) set it when there are any.
-    seconds, pace, matched = _pace(trials, local)
+    seconds, pace, matched = _pace(trials, epochs, local)
     if seconds.empty or (local and not matched):
         # No trial recorded yet, or none computed as this CPU computes them (a race begun on an
         # AVX2-only CPU, going on on one with native bf16, 5x faster): the epochs this node has
@@ -125,28 +126,62 @@ def _checkpointed(sweep_dir: Path, recorded: set[str]) -> dict[str, "Progress"]:
     return found
 
 
-def _pace(trials: "pd.DataFrame", local: bool) -> tuple["pd.Series", str, bool]:
+def _pace(trials: "pd.DataFrame", epochs: "pd.DataFrame", local: bool) -> tuple["pd.Series", str, bool]:
     """The ok trials' seconds to estimate from, how to name their mean (``{}`` for it), and
     whether any were computed as this CPU computes them.
 
-    A trial was when its 16-bit convolutions were float32-accumulated (``emulation``) exactly
-    if this CPU emulates its dtype policy (float32: never). On a ``local`` sweep those are used
-    when others differ; on a cluster, whose CPUs are not this one, all count.
+    A trial's seconds are its epochs at its median epoch (:func:`_steady`) when the ledger has
+    every epoch's time, else its recorded seconds. A trial was computed as this CPU computes
+    when its 16-bit convolutions were float32-accumulated (``emulation``) exactly if this CPU
+    emulates its dtype policy (float32: never). On a ``local`` sweep those are used when others
+    differ; on a cluster, whose CPUs are not this one, all count.
     """
     seconds = trials["seconds"].astype(float)
     ok = (trials["status"] == "ok") & seconds.map(math.isfinite)
-    seconds, done = seconds[ok], trials[ok]
+    done = trials[ok]
+    steady = _steady_recorded(done, epochs)
+    seconds = steady.fillna(seconds[ok])
     emulated = done["emulation"].notna()
     # The policy the trial trained under; before that was recorded, its precision (not ``auto``'s
     # choice, which is never emulated: such old trials count as this CPU's)
     policy = done["dtype_policy"].fillna(done.get("params_precision", "float32")).fillna("float32")
     like = emulated == policy.map(cpu_emulates).astype(bool)
     if not local or not like.any() or like.all():
-        return seconds, "the recorded mean of {}", bool(local and like.any())
+        return seconds, "the recorded mean of {}" + _at_median(steady.notna()), bool(local and like.any())
     kinds = {"float32" if p == "float32" else "16-bit convolutions accumulated in float32" if e
              else "native 16-bit arithmetic" for p, e in zip(policy[like], emulated[like])}
     how = " or ".join(sorted(kinds, key=lambda kind: (kind != "float32", kind)))
-    return seconds[like], f"{{}}, the mean of the {int(like.sum())} recorded with {how} as on this CPU", True
+    return (seconds[like], f"{{}}, the mean of the {int(like.sum())} recorded with {how} as on this CPU"
+            + _at_median(steady[like].notna()), True)
+
+
+def _steady(cumulative: Sequence[float], epochs: int) -> float:
+    """A whole trial's seconds at its median epoch: ``epochs`` times the median time between
+    consecutive epochs' wall clocks (``cumulative``; the first from the start). One slow epoch
+    (a resumed trial's start-up, a test suite beside it) then does not set the pace, as it
+    does a trial's total. NaN unless every epoch's time is known."""
+    if not cumulative or epochs <= 0 or not all(map(math.isfinite, cumulative)):
+        return math.nan
+    return statistics.median(b - a for a, b in zip((0.0, *cumulative), cumulative)) * epochs
+
+
+def _steady_recorded(trials: "pd.DataFrame", epochs: "pd.DataFrame") -> "pd.Series":
+    """:func:`_steady` of each of ``trials`` (indexed alike) from its rows in ``epochs``."""
+    import pandas as pd
+
+    clocks = {tid: rows.sort_values("epoch")["seconds"].tolist() for tid, rows in epochs.groupby("trial_id")}
+    return pd.Series([_steady(clocks.get(tid, ()), int(n)) for tid, n in zip(trials["trial_id"], trials["epochs_run"])],
+                     index=trials.index, dtype=float)
+
+
+def _at_median(steadied: "pd.Series") -> str:
+    """How a pace's name says which of its trials count at their median epoch."""
+    n = int(steadied.sum())
+    if not n:
+        return ""
+    if n == len(steadied):
+        return ", each at its median epoch"
+    return f", {n} of them at {'its' if n == 1 else 'their'} median epoch"
 
 
 def _checkpoint_pace(progress: Iterable["Progress"]) -> tuple["pd.Series", str]:
@@ -155,9 +190,10 @@ def _checkpoint_pace(progress: Iterable["Progress"]) -> tuple["pd.Series", str]:
     seconds per epoch times their epochs). They ran on this node, so at its pace."""
     import pandas as pd
 
-    whole = [p.seconds / p.epochs * p.params["epochs"] for p in progress
-             if p.epochs > 0 and p.seconds > 0 and isinstance(p.params.get("epochs"), int)]
-    return pd.Series(whole, dtype=float), f"{{}}, the pace so far of the {counted(len(whole), 'checkpointed trial')}"
+    counted_in = [p for p in progress if p.epochs > 0 and p.seconds > 0 and isinstance(p.params.get("epochs"), int)]
+    steady = pd.Series([_steady(p.epoch_seconds, p.params["epochs"]) for p in counted_in], dtype=float)
+    whole = steady.fillna(pd.Series([p.seconds / p.epochs * p.params["epochs"] for p in counted_in], dtype=float))
+    return whole, f"{{}}, the pace so far of the {counted(len(whole), 'checkpointed trial')}" + _at_median(steady.notna())
 
 
 def _time_left(to_go: int, started: Sequence["Progress"], seconds: "pd.Series", pace: str,

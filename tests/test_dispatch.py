@@ -200,6 +200,9 @@ def test_epochs_and_spec_are_written(small_sweep) -> None:
     ok_id = ledger.trials().query("status == 'ok'")["trial_id"].item()
     epochs = ledger.epochs().query("trial_id == @ok_id")
     assert list(epochs["epoch"]) == [1, 2]
+    # each epoch's wall clock, cumulative: rising, and the last is the trial's
+    clock = list(epochs["seconds"])
+    assert 0 < clock[0] < clock[1] == ledger.trials().set_index("trial_id").loc[ok_id, "seconds"]
     resolved = (sweep_dir / "spec.yaml").read_text()
     assert "tensorflow" in resolved and "accelerator_type:T4" in resolved
     assert (sweep_dir / "samples" / f"{ok_id}.png").is_file()
@@ -663,7 +666,10 @@ def test_a_trial_cut_short_resumes_from_its_checkpoint_on_the_rerun(tiny_data, t
     assert row["status"] == "ok" and row["epochs_run"] == 2
     assert row["seconds"] == second[-1]["seconds"] > first[0]["seconds"]
     epochs = Ledger(sweep).epochs()
-    assert sorted(epochs[epochs["trial_id"] == ids[0]]["epoch"]) == [1, 2]
+    mine = epochs[epochs["trial_id"] == ids[0]].sort_values("epoch")
+    assert list(mine["epoch"]) == [1, 2]
+    # epoch 1's clock is the first attempt's (replayed from the checkpoint), epoch 2's the rerun's
+    assert list(mine["seconds"]) == [first[0]["seconds"], second[-1]["seconds"]]
     assert not list((sweep / "checkpoints").glob("*.npz"))
     shown = subprocess.run(status, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0 and "in progress" not in shown.stdout, shown.stdout + shown.stderr

@@ -315,3 +315,24 @@ def test_a_ledger_written_before_a_parameter_existed_reads_it_as_unknown(tmp_pat
     trials_csv, _ = read_csv_export(tmp_path / "csv")
     assert trials_csv["params_precision"].isna().all() and trials_csv.loc[0, "trial_id"] == "a"
 
+
+
+def test_epoch_seconds_are_kept_and_a_ledger_from_before_them_reads_them_as_unknown(tmp_path: Path) -> None:
+    """An epoch's wall clock (``seconds``) came later: recorded, exported and read back; a
+    ledger and a CSV export without the column load with it unknown."""
+    ledger = Ledger(tmp_path / "new")
+    ledger.record(row("a"), [EpochRow(e, train_loss=0.1, metrics={"val_psnr": 20.0 + e}, seconds=60.0 * e + 5)
+                             for e in (1, 2)])
+    assert list(ledger.epochs()["seconds"]) == [65.0, 125.0]
+    ledger.export_csv(tmp_path / "csv")
+    assert list(read_csv_export(tmp_path / "csv")[1]["seconds"]) == [65.0, 125.0]
+
+    old = Ledger(tmp_path / "old")
+    old.record(row("a"), epochs("a"))
+    pd.read_parquet(old.epochs_path).drop(columns=["seconds"]).to_parquet(old.epochs_path, index=False)
+    read = Ledger(tmp_path / "old").epochs()
+    assert list(read.columns) == list(EPOCH_COLUMNS) and read["seconds"].isna().all() and len(read) == 2
+    old.export_csv(tmp_path / "oldcsv")
+    csv = tmp_path / "oldcsv" / "epochs.csv"
+    pd.read_csv(csv).drop(columns=["seconds"]).to_csv(csv, index=False)
+    assert read_csv_export(tmp_path / "oldcsv")[1]["seconds"].isna().all()

@@ -222,6 +222,54 @@ def test_status_estimates_from_the_trials_computed_as_this_cpu_computes_them(tmp
         "16-bit arithmetic as on this CPU; checkpointed epochs counted)")
 
 
+def test_status_paces_a_trial_at_its_median_epoch_when_every_epochs_time_is_known(tmp_path: Path, monkeypatch) -> None:
+    """Seen on lr_rho_race: two trials whose epochs took 50-60 s, but 170-245 s while a test
+    suite shared the cores, paced out at 54-55 min a trial, not 45. An epoch's wall clock is in
+    the ledger (and each checkpoint's history): a trial counts at its median epoch times its
+    epochs; one without those clocks (an older ledger) at its recorded seconds."""
+    import numpy as np
+
+    from model.checkpoint import TrainState, save_state
+    from sweeper.ledger import Ledger
+    from sweeper.records import EpochRow, TrialRow
+    from tests.test_report import OPT_LOSS, make_sweep
+
+    # adam's 2 trials: 10 and 11 s, no epoch clocks (the old ledger); 3 epochs each
+    sweep = make_sweep(tmp_path / "clock", OPT_LOSS, {("mae", "adam"): [25.0, 26.0]}, fixed={"epochs": 3})
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+    def estimate() -> str:
+        result = runner.invoke(app, ["status", str(sweep)])
+        assert result.exit_code == 0, result.output
+        return result.stdout.splitlines()[2]
+
+    assert estimate() == ("done after about 2 min of trial time (10 trials at the recorded mean of 10 s; "
+                          "checkpointed epochs counted)")
+    # rmsprop's trial: epochs of 4, 40 and 5 s (49 s recorded), so 3 x 5 = 15 s at its median epoch;
+    # (10 + 11 + 15) / 3 = 12 s for each of the 9 left
+    Ledger(sweep).record(
+        TrialRow("mae-rmsprop-s0", "ok", params={"loss": "mae", "optimizer": "rmsprop", "seed": 0, "epochs": 3},
+                 metrics={"val_psnr": 25.0, "val_ssim": 0.6, "val_mae": 0.04}, seconds=49.0, epochs_run=3),
+        [EpochRow(e, train_loss=0.1, metrics={"val_psnr": 24.0 + e}, seconds=clock)
+         for e, clock in ((1, 4.0), (2, 44.0), (3, 49.0))])
+    assert estimate() == ("done after about 2 min of trial time (9 trials at the recorded mean of 12 s, 1 of them "
+                          "at its median epoch; checkpointed epochs counted)")
+    # On a sweep with no trial recorded, a checkpoint's epochs: 100, 10 and 10 s of 4 (a resumed
+    # trial's first epoch carries its start-up) -> 40 s a trial at the median, not 160; 12 to go,
+    # the started one with a quarter left: 10 + 11 x 40 = 450 s
+    fresh = make_sweep(tmp_path / "fresh", OPT_LOSS, {}, fixed={"epochs": 4}, record=False)
+    params = {"loss": "mae", "optimizer": "rmsprop", "seed": 0, "epochs": 4}
+    history = tuple({"epoch": e, "val_psnr": 22.0, "seconds": clock} for e, clock in ((1, 100.0), (2, 110.0), (3, 120.0)))
+    state = TrainState(history=history, best_epoch=1, images=16, fit_seconds=1.0, seconds=120.0,
+                       weights=[np.zeros(3, np.float32)], optimizer=[np.zeros(1, np.int64)])
+    save_state(fresh / "checkpoints" / "mae-rmsprop-s0.npz", {"params": params}, state)
+    result = runner.invoke(app, ["status", str(fresh)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[2] == (
+        "done after about 8 min of trial time (12 trials at 40 s, the pace so far of the 1 checkpointed trial, "
+        "each at its median epoch; checkpointed epochs counted)")
+
+
 def test_status_on_a_cpu_unlike_every_recorded_trials_takes_the_pace_of_its_own_checkpoints(
         tmp_path: Path, monkeypatch) -> None:
     """Seen on lr_rho_race: its first trials, emulated bf16 on an AVX2-only CPU, took 3.2 h each;

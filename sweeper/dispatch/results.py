@@ -73,7 +73,7 @@ def record_from_results(
     """
     reports = [r for r in map(TrialReport.from_result, results) if r is not None]
     by_epoch = {r.epoch: r for r in reports if r.scored}  # a retried trial re-reports epochs: keep the last
-    epochs = [EpochRow(epoch=e, trial_id=tid, train_loss=r.train_loss, metrics=r.metrics)
+    epochs = [EpochRow(epoch=e, trial_id=tid, train_loss=r.train_loss, metrics=r.metrics, seconds=r.seconds)
               for e, r in sorted(by_epoch.items())]
     last = reports[-1] if reports else None
     finite = [r for r in by_epoch.values() if math.isfinite(r.metrics.get(metric, math.nan))]

@@ -52,8 +52,9 @@ def to_pandas(table: pa.Table, columns: Mapping[str, Column]) -> Any:
 
 
 def added_later(columns: Mapping[str, Column], present: Iterable[str]) -> list[str]:
-    """Parameter columns a ledger written before that parameter existed lacks (unknown, null:
-    such a trial ran with the parameter's old behaviour, which its id records)."""
+    """Nullable columns a ledger written before they existed lacks: parameters (unknown, null:
+    such a trial ran with the parameter's old behaviour, which its id records), and the like
+    of an epoch's ``seconds`` (not recorded then)."""
     have = set(present)
     return [name for name, col in columns.items() if col.nullable and name not in have] if "trial_id" in have else []
 

@@ -168,6 +168,9 @@ EPOCH_SCHEMA: dict[str, Column] = {
     "epoch": Column(int),
     "train_loss": Column(float),
     **{metric: Column(float) for metric in VAL_METRICS},
+    # The trial's wall time up to this epoch, its earlier attempts included (the trainer's
+    # clock; Tune's time_total_s restarts with each attempt). Nullable: ledgers before it lack it.
+    "seconds": Column(float, nullable=True),
 }
 """The ledger's ``epochs`` columns, in order: one row per scored epoch of a finished trial."""
 

@@ -109,18 +109,21 @@ class EpochRow:
     trial_id: str = ""
     train_loss: float = math.nan
     metrics: Mapping[str, float] = field(default_factory=dict)
+    seconds: float | None = None  # the trial's wall time up to this epoch; None: not known
 
     def __post_init__(self) -> None:
         clean = coerce_columns({"trial_id": self.trial_id, "epoch": self.epoch, "train_loss": self.train_loss,
-                                **self.metrics}, EPOCH_SCHEMA, "epoch row")
+                                **self.metrics, "seconds": self.seconds}, EPOCH_SCHEMA, "epoch row")
         object.__setattr__(self, "trial_id", clean["trial_id"])
         object.__setattr__(self, "epoch", clean["epoch"])
         object.__setattr__(self, "train_loss", clean["train_loss"])
         object.__setattr__(self, "metrics", {metric: clean[metric] for metric in VAL_METRICS})
+        object.__setattr__(self, "seconds", clean["seconds"])
 
     def columns(self) -> dict[str, Any]:
         """The row as :data:`EPOCH_SCHEMA` columns, in order."""
-        return {"trial_id": self.trial_id, "epoch": self.epoch, "train_loss": self.train_loss, **self.metrics}
+        return {"trial_id": self.trial_id, "epoch": self.epoch, "train_loss": self.train_loss, **self.metrics,
+                "seconds": self.seconds}
 
     @classmethod
     def from_columns(cls, columns: Mapping[str, Any]) -> "EpochRow":
@@ -132,7 +135,7 @@ class EpochRow:
         refuse_unknown(columns, EPOCH_SCHEMA, "epoch row")
         return cls(epoch=columns.get("epoch"), trial_id=columns.get("trial_id", ""),
                    train_loss=columns.get("train_loss", math.nan),
-                   metrics={k: v for k, v in columns.items() if k in VAL_METRICS})
+                   metrics={k: v for k, v in columns.items() if k in VAL_METRICS}, seconds=columns.get("seconds"))
 
 
 @dataclass(frozen=True)

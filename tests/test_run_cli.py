@@ -15,6 +15,24 @@ runner = CliRunner()
 SPEC = ROOT / "search_spaces" / "optim_loss.yaml"
 
 
+def _status(sweep: Path) -> list[str]:
+    """`sweeper status <sweep>`'s lines, through the CLI; it must succeed."""
+    result = runner.invoke(app, ["status", str(sweep)])
+    assert result.exit_code == 0, result.output
+    return result.stdout.splitlines()
+
+
+def _checkpoint(sweep: Path, params: dict, history: tuple[dict, ...], seconds: float) -> None:
+    """A checkpoint of trial ``mae-rmsprop-s0`` after ``history``'s epochs, ``seconds`` in."""
+    import numpy as np
+
+    from model.checkpoint import TrainState, save_state
+
+    state = TrainState(history=history, best_epoch=1, images=16, fit_seconds=1.0, seconds=seconds,
+                       weights=[np.zeros(3, np.float32)], optimizer=[np.zeros(1, np.int64)])
+    save_state(sweep / "checkpoints" / "mae-rmsprop-s0.npz", {"params": params}, state)
+
+
 def test_dry_run_prints_the_trial_table_and_writes_nothing(tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", str(SPEC), "--dry-run", "--results-dir", str(tmp_path / "r"),
                                  "--set", "parameters.seed.values=[0]"])
@@ -185,9 +203,7 @@ def test_status_estimates_from_the_trials_computed_as_this_cpu_computes_them(tmp
 
     def estimate(flags: frozenset[str]) -> list[str]:
         monkeypatch.setattr(model.runtime, "_cpu_flags", lambda: flags)
-        result = runner.invoke(app, ["status", str(sweep)])
-        assert result.exit_code == 0, result.output
-        return result.stdout.splitlines()[1:4]
+        return _status(sweep)[1:4]
 
     # 9 to go: at 40 s on this AVX2-only CPU (no warning under it: the pace is this CPU's) ...
     emulating = estimate(frozenset({"avx2", "fma"}))
@@ -227,9 +243,6 @@ def test_status_paces_a_trial_at_its_median_epoch_when_every_epochs_time_is_know
     suite shared the cores, paced out at 54-55 min a trial, not 45. An epoch's wall clock is in
     the ledger (and each checkpoint's history): a trial counts at its median epoch times its
     epochs; one without those clocks (an older ledger) at its recorded seconds."""
-    import numpy as np
-
-    from model.checkpoint import TrainState, save_state
     from sweeper.ledger import Ledger
     from sweeper.records import EpochRow, TrialRow
     from tests.test_report import OPT_LOSS, make_sweep
@@ -238,12 +251,7 @@ def test_status_paces_a_trial_at_its_median_epoch_when_every_epochs_time_is_know
     sweep = make_sweep(tmp_path / "clock", OPT_LOSS, {("mae", "adam"): [25.0, 26.0]}, fixed={"epochs": 3})
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
 
-    def estimate() -> str:
-        result = runner.invoke(app, ["status", str(sweep)])
-        assert result.exit_code == 0, result.output
-        return result.stdout.splitlines()[2]
-
-    assert estimate() == ("done after about 2 min of trial time (10 trials at the recorded mean of 10 s; "
+    assert _status(sweep)[2] == ("done after about 2 min of trial time (10 trials at the recorded mean of 10 s; "
                           "checkpointed epochs counted)")
     # rmsprop's trial: epochs of 4, 40 and 5 s (49 s recorded), so 3 x 5 = 15 s at its median epoch;
     # (10 + 11 + 15) / 3 = 12 s for each of the 9 left
@@ -252,20 +260,16 @@ def test_status_paces_a_trial_at_its_median_epoch_when_every_epochs_time_is_know
                  metrics={"val_psnr": 25.0, "val_ssim": 0.6, "val_mae": 0.04}, seconds=49.0, epochs_run=3),
         [EpochRow(e, train_loss=0.1, metrics={"val_psnr": 24.0 + e}, seconds=clock)
          for e, clock in ((1, 4.0), (2, 44.0), (3, 49.0))])
-    assert estimate() == ("done after about 2 min of trial time (9 trials at the recorded mean of 12 s, 1 of them "
+    assert _status(sweep)[2] == ("done after about 2 min of trial time (9 trials at the recorded mean of 12 s, 1 of them "
                           "at its median epoch; checkpointed epochs counted)")
     # On a sweep with no trial recorded, a checkpoint's epochs: 100, 10 and 10 s of 4 (a resumed
     # trial's first epoch carries its start-up) -> 40 s a trial at the median, not 160; 12 to go,
     # the started one with a quarter left: 10 + 11 x 40 = 450 s
     fresh = make_sweep(tmp_path / "fresh", OPT_LOSS, {}, fixed={"epochs": 4}, record=False)
-    params = {"loss": "mae", "optimizer": "rmsprop", "seed": 0, "epochs": 4}
-    history = tuple({"epoch": e, "val_psnr": 22.0, "seconds": clock} for e, clock in ((1, 100.0), (2, 110.0), (3, 120.0)))
-    state = TrainState(history=history, best_epoch=1, images=16, fit_seconds=1.0, seconds=120.0,
-                       weights=[np.zeros(3, np.float32)], optimizer=[np.zeros(1, np.int64)])
-    save_state(fresh / "checkpoints" / "mae-rmsprop-s0.npz", {"params": params}, state)
-    result = runner.invoke(app, ["status", str(fresh)])
-    assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[2] == (
+    _checkpoint(fresh, {"loss": "mae", "optimizer": "rmsprop", "seed": 0, "epochs": 4},
+                tuple({"epoch": e, "val_psnr": 22.0, "seconds": clock} for e, clock in ((1, 100.0), (2, 110.0), (3, 120.0))),
+                seconds=120.0)
+    assert _status(fresh)[2] == (
         "done after about 8 min of trial time (12 trials at 40 s, the pace so far of the 1 checkpointed trial, "
         "each at its median epoch; checkpointed epochs counted)")
 
@@ -276,10 +280,7 @@ def test_status_on_a_cpu_unlike_every_recorded_trials_takes_the_pace_of_its_own_
     on a CPU with native bf16 its next ones checkpointed an epoch every 39 s (29 min a trial),
     and `sweeper status` still said "60.3 h". When no recorded trial was computed as this CPU
     computes them, the epochs this node has checkpointed set the pace."""
-    import numpy as np
-
     import model.runtime
-    from model.checkpoint import TrainState, save_state
     from sweeper.records import Placement
     from tests.test_report import OPT_LOSS, make_sweep
 
@@ -291,24 +292,18 @@ def test_status_on_a_cpu_unlike_every_recorded_trials_takes_the_pace_of_its_own_
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setattr(model.runtime, "_cpu_flags", lambda: frozenset({"avx512_bf16", "amx_bf16"}))
 
-    def estimate() -> str:
-        result = runner.invoke(app, ["status", str(sweep)])
-        assert result.exit_code == 0, result.output
-        return result.stdout.splitlines()[2]
-
     # nothing run here yet: the recorded trials' pace is all there is
-    assert estimate() == ("done after about 2 min of trial time (10 trials at the recorded mean of 10 s; "
+    assert _status(sweep)[2] == ("done after about 2 min of trial time (10 trials at the recorded mean of 10 s; "
                           "checkpointed epochs counted)")
     # one epoch of 2 in 150 s here: 300 s a trial; 300 x 1/2 + 9 x 300 = 2850 s
-    params = {"loss": "mae", "optimizer": "rmsprop", "seed": 0, "precision": "mixed_bfloat16", "epochs": 2}
-    state = TrainState(history=({"epoch": 1, "val_psnr": 22.0},), best_epoch=1, images=16, fit_seconds=1.0,
-                       seconds=150.0, weights=[np.zeros(3, np.float32)], optimizer=[np.zeros(1, np.int64)])
-    save_state(sweep / "checkpoints" / "mae-rmsprop-s0.npz", {"params": params}, state)
-    assert estimate() == ("done after about 48 min of trial time (10 trials at 5 min, the pace so far of the 1 "
+    # (a checkpoint from before epoch clocks: its record has none, so its total sets the pace)
+    _checkpoint(sweep, {"loss": "mae", "optimizer": "rmsprop", "seed": 0, "precision": "mixed_bfloat16", "epochs": 2},
+                ({"epoch": 1, "val_psnr": 22.0},), seconds=150.0)
+    assert _status(sweep)[2] == ("done after about 48 min of trial time (10 trials at 5 min, the pace so far of the 1 "
                           "checkpointed trial; checkpointed epochs counted)")
     # on a cluster the recorded trials count, whatever this CPU is
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
-    assert estimate() == ("done after about 2 min of trial time (10 trials at the recorded mean of 10 s; "
+    assert _status(sweep)[2] == ("done after about 2 min of trial time (10 trials at the recorded mean of 10 s; "
                           "checkpointed epochs counted)")
 
 

@@ -166,12 +166,13 @@ def _steady(cumulative: Sequence[float], epochs: int) -> float:
 
 
 def _steady_recorded(trials: "pd.DataFrame", epochs: "pd.DataFrame") -> "pd.Series":
-    """:func:`_steady` of each of ``trials`` (indexed alike) from its rows in ``epochs``."""
+    """:func:`_steady` of each of ``trials`` (indexed alike) from its rows in ``epochs``; NaN for
+    a trial whose rows are not one per epoch it ran (a gap would pass for one long epoch)."""
     import pandas as pd
 
     clocks = {tid: rows.sort_values("epoch")["seconds"].tolist() for tid, rows in epochs.groupby("trial_id")}
-    return pd.Series([_steady(clocks.get(tid, ()), int(n)) for tid, n in zip(trials["trial_id"], trials["epochs_run"])],
-                     index=trials.index, dtype=float)
+    return pd.Series([_steady(clock, int(n)) if len(clock := clocks.get(tid, ())) == n else math.nan
+                      for tid, n in zip(trials["trial_id"], trials["epochs_run"])], index=trials.index, dtype=float)
 
 
 def _at_median(steadied: "pd.Series") -> str:
@@ -187,7 +188,8 @@ def _at_median(steadied: "pd.Series") -> str:
 def _checkpoint_pace(progress: Iterable["Progress"]) -> tuple["pd.Series", str]:
     """:func:`_pace` before any trial is recorded, or when none was computed as this CPU computes
     them: the whole-trial seconds that the checkpointed trials' epochs so far point to (their
-    seconds per epoch times their epochs). They ran on this node, so at its pace."""
+    median epoch times their epochs; from a checkpoint without epoch clocks, its seconds per
+    epoch). They ran on this node, so at its pace."""
     import pandas as pd
 
     counted_in = [p for p in progress if p.epochs > 0 and p.seconds > 0 and isinstance(p.params.get("epochs"), int)]

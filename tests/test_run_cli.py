@@ -252,7 +252,7 @@ def test_status_paces_a_trial_at_its_median_epoch_when_every_epochs_time_is_know
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
 
     assert _status(sweep)[2] == ("done after about 2 min of trial time (10 trials at the recorded mean of 10 s; "
-                          "checkpointed epochs counted)")
+                                 "checkpointed epochs counted)")
     # rmsprop's trial: epochs of 4, 40 and 5 s (49 s recorded), so 3 x 5 = 15 s at its median epoch;
     # (10 + 11 + 15) / 3 = 12 s for each of the 9 left
     Ledger(sweep).record(
@@ -261,7 +261,15 @@ def test_status_paces_a_trial_at_its_median_epoch_when_every_epochs_time_is_know
         [EpochRow(e, train_loss=0.1, metrics={"val_psnr": 24.0 + e}, seconds=clock)
          for e, clock in ((1, 4.0), (2, 44.0), (3, 49.0))])
     assert _status(sweep)[2] == ("done after about 2 min of trial time (9 trials at the recorded mean of 12 s, 1 of them "
-                          "at its median epoch; checkpointed epochs counted)")
+                                 "at its median epoch; checkpointed epochs counted)")
+    # a trial whose epoch rows skip one (3 run, 2 rows) counts at its recorded 64 s: its rows'
+    # gaps are not its epochs. (10 + 11 + 15 + 64) / 4 = 25 s for each of the 8 left
+    Ledger(sweep).record(
+        TrialRow("mae-sgd-s0", "ok", params={"loss": "mae", "optimizer": "sgd", "seed": 0, "epochs": 3},
+                 metrics={"val_psnr": 25.0, "val_ssim": 0.6, "val_mae": 0.04}, seconds=64.0, epochs_run=3),
+        [EpochRow(e, train_loss=0.1, metrics={"val_psnr": 24.0 + e}, seconds=clock) for e, clock in ((1, 4.0), (3, 9.0))])
+    assert _status(sweep)[2] == ("done after about 3 min of trial time (8 trials at the recorded mean of 25 s, 1 of them "
+                                 "at its median epoch; checkpointed epochs counted)")
     # On a sweep with no trial recorded, a checkpoint's epochs: 100, 10 and 10 s of 4 (a resumed
     # trial's first epoch carries its start-up) -> 40 s a trial at the median, not 160; 12 to go,
     # the started one with a quarter left: 10 + 11 x 40 = 450 s
@@ -294,17 +302,17 @@ def test_status_on_a_cpu_unlike_every_recorded_trials_takes_the_pace_of_its_own_
 
     # nothing run here yet: the recorded trials' pace is all there is
     assert _status(sweep)[2] == ("done after about 2 min of trial time (10 trials at the recorded mean of 10 s; "
-                          "checkpointed epochs counted)")
+                                 "checkpointed epochs counted)")
     # one epoch of 2 in 150 s here: 300 s a trial; 300 x 1/2 + 9 x 300 = 2850 s
     # (a checkpoint from before epoch clocks: its record has none, so its total sets the pace)
     _checkpoint(sweep, {"loss": "mae", "optimizer": "rmsprop", "seed": 0, "precision": "mixed_bfloat16", "epochs": 2},
                 ({"epoch": 1, "val_psnr": 22.0},), seconds=150.0)
     assert _status(sweep)[2] == ("done after about 48 min of trial time (10 trials at 5 min, the pace so far of the 1 "
-                          "checkpointed trial; checkpointed epochs counted)")
+                                 "checkpointed trial; checkpointed epochs counted)")
     # on a cluster the recorded trials count, whatever this CPU is
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
     assert _status(sweep)[2] == ("done after about 2 min of trial time (10 trials at the recorded mean of 10 s; "
-                          "checkpointed epochs counted)")
+                                 "checkpointed epochs counted)")
 
 
 def test_status_without_sweeps_says_how_to_start_one(tmp_path: Path) -> None:

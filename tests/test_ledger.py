@@ -316,7 +316,6 @@ def test_a_ledger_written_before_a_parameter_existed_reads_it_as_unknown(tmp_pat
     assert trials_csv["params_precision"].isna().all() and trials_csv.loc[0, "trial_id"] == "a"
 
 
-
 def test_epoch_seconds_are_kept_and_a_ledger_from_before_them_reads_them_as_unknown(tmp_path: Path) -> None:
     """An epoch's wall clock (``seconds``) came later: recorded, exported and read back; a
     ledger and a CSV export without the column load with it unknown."""

@@ -15,7 +15,7 @@ from model.metrics import metric_goal, metric_unit
 from model.runtime import cpu_emulates
 from sweeper.dispatch.cluster import cluster_address, local_cpu_warning
 from sweeper.folder import find_sweep, read_spec
-from sweeper.ledger import Ledger
+from sweeper.ledger import Ledger, count_statuses
 from sweeper.race import RaceState, race_state
 from sweeper.records import counted, label, params_of
 from sweeper.space import searched_params, trial_count
@@ -40,7 +40,7 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     spec = read_spec(sweep_dir)
     ledger = Ledger(sweep_dir, create=False)
     trials, epochs = ledger.snapshot()
-    counts = ledger.status_counts()
+    counts = count_statuses(trials)  # from the same read, so the counts add up to the trials listed
     raced = spec is not None and spec.race is not None
     planned = None if raced else planned_trials(spec)  # a race decides as it goes
     done = len(trials)

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from model.files import TMP_SUFFIX
-from sweeper.ledger import EPOCH_COLUMNS, TRIAL_COLUMNS, Ledger, LedgerError, read_csv_export
+from sweeper.ledger import EPOCH_COLUMNS, TRIAL_COLUMNS, Ledger, LedgerError, count_statuses, read_csv_export
 from sweeper.records import EpochRow, TrialRow
 from tests.conftest import ROOT
 
@@ -46,12 +46,14 @@ def test_record_and_read_back(tmp_path: Path) -> None:
     assert trials.loc[0, "error"] == "" and trials.loc[0, "params_optimizer"] == "adam"
     assert list(ledger.epochs().columns) == list(EPOCH_COLUMNS) and len(ledger.epochs()) == 2
     assert ledger.status_counts() == {"diverged": 1, "ok": 1} and ledger.done_ids() == {"a", "b"}
+    assert count_statuses(trials) == {"diverged": 1, "ok": 1}  # status and report count a frame they read
 
 
 def test_dtypes_are_fixed_empty_or_not(tmp_path: Path) -> None:
     empty = Ledger(tmp_path / "nope", create=False)
     assert not (tmp_path / "nope").exists()
     assert len(empty.trials()) == 0 and empty.done_ids() == set() and empty.status_counts() == {}
+    assert count_statuses(empty.trials()) == {}
     ledger = Ledger(tmp_path / "s")
     ledger.record(row("a", params_seed=np.int64(3), params_rho=np.float32(0.5), best_epoch=2.0), epochs("a"))
     full = ledger.trials()

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from sweeper.ledger.export import CSV_NAMES, RACE_CSV, read_csv_export
 from sweeper.ledger.store import Ledger
-from sweeper.ledger.tables import EPOCH_COLUMNS, TRIAL_COLUMNS, LedgerError, arrow_table
+from sweeper.ledger.tables import EPOCH_COLUMNS, TRIAL_COLUMNS, LedgerError, arrow_table, count_statuses
 from sweeper.records import STATUSES
 
 __all__ = [
     "Ledger", "LedgerError", "TRIAL_COLUMNS", "EPOCH_COLUMNS", "STATUSES", "CSV_NAMES", "RACE_CSV", "arrow_table",
-    "read_csv_export",
+    "count_statuses", "read_csv_export",
 ]

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from sweeper.folder import TMP_SUFFIX, writable, write_atomic
 from sweeper.ledger.export import CSV_NAMES, RACE_CSV, read_csv_export, read_csv_table
-from sweeper.ledger.tables import LedgerError, arrow_schema, arrow_table, to_pandas, with_added_columns
+from sweeper.ledger.tables import LedgerError, arrow_schema, arrow_table, count_statuses, to_pandas, with_added_columns
 from sweeper.records import EPOCH_SCHEMA, RACE_SCHEMA, TRIAL_SCHEMA, Column, Elimination, EpochRow, TrialRow
 
 try:  # POSIX; elsewhere writers are not serialised (the driver is the only writer anyway)
@@ -171,7 +171,7 @@ class Ledger:
     def status_counts(self) -> dict[str, int]:
         """Recorded trials per status, e.g. ``{"diverged": 1, "ok": 7}``."""
         if self._export_only():
-            return {str(k): int(v) for k, v in sorted(self.trials()["status"].value_counts().items())}
+            return count_statuses(self.trials())
         status = self._read_table(self.trials_path, TRIAL_SCHEMA)["status"]
         counts = {str(s["values"]): int(s["counts"]) for s in pc.value_counts(status).to_pylist()}
         return dict(sorted(counts.items()))

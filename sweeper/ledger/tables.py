@@ -12,8 +12,8 @@ from model.errors import UserError
 from sweeper.records import EPOCH_SCHEMA, TRIAL_SCHEMA, Column
 
 __all__ = [
-    "EPOCH_COLUMNS", "LedgerError", "TRIAL_COLUMNS", "added_later", "arrow_schema", "arrow_table", "pandas_dtype",
-    "to_pandas", "with_added_columns",
+    "EPOCH_COLUMNS", "LedgerError", "TRIAL_COLUMNS", "added_later", "arrow_schema", "arrow_table", "count_statuses",
+    "pandas_dtype", "to_pandas", "with_added_columns",
 ]
 
 TRIAL_COLUMNS: tuple[str, ...] = tuple(TRIAL_SCHEMA)
@@ -49,6 +49,11 @@ def to_pandas(table: pa.Table, columns: Mapping[str, Column]) -> Any:
     # One conversion for empty and full tables, so dtypes never depend on the row count.
     frame = table.to_pandas()
     return frame.astype({name: pandas_dtype(col) for name, col in columns.items()})
+
+
+def count_statuses(trials: Any) -> dict[str, int]:
+    """Trials per status of a trials frame, sorted by status, e.g. ``{"diverged": 1, "ok": 7}``."""
+    return {str(k): int(v) for k, v in sorted(trials["status"].value_counts().items())}
 
 
 def added_later(columns: Mapping[str, Column], present: Iterable[str]) -> list[str]:

@@ -19,7 +19,7 @@ from model.data import DatasetRef, eval_arrays
 from model.errors import ConfigError, UserError, suggest
 from model.metrics import VAL_METRICS, VAL_PREFIX, reference_metrics
 from sweeper.folder import find_sweep, read_spec, write_atomic
-from sweeper.ledger import Ledger
+from sweeper.ledger import Ledger, count_statuses
 from sweeper.race import race_state
 from sweeper.report.claims import CLAIMS, claimed_config, judge, race_verdicts
 from sweeper.report.document import Report
@@ -129,7 +129,6 @@ def build_report(sweep_dir: Path, metric: str | None = None, *, plots: bool = Tr
         race, verdicts = race_verdicts(spec, state, trials, metric)
     else:
         verdicts = tuple(judge(c, ranking, keys, metric, goal) for c in CLAIMS)
-    counts = trials["status"].value_counts()
     importance, note = _importance(trials, epochs, metric, goal, spec)
     baseline = _baseline(sweep_dir, spec)
     claimed = () if race is None or state is None else tuple(
@@ -141,7 +140,7 @@ def build_report(sweep_dir: Path, metric: str | None = None, *, plots: bool = Tr
     return Report(
         sweep=spec.name if spec is not None else sweep_dir.name, sweep_dir=sweep_dir, metric=metric, goal=goal,
         recorded=len(trials), planned=planned,
-        status_counts={str(k): int(v) for k, v in sorted(counts.items())}, keys=tuple(keys),
+        status_counts=count_statuses(trials), keys=tuple(keys),
         ranking=tuple(ranking), verdicts=verdicts,
         failures=failed_trials(trials), importance=importance, importance_note=note, figures=figures,
         baseline=baseline, race=race, emulated=int(trials["emulation"].notna().sum()),

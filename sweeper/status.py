@@ -54,11 +54,13 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
         state = race_state(spec, trials, ledger.eliminations())
         where = f"over: {state.why}" if state.done else f"{counted(len(state.pending), 'trial')} of the next round to run"
         head = f"race after {state.seeds} seeds" if state.rounds else f"race before its first look (at {spec.race.first} seeds)"
+        most = state.most_trials_left(spec.race)
         lines.append(f"{head}: {len(state.alive)} of {len(state.configs)} configurations "
-                     f"left; {where} (at most {state.full_trials(spec.race.max)} trials)")
+                     f"left; {where} (at most {state.trials_run + most} trials)")
         to_go, started = len(state.pending), [checkpointed[t.id] for t in state.pending if t.id in checkpointed]
     else:
         to_go, started = max(0, (planned or done) - done), list(checkpointed.values())  # unrecorded: all to go
+        most = to_go
         if planned:
             lines.append(f"remaining: {to_go}")
     local = cluster_address(None) is None
@@ -73,9 +75,17 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
         here, here_pace = _checkpoint_pace(checkpointed.values())
         if seconds.empty or not here.empty:
             seconds, pace, matched = here, here_pace, True  # this node's own pace
-    left = _time_left(to_go, started, seconds, pace, spec.max_concurrent if spec is not None else None)
+    concurrency = spec.max_concurrent if spec is not None else None
+    left = _time_left(to_go, started, seconds, pace, concurrency)
     if left:
         lines.append(("the next look " if raced else "done ") + left)
+        if raced and most > to_go:
+            # The longest the race can take: the looks may stop configurations sooner, never later.
+            span = _span(most, started, float(seconds.mean()), concurrency)
+            budget = ", within the budget" if spec.race.budget_trials or spec.race.budget_seconds else ""
+            lines.append(f"the race ends {_when(span, concurrency, most=True)} ({most} trials: the "
+                         f"{counted(len(state.alive), 'configuration')} left on every seed up to {spec.race.max}"
+                         f"{budget}, if no look eliminates another)")
         if slow and not matched:
             lines.append(f"that estimate is the recorded trials' pace; continued on this machine's CPU: {slow}")
     varied = searched_params(spec, trials)
@@ -201,22 +211,35 @@ def _checkpoint_pace(progress: Iterable["Progress"]) -> tuple["pd.Series", str]:
 def _time_left(to_go: int, started: Sequence["Progress"], seconds: "pd.Series", pace: str,
                concurrency: int | None) -> str | None:
     """When the ``to_go`` trials should be done: each takes the mean of ``seconds`` (named by
-    ``pace``), the ``started`` ones (their checkpoints' progress) only the share of their epochs
-    left, ``concurrency`` at a time (the started ones first, as a rerun resumes them); ``None``
-    with nothing to go on."""
+    ``pace``), as :func:`_span` runs them; ``None`` with nothing to go on."""
     if not to_go or seconds.empty:
         return None
     mean = float(seconds.mean())
+    basis = f"{counted(to_go, 'trial')} at {pace.format(_duration(mean))}"
+    how = f", {concurrency} at a time" if concurrency else ""
+    return f"{_when(_span(to_go, started, mean, concurrency), concurrency)} ({basis}{how}; checkpointed epochs counted)"
+
+
+def _span(to_go: int, started: Sequence["Progress"], mean: float, concurrency: int | None) -> float:
+    """Seconds until ``to_go`` trials of ``mean`` seconds each are done, the ``started`` ones
+    (their checkpoints' progress) only the share of their epochs left, ``concurrency`` at a
+    time (the started ones first, as a rerun resumes them); without one, their trial time."""
     shares = sorted((min(1.0, p.epochs / p.params["epochs"]) for p in started
                      if isinstance(p.params.get("epochs"), int) and p.params["epochs"] > 0), reverse=True)[:to_go]
     work = [mean * (1.0 - share) for share in shares] + [mean] * (to_go - len(shares))
-    basis = f"{counted(to_go, 'trial')} at {pace.format(_duration(mean))}"
     if not concurrency:
-        return f"after about {_duration(sum(work))} of trial time ({basis}; checkpointed epochs counted)"
+        return sum(work)
     slots = [0.0] * concurrency
     for w in work:  # each trial to the slot that frees first
         heapq.heapreplace(slots, slots[0] + w)
-    return f"in about {_duration(max(slots))} ({basis}, {concurrency} at a time; checkpointed epochs counted)"
+    return max(slots)
+
+
+def _when(seconds: float, concurrency: int | None, most: bool = False) -> str:
+    """``in about 2.1 h`` of wall time with a concurrency, else ``after about 2.1 h of trial
+    time``; ``in at most about 2.1 h`` for an upper bound (``most``)."""
+    about = f"{'at most ' if most else ''}about {_duration(seconds)}"
+    return f"in {about}" if concurrency else f"after {about} of trial time"
 
 
 def _duration(seconds: float) -> str:

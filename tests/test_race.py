@@ -324,8 +324,8 @@ sweeper:
 
 
 def _run_race_on(folder: Path, means: dict[tuple[str, str], float], spread: float = 0.05,
-                 stop_after: int | None = None, wandb_mode: str = "disabled") -> Path:
-    """Run (or resume) the race of ``_CLAIM_SPEC`` to its end (or for ``stop_after`` trials) on scores drawn
+                 stop_after: int | None = None, wandb_mode: str = "disabled", spec_text: str = _CLAIM_SPEC) -> Path:
+    """Run (or resume) the race of ``spec_text`` to its end (or for ``stop_after`` trials) on scores drawn
     around ``means``: the driver's own rounds (its eliminations recorded in a real ledger, its
     looks logged to W&B in ``wandb_mode``), each trial scored here (no Ray, no training)."""
     import yaml
@@ -334,7 +334,7 @@ def _run_race_on(folder: Path, means: dict[tuple[str, str], float], spread: floa
     from sweeper.ledger import Ledger
     from sweeper.records import TrialRow
 
-    spec = loads(_CLAIM_SPEC)
+    spec = loads(spec_text)
     folder.mkdir(parents=True, exist_ok=True)  # an existing one: the race resumed
     (folder / "spec.yaml").write_text(yaml.safe_dump(spec.to_dict()))
     ledger, rng = Ledger(folder), np.random.default_rng(5 + len(Ledger(folder).trials()))
@@ -501,15 +501,16 @@ def test_status_gives_the_claims_verdict_as_the_last_look_left_it(tmp_path: Path
     assert ("and 3 rivals still in it at its look after 3 seeds (its seed 3 is recorded since: it counts at the "
             "next look); " in verdict.reason and " on average over 3 shared seeds; " in verdict.reason), verdict.reason
     lines = sweep_status(sweep, tmp_path).splitlines()
+    # 20 recorded, 2 to go on seed 3, then the 4 left on seeds 4 to 7
     assert lines[1] == ("race after 3 seeds: 4 of 6 configurations left; 2 trials of the next round to run "
-                        "(at most 48 trials)")
+                        "(at most 38 trials)")
     # the claim's line, and none for the write-up's other claim, which this race does not test
     assert [line for line in lines if line.startswith("claim ")] == [f"{claim}inconclusive: {verdict.reason}"]
     assert lines[0] == "claim_race: 20 trials recorded (ok 20)"  # a race plans no count: none after the 20
     single = _run_race_on(tmp_path / "single" / "claim_race", {**_MEANS, ("rmsprop", "mae"): 25.0}, stop_after=1)
     assert sweep_status(single, tmp_path / "single").splitlines()[0] == "claim_race: 1 trial recorded (ok 1)"
     sweep = _run_race_on(tmp_path / "one" / "claim_race", {**_MEANS, ("rmsprop", "mae"): 25.0}, stop_after=21)
-    assert sweep_status(sweep, tmp_path).splitlines()[1].endswith("; 1 trial of the next round to run (at most 48 trials)")
+    assert sweep_status(sweep, tmp_path).splitlines()[1].endswith("; 1 trial of the next round to run (at most 38 trials)")
     out = _run_race_on(tmp_path / "out" / "claim_race", {**_MEANS, ("rmsprop", "mae"): 24.0}, stop_after=19)
     lines = sweep_status(out, tmp_path).splitlines()
     assert "over: " not in lines[1] and lines[-1].startswith(
@@ -536,19 +537,62 @@ def test_status_shows_where_a_race_stands_before_and_after_its_looks(tmp_path: P
     save_state(early / "checkpoints" / f"{trial.id}.npz", {"params": trial.params}, state)
     shutil.copy(early / "checkpoints" / f"{trial.id}.npz", early / "checkpoints" / f"{trial.id}.npz{TMP_SUFFIX}")
     shown = ", ".join(f"{k}={trial.params[k]}" for k in ("loss", "optimizer", "seed"))
-    # 8 trials to go at the recorded mean of 60 s, the checkpointed one a third done: 460 s of trial time
-    assert sweep_status(early, tmp_path).splitlines()[1:4] == [
+    # 8 trials to go at the recorded mean of 60 s, the checkpointed one a third done: 460 s of trial time;
+    # at most 38 to go (the 8, then 6 configurations on seeds 4 to 8): 40 s + 37 x 60 s = 2260 s
+    assert sweep_status(early, tmp_path).splitlines()[1:5] == [
         "race before its first look (at 3 seeds): 6 of 6 configurations left; 8 trials of the next round to run "
         "(at most 48 trials)",
         "the next look after about 8 min of trial time (8 trials at the recorded mean of 60 s; checkpointed "
         "epochs counted)",
+        "the race ends after at most about 38 min of trial time (38 trials: the 6 configurations left on every "
+        "seed up to 8, if no look eliminates another)",
         f"in progress or cut short (checkpointed): {shown} at epoch 1/3"]
     doc = yaml.safe_load((early / "spec.yaml").read_text())
     (early / "spec.yaml").write_text(yaml.safe_dump({**doc, "sweeper": {**doc["sweeper"], "max_concurrent": 2}}))
-    # two at a time, the started one first (40 s), then 7 of 60 s, each on the slot that frees first: 240 s
-    assert sweep_status(early, tmp_path).splitlines()[2] == (
+    # two at a time, the started one first (40 s), then 7 of 60 s, each on the slot that frees first: 240 s;
+    # to the end, 40 s and 18 x 60 s on one slot, 19 x 60 s on the other: 1140 s
+    assert sweep_status(early, tmp_path).splitlines()[2:4] == [
         "the next look in about 4 min (8 trials at the recorded mean of 60 s, 2 at a time; checkpointed epochs "
-        "counted)")
+        "counted)",
+        "the race ends in at most about 19 min (38 trials: the 6 configurations left on every seed up to 8, if no "
+        "look eliminates another)"]
     done = _run_race_on(tmp_path / "done" / "claim_race", {**_MEANS, ("rmsprop", "mae"): 26.0})
-    line = sweep_status(done, tmp_path).splitlines()[1]
-    assert line.startswith("race after ") and " of 6 configurations left; over: " in line, line
+    lines = sweep_status(done, tmp_path).splitlines()
+    assert lines[1].startswith("race after ") and " of 6 configurations left; over: " in lines[1], lines
+    assert not any(line.startswith(("the next look", "the race ends")) for line in lines), lines
+
+
+@pytest.mark.parametrize("budget", ["{trials: 20}", "{seconds: 1200}"])
+def test_a_race_starts_no_round_once_its_budget_is_spent_and_status_counts_only_what_it_may_still_run(
+        tmp_path: Path, budget: str) -> None:
+    """18 trials of 60 s after the first look (6 configurations on 3 seeds), under a budget of 20
+    trials or 1200 s: the second round starts, and is the last. The status's bound on the trials
+    left stops at a trials budget, as the race does."""
+    from sweeper.ledger import Ledger
+    from sweeper.status import sweep_status
+
+    spec_text = _CLAIM_SPEC.replace("test: ttest-holm}", f"test: ttest-holm, budget: {budget}}}")
+    equal = dict.fromkeys([*_MEANS, ("rmsprop", "mae")], 25.0)  # hardly any elimination: the budget ends it
+    mid = _run_race_on(tmp_path / "mid" / "claim_race", equal, stop_after=18, spec_text=spec_text)
+    ledger = Ledger(mid)
+    state = race_state(loads(spec_text), ledger.trials(), ledger.eliminations())
+    alive = len(state.alive)
+    assert state.seeds == 3 and not state.done and len(state.pending) == alive >= 2
+    lines = sweep_status(mid, tmp_path / "mid").splitlines()
+    bound = 18 + alive if "trials" in budget else 18 + alive * 5  # a seconds budget: every seed up to 8
+    assert lines[1] == (f"race after 3 seeds: {alive} of 6 configurations left; {alive} trials of the next round "
+                        f"to run (at most {bound} trials)"), lines
+    ends = [line for line in lines if line.startswith("the race ends")]
+    assert ends == ([] if "trials" in budget else [
+        f"the race ends after at most about {alive * 5} min of trial time ({alive * 5} trials: the {alive} "
+        f"configurations left on every seed up to 8, within the budget, if no look eliminates another)"]), lines
+
+    ended = _run_race_on(tmp_path / "end" / "claim_race", equal, spec_text=spec_text)
+    ledger = Ledger(ended)
+    state = race_state(loads(spec_text), ledger.trials(), ledger.eliminations())
+    assert state.done and state.why == "the budget is spent", state.why
+    assert [r.seeds for r in state.rounds] == [3, 4]
+    assert state.trials_run == len(ledger.trials()) == 18 + len(state.rounds[1].alive)
+    assert state.most_trials_left(loads(spec_text).race) == 0
+    assert sweep_status(ended, tmp_path / "end").splitlines()[1].endswith(
+        f"over: the budget is spent (at most {state.trials_run} trials)")

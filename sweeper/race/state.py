@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from sweeper.race.elimination import look, look_level
 from sweeper.records import Elimination
 from sweeper.space import Trial, config_id, expand
-from sweeper.spec import SweepSpec
+from sweeper.spec import Race, SweepSpec
 
 __all__ = ["Round", "RaceState", "race_state"]
 
@@ -87,6 +87,20 @@ class RaceState:
     def full_trials(self, race_max: int) -> int:
         """Trials every configuration on ``race_max`` seeds would have cost: what racing saves on."""
         return len(self.configs) * race_max
+
+    def most_trials_left(self, race: Race) -> int:
+        """The most trials the race can still run: the round under way's, then one per
+        configuration left for each further seed up to ``race.max`` (no look eliminating
+        another), new rounds stopping at a trials budget as the race does. A seconds budget
+        is left out, so this stays an upper bound."""
+        if self.done:
+            return 0
+        left, seeds = len(self.pending), (self.seeds + 1 if self.rounds else race.first)
+        for _ in range(seeds, race.max):
+            if race.budget_trials is not None and self.trials_run + left >= race.budget_trials:
+                break
+            left += len(self.alive)
+        return left
 
 
 def race_state(spec: SweepSpec, trials: Any, eliminations: Any = None) -> RaceState:

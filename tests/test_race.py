@@ -377,6 +377,7 @@ def test_the_claims_verdict_comes_from_the_race(tmp_path: Path, rmsprop_mae: flo
         "not tested", "this race does not vary learning_rate or rho")
     doc = json.loads(render(result, "json"))
     assert doc["race"]["trials_run"] == result.recorded and doc["race"]["full_trials"] == 6 * 8
+    assert doc["race"]["most_trials"] == result.recorded and "if no look eliminates" not in result.race.headline()
     assert 0 < doc["race"]["compute_fraction"] < 1  # sgd is far behind: it never runs all 8 seeds
     assert "The race: seeds run, eliminations, compute" in result.figures
     assert (sweep / "plots" / "race.png").is_file() and "Configurations in the race" in render(result, "md")
@@ -427,6 +428,7 @@ def test_each_look_of_a_race_is_one_wandb_run_with_its_table_and_the_claims_verd
     summary, out = record["summary"], ledger.eliminations().set_index("config_id")
     claimed = config_id({"optimizer": "rmsprop", "loss": "mae"})
     assert (summary["seeds"], summary["configurations"], summary["left"], summary["trials_run"]) == (3, 6, 6 - 3, 18)
+    assert summary["most_trials"] == 18 + 3 * (8 - 3)  # the 3 left on seeds 3 to 7, if no look eliminated another
     assert summary["eliminated"].count("optimizer=") == 3 and "loss=mae, optimizer=rmsprop" in summary["eliminated"]
     assert summary["verdict_rmsprop_mae"] == "not reproduced" and "verdict_lr_rho" not in summary
     assert summary["verdict_rmsprop_mae_reason"] == report(sweep).verdicts[0].reason  # an elimination is final
@@ -496,7 +498,11 @@ def test_status_gives_the_claims_verdict_as_the_last_look_left_it(tmp_path: Path
 
     claim = 'claim "RMSprop + MAE is the best optimizer x loss pair": '
     sweep = _run_race_on(tmp_path / "claim_race", {**_MEANS, ("rmsprop", "mae"): 25.0}, stop_after=20)
-    verdict = report(sweep).verdicts[0]
+    result = report(sweep)
+    verdict = result.verdicts[0]
+    # the report bounds the race's compute as status does: 20 run, 2 to go, the 4 left on seeds 4 to 7
+    assert result.race.most_trials == 38 and result.race.headline().endswith(
+        "It runs at most 38 of them (79%), if no look eliminates another."), result.race.headline()
     assert verdict.outcome == "inconclusive" and verdict.seeds_needed, verdict.reason
     assert ("and 3 rivals still in it at its look after 3 seeds (its seed 3 is recorded since: it counts at the "
             "next look); " in verdict.reason and " on average over 3 shared seeds; " in verdict.reason), verdict.reason

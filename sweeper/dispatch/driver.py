@@ -244,7 +244,7 @@ def _log_look(spec: SweepSpec, state: RaceState, trials: "pd.DataFrame", sweep_d
             "seeds": look.seeds, "configurations": len(state.configs), "left": len(state.alive),
             "best": _label(state, look.best), "eliminated": "; ".join(_label(state, c) for c in look.eliminated),
             "p_value": look.p_value if look.p_value is not None else math.nan, "level": state.level,
-            "trials_run": race.trials_run, "full_trials": race.full_trials,
+            "trials_run": race.trials_run, "full_trials": race.full_trials, "most_trials": race.most_trials,
             "compute_fraction": race.compute_fraction, "done": state.done, "why": state.why,
             **{f"verdict_{v.claim.key}": v.outcome for v in verdicts if v.outcome != "not tested"},
             **{f"verdict_{v.claim.key}_reason": v.reason for v in verdicts if v.outcome != "not tested"},

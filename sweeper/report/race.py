@@ -57,6 +57,8 @@ class RaceSummary:
         trials_run: Trials the race ran; ``full_trials`` what every configuration on ``max`` seeds takes.
         seconds_run: Their trial-seconds; ``full_seconds`` the same estimate for the full design
             (the mean trial's seconds times ``full_trials``).
+        most_trials: The most trials the race can run in all, the ones run included (every
+            configuration left on each further seed up to ``max``; ``trials_run`` once it is over).
     """
 
     test: str
@@ -72,6 +74,7 @@ class RaceSummary:
     full_trials: int
     seconds_run: float
     full_seconds: float
+    most_trials: int
 
     @property
     def compute_fraction(self) -> float:
@@ -90,7 +93,9 @@ class RaceSummary:
                 f"each): {state}; {len(self.alive)} of {len(self.configs)} configurations left. It ran "
                 f"{self.trials_run} of the {self.full_trials} trials of every configuration on {self.max} seeds: "
                 f"{self.seconds_run:.0f} of about {self.full_seconds:.0f} trial-seconds "
-                f"({self.compute_fraction:.0%} of the compute).")
+                f"({self.compute_fraction:.0%} of the compute)." + (
+                    "" if self.done else f" It runs at most {self.most_trials} of them "
+                    f"({self.most_trials / self.full_trials:.0%}), if no look eliminates another."))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -103,6 +108,7 @@ class RaceSummary:
                        for s, n, p, e in self.rounds],
             "trials_run": self.trials_run, "full_trials": self.full_trials, "seconds_run": self.seconds_run,
             "full_seconds": json_number(self.full_seconds), "compute_fraction": json_number(self.compute_fraction),
+            "most_trials": self.most_trials,
         }
 
 
@@ -138,4 +144,5 @@ def summarise_race(spec: SweepSpec, state: RaceState, trials: "pd.DataFrame", ke
         why=state.why, configs=tuple(sorted(configs, key=order)),
         rounds=tuple((r.seeds, len(r.alive), r.p_value, r.eliminated) for r in state.rounds),
         trials_run=state.trials_run, full_trials=full, seconds_run=state.seconds_run,
-        full_seconds=per_trial * full if math.isfinite(per_trial) else math.nan)
+        full_seconds=per_trial * full if math.isfinite(per_trial) else math.nan,
+        most_trials=state.trials_run + state.most_trials_left(race))

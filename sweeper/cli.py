@@ -256,12 +256,12 @@ def run_cmd(
             fewer = f" (all the space holds; run_cap is {spec.run_cap})" if sweep.planned < spec.run_cap else ""
             typer.echo(f"{spec.name}: bayes, {sweep.planned} trials{fewer} proposed by Optuna TPE at run time")
         elif spec.race is not None:
-            race = spec.race
-            first = [t for t in sweep.trials if t.params["seed"] < race.first]
-            _trial_table(spec, first, done)
-            typer.echo(f"{spec.name}: a race ({race.test}, alpha {race.alpha:g}); its first round is the "
-                       f"{len(first)} trials above ({race.first} seeds each), then one seed a round for the "
-                       f"configurations left, up to {race.max} seeds ({len(sweep.trials)} trials at the most)")
+            from sweeper.status import race_plan
+
+            listed, where = race_plan(spec, results_dir / spec.name)
+            if listed:
+                _trial_table(spec, listed, done)
+            typer.echo(where)
         else:
             _trial_table(spec, sweep.trials, done)
         if slow := local_cpu_warning(spec, address):

@@ -18,7 +18,7 @@ from sweeper.folder import find_sweep, read_spec
 from sweeper.ledger import Ledger, count_statuses
 from sweeper.race import RaceState, race_state
 from sweeper.records import counted, label, params_of
-from sweeper.space import searched_params, trial_count
+from sweeper.space import Trial, expand, searched_params, trial_count
 from sweeper.spec import SweepSpec
 
 if TYPE_CHECKING:
@@ -26,11 +26,36 @@ if TYPE_CHECKING:
 
     from model.checkpoint import Progress
 
-__all__ = ["planned_trials", "sweep_status"]
+__all__ = ["planned_trials", "race_plan", "sweep_status"]
 
 def planned_trials(spec: SweepSpec | None) -> int | None:
     """How many trials the sweep's spec plans (``None`` without a spec)."""
     return None if spec is None else trial_count(spec)
+
+
+def race_plan(spec: SweepSpec, sweep_dir: Path) -> tuple[tuple[Trial, ...], str]:
+    """What ``sweeper run`` of a race does next, from the ledger in ``sweep_dir`` (the
+    ``--dry-run`` view): the trials to list, and one line on where the race stands and the most
+    trials it can come to (:meth:`~sweeper.race.RaceState.most_trials_left`)."""
+    race = spec.race
+    if race is None:
+        raise ValueError(f"{spec.name}: not a raced sweep (no sweeper.race)")
+    ledger = Ledger(sweep_dir, create=False)
+    state = race_state(spec, ledger.trials(), ledger.eliminations())
+    head = f"{spec.name}: a race ({race.test}, alpha {race.alpha:g})"
+    most = f"{state.trials_run + state.most_trials_left(race)} trials at the most"
+    if state.done:
+        return (), f"{head}, over after {state.seeds} seeds: {state.why}; nothing to run ({state.trials_run} recorded)"
+    if not state.rounds:  # the first round, with what of it is recorded
+        first = tuple(t for t in expand(spec) if t.params["seed"] < race.first)
+        return first, (f"{head}; its first round is the {len(first)} trials above ({race.first} seeds each), then "
+                       f"one seed a round for the configurations left, up to {race.max} seeds ({most})")
+    seeds = sorted({int(t.params["seed"]) for t in state.pending})  # the table leaves out a column all alike
+    return state.pending, (
+        f"{head}, after {state.seeds} seeds: {len(state.alive)} of {len(state.configs)} configurations left; its "
+        f"next round is the {counted(len(state.pending), 'trial')} above (seed{'s' * (len(seeds) > 1)} "
+        f"{', '.join(map(str, seeds))}), then one seed a round for the "
+        f"configurations left, up to {race.max} seeds ({most}, {state.trials_run} recorded)")
 
 
 def sweep_status(sweep: Path | None, results_dir: Path) -> str:

@@ -602,3 +602,45 @@ def test_a_race_starts_no_round_once_its_budget_is_spent_and_status_counts_only_
     assert state.most_trials_left(loads(spec_text).race) == 0
     assert sweep_status(ended, tmp_path / "end").splitlines()[1].endswith(
         f"over: the budget is spent (at most {state.trials_run} trials)")
+
+
+def test_a_dry_run_of_a_race_under_way_lists_its_next_round_and_the_most_trials_it_can_come_to(
+        tmp_path: Path) -> None:
+    """``sweeper run --dry-run`` says what a run would do now: the first round at the start;
+    after a look, the round under way's trials left (not the first round again) and the bound
+    the eliminations leave; once the race is over, nothing."""
+    from typer.testing import CliRunner
+
+    from sweeper.cli import app
+    from sweeper.ledger import Ledger
+
+    spec_path = tmp_path / "claim_race.yaml"
+    spec_path.write_text(_CLAIM_SPEC)
+    argv = ["run", str(spec_path), "--dry-run", "--results-dir", str(tmp_path)]
+    runner = CliRunner()
+    fresh = runner.invoke(app, argv)
+    assert fresh.exit_code == 0, fresh.output
+    assert fresh.stdout.splitlines()[-1] == (
+        "claim_race: a race (ttest-holm, alpha 0.05); its first round is the 18 trials above (3 seeds each), then "
+        "one seed a round for the configurations left, up to 8 seeds (48 trials at the most)")
+
+    sweep = _run_race_on(tmp_path / "claim_race", {**_MEANS, ("rmsprop", "mae"): 25.0}, stop_after=20)
+    ledger = Ledger(sweep)
+    state = race_state(loads(_CLAIM_SPEC), ledger.trials(), ledger.eliminations())
+    under_way = runner.invoke(app, argv)
+    assert under_way.exit_code == 0, under_way.output
+    # 20 recorded, the 2 left of seed 3, then the 4 configurations left on seeds 4 to 7
+    assert under_way.stdout.splitlines()[-1] == (
+        "claim_race: a race (ttest-holm, alpha 0.05), after 3 seeds: 4 of 6 configurations left; its next round "
+        "is the 2 trials above (seed 3), then one seed a round for the configurations left, up to 8 seeds (38 "
+        "trials at the most, 20 recorded)")
+    assert len(state.pending) == 2 and all(t.id in under_way.stdout for t in state.pending)
+    assert not any(t in under_way.stdout for t in ledger.trials()["trial_id"])  # recorded: not listed again
+
+    _run_race_on(sweep, {**_MEANS, ("rmsprop", "mae"): 25.0})  # resumed to the end
+    over = runner.invoke(app, argv)
+    state = race_state(loads(_CLAIM_SPEC), ledger.trials(), ledger.eliminations())
+    assert over.exit_code == 0 and state.done, over.output
+    assert over.stdout.splitlines() == [
+        f"claim_race: a race (ttest-holm, alpha 0.05), over after {state.seeds} seeds: {state.why}; nothing to run "
+        f"({state.trials_run} recorded)"]

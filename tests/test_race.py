@@ -644,3 +644,24 @@ def test_a_dry_run_of_a_race_under_way_lists_its_next_round_and_the_most_trials_
     assert over.stdout.splitlines() == [
         f"claim_race: a race (ttest-holm, alpha 0.05), over after {state.seeds} seeds: {state.why}; nothing to run "
         f"({state.trials_run} recorded)"]
+
+
+def test_the_race_figure_shades_the_seeds_a_running_race_may_still_run_and_none_once_it_is_over(
+        tmp_path: Path) -> None:
+    """Pale green marks what the configurations left may still cost (up to the most seeds the
+    race can come to), so grey is only what the race saved."""
+    import matplotlib.image
+
+    from sweeper.report import report
+
+    def pale_green_pixels(sweep: Path) -> int:
+        image = (matplotlib.image.imread(sweep / "plots" / "race.png")[..., :3] * 255).round()
+        return int((np.abs(image - (0xCF, 0xE6, 0xD3)).max(axis=-1) <= 1).sum())
+
+    means = {**_MEANS, ("rmsprop", "mae"): 25.0}
+    running = _run_race_on(tmp_path / "running" / "claim_race", means, stop_after=20)
+    summary = report(running).race
+    assert not summary.done and summary.most_seeds == 8 and summary.to_dict()["most_seeds"] == 8
+    assert pale_green_pixels(running) > 1000  # 4 configurations left, each with seeds 4-8 or 5-8 to come
+    over = _run_race_on(tmp_path / "over" / "claim_race", means)
+    assert report(over).race.done and pale_green_pixels(over) == 0

@@ -88,19 +88,28 @@ class RaceState:
         """Trials every configuration on ``race_max`` seeds would have cost: what racing saves on."""
         return len(self.configs) * race_max
 
+    def most_seeds(self, race: Race) -> int:
+        """The most seeds a configuration left can come to: ``race.max``, or fewer where a
+        trials budget stops new rounds, as the race does (a seconds budget is left out, so
+        this stays an upper bound)."""
+        if self.done:
+            return self.seeds
+        seeds, run = self._under_way(race), self.trials_run + len(self.pending)
+        while seeds < race.max and (race.budget_trials is None or run < race.budget_trials):
+            seeds, run = seeds + 1, run + len(self.alive)
+        return seeds
+
     def most_trials_left(self, race: Race) -> int:
         """The most trials the race can still run: the round under way's, then one per
-        configuration left for each further seed up to ``race.max`` (no look eliminating
-        another), new rounds stopping at a trials budget as the race does. A seconds budget
-        is left out, so this stays an upper bound."""
+        configuration left for each further seed up to :meth:`most_seeds` (no look
+        eliminating another)."""
         if self.done:
             return 0
-        left, seeds = len(self.pending), (self.seeds + 1 if self.rounds else race.first)
-        for _ in range(seeds, race.max):
-            if race.budget_trials is not None and self.trials_run + left >= race.budget_trials:
-                break
-            left += len(self.alive)
-        return left
+        return len(self.pending) + len(self.alive) * (self.most_seeds(race) - self._under_way(race))
+
+    def _under_way(self, race: Race) -> int:
+        """The seeds of the round under way (not done: it has trials pending)."""
+        return self.seeds + 1 if self.rounds else race.first
 
 
 def race_state(spec: SweepSpec, trials: Any, eliminations: Any = None) -> RaceState:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Collection, Sequence
 
 from sweeper.folder import write_atomic
 from sweeper.records import counted, param_column, show
-from sweeper.report.race import RaceSummary
+from sweeper.report.race import RaceConfig, RaceSummary
 from sweeper.report.ranking import ConfigResult
 
 if TYPE_CHECKING:
@@ -224,12 +224,18 @@ def race(summary: RaceSummary, metric: str, path: Path, claimed: Collection[str]
     configs = summary.configs
     if not configs:
         return None
-    # 0: not run (saved), 1: ran and still in the race, 2: ran, eliminated later.
-    grid = [[0 if s >= c.seeds else (1 if c.eliminated_after is None else 2) for s in range(summary.max)]
-            for c in configs]
+    # 0: not run (saved), 1: ran and still in the race, 2: ran, eliminated later, 3: not run yet
+    # and may be (a configuration left, on a seed up to the most the race can come to).
+    def cell(c: RaceConfig, s: int) -> int:
+        if s < c.seeds:
+            return 1 if c.eliminated_after is None else 2
+        return 3 if c.eliminated_after is None and not summary.done and s < summary.most_seeds else 0
+
+    grid = [[cell(c, s) for s in range(summary.max)] for c in configs]
     fig = _figure(6.5 + 0.45 * summary.max, 1.8 + 0.3 * len(configs))
     ax = fig.add_subplot()
-    ax.imshow(grid, cmap=ListedColormap(["#eeeeee", "#4c9a5b", "#e0a15a"]), vmin=0, vmax=2, aspect="auto")
+    ax.imshow(grid, cmap=ListedColormap(["#eeeeee", "#4c9a5b", "#e0a15a", "#cfe6d3"]), vmin=0, vmax=3,
+              aspect="auto")
     for i, c in enumerate(configs):
         ax.text(summary.max - 0.3, i, f"{c.seconds:.0f} s", ha="left", va="center", fontsize=6)
         if c.eliminated_after is not None:
@@ -245,13 +251,15 @@ def race(summary: RaceSummary, metric: str, path: Path, claimed: Collection[str]
             tick.set_fontweight("bold")
     green = "in the race at the end" if summary.done else "still in the race (it is running)"
     # Columns count seeds, as "out after 3" and the looks do; the ledger numbers them from 0.
-    ax.set_xlabel(f"seeds run (the n-th is seed n-1; first test after {summary.first}, dotted); green: {green}, "
-                  "orange: eliminated (x), grey: not run" + ("; bold: the write-up's claim" if claimed else ""),
-                  fontsize=7)
+    may = "" if summary.done else ", pale green: may still run"
+    ax.set_xlabel(f"seeds run (the n-th is seed n-1; first test after {summary.first}, dotted)\ngreen: {green}, "
+                  f"orange: eliminated (x){may}, grey: saved (never run)"
+                  + ("; bold: the write-up's claim" if claimed else ""), fontsize=7)
     ax.set_xlim(-0.5, summary.max + 3.5)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
-    ax.set_title(f"Race by {metric} ({summary.test}): {summary.trials_run} of {summary.full_trials} trials,\n"
+    most = "" if summary.done else f" (at most {summary.most_trials})"
+    ax.set_title(f"Race by {metric} ({summary.test}): {summary.trials_run}{most} of {summary.full_trials} trials,\n"
                  f"{summary.compute_fraction:.0%} of the compute of every configuration on {summary.max} seeds",
                  fontsize=9)
     return _save(fig, path)

@@ -58,7 +58,8 @@ class RaceSummary:
         seconds_run: Their trial-seconds; ``full_seconds`` the same estimate for the full design
             (the mean trial's seconds times ``full_trials``).
         most_trials: The most trials the race can run in all, the ones run included (every
-            configuration left on each further seed up to ``max``; ``trials_run`` once it is over).
+            configuration left on each further seed up to ``most_seeds``; ``trials_run`` once it
+            is over); ``most_seeds``: the seeds a configuration left can come to.
     """
 
     test: str
@@ -75,6 +76,7 @@ class RaceSummary:
     seconds_run: float
     full_seconds: float
     most_trials: int
+    most_seeds: int
 
     @property
     def compute_fraction(self) -> float:
@@ -108,7 +110,7 @@ class RaceSummary:
                        for s, n, p, e in self.rounds],
             "trials_run": self.trials_run, "full_trials": self.full_trials, "seconds_run": self.seconds_run,
             "full_seconds": json_number(self.full_seconds), "compute_fraction": json_number(self.compute_fraction),
-            "most_trials": self.most_trials,
+            "most_trials": self.most_trials, "most_seeds": self.most_seeds,
         }
 
 
@@ -145,4 +147,4 @@ def summarise_race(spec: SweepSpec, state: RaceState, trials: "pd.DataFrame", ke
         rounds=tuple((r.seeds, len(r.alive), r.p_value, r.eliminated) for r in state.rounds),
         trials_run=state.trials_run, full_trials=full, seconds_run=state.seconds_run,
         full_seconds=per_trial * full if math.isfinite(per_trial) else math.nan,
-        most_trials=state.trials_run + state.most_trials_left(race))
+        most_trials=state.trials_run + state.most_trials_left(race), most_seeds=state.most_seeds(race))

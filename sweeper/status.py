@@ -36,14 +36,13 @@ def planned_trials(spec: SweepSpec | None) -> int | None:
 def race_plan(spec: SweepSpec, sweep_dir: Path) -> tuple[tuple[Trial, ...], str]:
     """What ``sweeper run`` of a race does next, from the ledger in ``sweep_dir`` (the
     ``--dry-run`` view): the trials to list, and one line on where the race stands and the most
-    trials it can come to (:meth:`~sweeper.race.RaceState.most_trials_left`)."""
-    race = spec.race
-    if race is None:
-        raise ValueError(f"{spec.name}: not a raced sweep (no sweeper.race)")
+    trials it can come to (:meth:`~sweeper.race.RaceState.most_trials`)."""
     ledger = Ledger(sweep_dir, create=False)
-    state = race_state(spec, ledger.trials(), ledger.eliminations())
+    state = race_state(spec, ledger.trials(), ledger.eliminations())  # refuses a spec that is not raced
+    race = spec.race
+    assert race is not None
     head = f"{spec.name}: a race ({race.test}, alpha {race.alpha:g})"
-    most = f"{state.trials_run + state.most_trials_left(race)} trials at the most"
+    most = f"{state.most_trials(race)} trials at the most"
     if state.done:
         return (), f"{head}, over after {state.seeds} seeds: {state.why}; nothing to run ({state.trials_run} recorded)"
     if not state.rounds:  # the first round, with what of it is recorded
@@ -81,7 +80,7 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
         head = f"race after {state.seeds} seeds" if state.rounds else f"race before its first look (at {spec.race.first} seeds)"
         most = state.most_trials_left(spec.race)
         lines.append(f"{head}: {len(state.alive)} of {len(state.configs)} configurations "
-                     f"left; {where} (at most {state.trials_run + most} trials)")
+                     f"left; {where} (at most {state.most_trials(spec.race)} trials)")
         to_go, started = len(state.pending), [checkpointed[t.id] for t in state.pending if t.id in checkpointed]
     else:
         to_go, started = max(0, (planned or done) - done), list(checkpointed.values())  # unrecorded: all to go

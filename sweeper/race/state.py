@@ -107,6 +107,10 @@ class RaceState:
             return 0
         return len(self.pending) + len(self.alive) * (self.most_seeds(race) - self._under_way(race))
 
+    def most_trials(self, race: Race) -> int:
+        """The most trials the race can come to in all: those run plus :meth:`most_trials_left`."""
+        return self.trials_run + self.most_trials_left(race)
+
     def _under_way(self, race: Race) -> int:
         """The seeds of the round under way (not done: it has trials pending)."""
         return self.seeds + 1 if self.rounds else race.first

@@ -147,4 +147,4 @@ def summarise_race(spec: SweepSpec, state: RaceState, trials: "pd.DataFrame", ke
         rounds=tuple((r.seeds, len(r.alive), r.p_value, r.eliminated) for r in state.rounds),
         trials_run=state.trials_run, full_trials=full, seconds_run=state.seconds_run,
         full_seconds=per_trial * full if math.isfinite(per_trial) else math.nan,
-        most_trials=state.trials_run + state.most_trials_left(race), most_seeds=state.most_seeds(race))
+        most_trials=state.most_trials(race), most_seeds=state.most_seeds(race))

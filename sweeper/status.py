@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 
 __all__ = ["planned_trials", "race_plan", "sweep_status"]
 
+# How many of the last recorded trials set an estimate's pace: enough that one slow trial does
+# not set it, few enough to follow the host's own speed (lr_rho_race's trials took 47-49 min
+# for a day on one host, then 38-43 min, and a mean of all 18 said 49).
+_RECENT = 6
+
 def planned_trials(spec: SweepSpec | None) -> int | None:
     """How many trials the sweep's spec plans (``None`` without a spec)."""
     return None if spec is None else trial_count(spec)
@@ -168,7 +173,8 @@ def _pace(trials: "pd.DataFrame", epochs: "pd.DataFrame", local: bool) -> tuple[
     every epoch's time, else its recorded seconds. A trial was computed as this CPU computes
     when its 16-bit convolutions were float32-accumulated (``emulation``) exactly if this CPU
     emulates its dtype policy (float32: never). On a ``local`` sweep those are used when others
-    differ; on a cluster, whose CPUs are not this one, all count.
+    differ; on a cluster, whose CPUs are not this one, all count. Of those, the last
+    :data:`_RECENT` recorded set the pace: a shared host's own speed drifts over a long sweep.
     """
     seconds = trials["seconds"].astype(float)
     ok = (trials["status"] == "ok") & seconds.map(math.isfinite)
@@ -180,13 +186,21 @@ def _pace(trials: "pd.DataFrame", epochs: "pd.DataFrame", local: bool) -> tuple[
     # choice, which is never emulated: such old trials count as this CPU's)
     policy = done["dtype_policy"].fillna(done.get("params_precision", "float32")).fillna("float32")
     like = emulated == policy.map(cpu_emulates).astype(bool)
-    if not local or not like.any() or like.all():
-        return seconds, "the recorded mean of {}" + _at_median(steady.notna()), bool(local and like.any())
-    kinds = {"float32" if p == "float32" else "16-bit convolutions accumulated in float32" if e
-             else "native 16-bit arithmetic" for p, e in zip(policy[like], emulated[like])}
-    how = " or ".join(sorted(kinds, key=lambda kind: (kind != "float32", kind)))
-    return (seconds[like], f"{{}}, the mean of the {int(like.sum())} recorded with {how} as on this CPU"
-            + _at_median(steady[like].notna()), True)
+    matched = bool(local and like.any())
+    mixed = local and like.any() and not like.all()
+    counted_in = like if mixed else like | True
+    # ISO times in UTC sort as times; a stable sort keeps the ledger's order for equal or missing ones
+    recent = done.loc[counted_in, "finished_at"].fillna("").sort_values(kind="stable").index[-_RECENT:]
+    at_median = _at_median(steady[recent].notna())
+    if not mixed and len(recent) == int(counted_in.sum()):
+        return seconds[recent], "the recorded mean of {}" + at_median, matched
+    how = ""
+    if mixed:
+        kinds = {"float32" if p == "float32" else "16-bit convolutions accumulated in float32" if e
+                 else "native 16-bit arithmetic" for p, e in zip(policy[recent], emulated[recent])}
+        how = f" with {' or '.join(sorted(kinds, key=lambda kind: (kind != 'float32', kind)))} as on this CPU"
+    last = "last " if len(recent) < int(counted_in.sum()) else ""
+    return seconds[recent], f"{{}}, the mean of the {last}{len(recent)} recorded{how}" + at_median, matched
 
 
 def _steady(cumulative: Sequence[float], epochs: int) -> float:

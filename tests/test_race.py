@@ -543,13 +543,14 @@ def test_status_shows_where_a_race_stands_before_and_after_its_looks(tmp_path: P
     save_state(early / "checkpoints" / f"{trial.id}.npz", {"params": trial.params}, state)
     shutil.copy(early / "checkpoints" / f"{trial.id}.npz", early / "checkpoints" / f"{trial.id}.npz{TMP_SUFFIX}")
     shown = ", ".join(f"{k}={trial.params[k]}" for k in ("loss", "optimizer", "seed"))
-    # 8 trials to go at the recorded mean of 60 s, the checkpointed one a third done: 460 s of trial time;
+    # 8 trials to go at 60 s (every trial's time; the last 6 of the 10 recorded set the pace), the
+    # checkpointed one a third done: 460 s of trial time;
     # at most 38 to go (the 8, then 6 configurations on seeds 4 to 8): 40 s + 37 x 60 s = 2260 s
     assert sweep_status(early, tmp_path).splitlines()[1:5] == [
         "race before its first look (at 3 seeds): 6 of 6 configurations left; 8 trials of the next round to run "
         "(at most 48 trials)",
-        "the next look after about 8 min of trial time (8 trials at the recorded mean of 60 s; checkpointed "
-        "epochs counted)",
+        "the next look after about 8 min of trial time (8 trials at 60 s, the mean of the last 6 recorded; "
+        "checkpointed epochs counted)",
         "the race ends after at most about 38 min of trial time (38 trials: the 6 configurations left on every "
         "seed up to 8, if no look eliminates another)",
         f"in progress or cut short (checkpointed): {shown} at epoch 1/3"]
@@ -558,8 +559,8 @@ def test_status_shows_where_a_race_stands_before_and_after_its_looks(tmp_path: P
     # two at a time, the started one first (40 s), then 7 of 60 s, each on the slot that frees first: 240 s;
     # to the end, 40 s and 18 x 60 s on one slot, 19 x 60 s on the other: 1140 s
     assert sweep_status(early, tmp_path).splitlines()[2:4] == [
-        "the next look in about 4 min (8 trials at the recorded mean of 60 s, 2 at a time; checkpointed epochs "
-        "counted)",
+        "the next look in about 4 min (8 trials at 60 s, the mean of the last 6 recorded, 2 at a time; "
+        "checkpointed epochs counted)",
         "the race ends in at most about 19 min (38 trials: the 6 configurations left on every seed up to 8, if no "
         "look eliminates another)"]
     done = _run_race_on(tmp_path / "done" / "claim_race", {**_MEANS, ("rmsprop", "mae"): 26.0})

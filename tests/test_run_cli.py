@@ -282,6 +282,42 @@ def test_status_paces_a_trial_at_its_median_epoch_when_every_epochs_time_is_know
         "each at its median epoch; checkpointed epochs counted)")
 
 
+def test_status_paces_by_the_last_trials_recorded_when_the_hosts_speed_drifts(tmp_path: Path, monkeypatch) -> None:
+    """Seen on lr_rho_race: 18 trials recorded on one host took 47-49 min each for a day, then
+    38-43 min, and "the next look in about 8.1 h" was the mean of all 18 (49 min), long by a
+    quarter. The last 6 recorded, by when they finished (not the ledger's order), set the pace."""
+    from sweeper.ledger import Ledger
+    from sweeper.records import TrialRow
+    from tests.test_report import OPT_LOSS, make_sweep
+
+    sweep = make_sweep(tmp_path / "drift", OPT_LOSS, {}, record=False)  # 6 configurations x 2 seeds
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    configs = [(loss, opt) for loss in OPT_LOSS["loss"] for opt in OPT_LOSS["optimizer"]]
+
+    def record(trials: list[tuple[str, int, float, str]]) -> None:
+        for (loss, opt), seed, seconds, finished in trials:
+            Ledger(sweep).record(TrialRow(
+                f"{loss}-{opt}-s{seed}", "ok", params={"loss": loss, "optimizer": opt, "seed": seed},
+                metrics={"val_psnr": 25.0, "val_ssim": 0.6, "val_mae": 0.04}, seconds=seconds, epochs_run=2,
+                finished_at=f"2026-12-06T0{finished}:00:00+00:00"), [])
+
+    # 6 trials of 10 s that finished from 03:00 on, recorded first ...
+    record([(config, 0, 10.0, str(3 + i)) for i, config in enumerate(configs)])
+    assert _status(sweep)[2] == ("done after about 60 s of trial time (6 trials at the recorded mean of 10 s; "
+                                 "checkpointed epochs counted)")
+    # ... then 2 of 100 s that had finished before them (01:00, 02:00): a ledger imported from
+    # another run's CSV lands in any order. The mean of all 8 would be 32.5 s (2 min for the 4 left);
+    # the last 6 to finish are the 10 s ones
+    record([(configs[0], 1, 100.0, "1"), (configs[1], 1, 100.0, "2")])
+    assert _status(sweep)[2] == ("done after about 40 s of trial time (4 trials at 10 s, the mean of the last 6 "
+                                 "recorded; checkpointed epochs counted)")
+    # one more, slow and the latest (09:00): it is among the last 6, the 03:00 one is not
+    # (5 x 10 + 100) / 6 = 25 s for the 3 left
+    record([(configs[2], 1, 100.0, "9")])
+    assert _status(sweep)[2] == ("done after about 75 s of trial time (3 trials at 25 s, the mean of the last 6 "
+                                 "recorded; checkpointed epochs counted)")
+
+
 def test_status_on_a_cpu_unlike_every_recorded_trials_takes_the_pace_of_its_own_checkpoints(
         tmp_path: Path, monkeypatch) -> None:
     """Seen on lr_rho_race: its first trials, emulated bf16 on an AVX2-only CPU, took 3.2 h each;

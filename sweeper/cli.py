@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, AbstractSet, Annotated, Iterator, Optional, Sequence
 
 import typer
 
@@ -205,7 +205,7 @@ def predict_cmd(
     )
 
 
-def _trial_table(spec: SweepSpec, trials: Sequence[Trial], done: set[str]) -> None:
+def _trial_table(spec: SweepSpec, trials: Sequence[Trial], done: AbstractSet[str]) -> None:
     """Print the planned trials (the --dry-run view): varying params and ledger status."""
     from rich.console import Console
     from rich.table import Table
@@ -240,8 +240,7 @@ def run_cmd(
     yes: Annotated[bool, typer.Option("--yes", help="Allow grids over 100,000 trials.")] = False,
 ) -> None:
     """Run every trial of a search space on Ray Tune; re-running resumes from the ledger."""
-    from sweeper.dispatch import EXIT_INTERRUPTED, RunOptions, local_cpu_warning, plan, resume_command, supervise
-    from sweeper.ledger import Ledger
+    from sweeper.dispatch import EXIT_INTERRUPTED, RunOptions, local_cpu_warning, resume_command, supervise
     from sweeper.spec import load
 
     spec = load(spec_path, tuple(set_ or ()), allow_huge=yes)
@@ -250,20 +249,13 @@ def run_cmd(
         max_concurrent=max_concurrent, wandb_mode=wandb_mode, wandb_sweep=wandb_sweep,
     )
     if dry_run:
-        done = Ledger(results_dir / spec.name, create=False).done_ids()
-        sweep = plan(spec, done)
-        if sweep.searched:
-            fewer = f" (all the space holds; run_cap is {spec.run_cap})" if sweep.planned < spec.run_cap else ""
-            typer.echo(f"{spec.name}: bayes, {sweep.planned} trials{fewer} proposed by Optuna TPE at run time")
-        elif spec.race is not None:
-            from sweeper.status import race_plan
+        from sweeper.status import preview
 
-            listed, where = race_plan(spec, results_dir / spec.name)
-            if listed:
-                _trial_table(spec, listed, done)
-            typer.echo(where)
-        else:
-            _trial_table(spec, sweep.trials, done)
+        view = preview(spec, results_dir)
+        if view.trials:
+            _trial_table(spec, view.trials, view.done)
+        if view.line:
+            typer.echo(view.line)
         if slow := local_cpu_warning(spec, address):
             # Whether a GPU would take the trials is Ray's to find at run time; the CPU is known now.
             gpu = " (unless a GPU takes the trials)" if spec.resources.gpu > 0 else ""

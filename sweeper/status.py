@@ -8,6 +8,7 @@ from __future__ import annotations
 import heapq
 import math
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
@@ -26,26 +27,60 @@ if TYPE_CHECKING:
 
     from model.checkpoint import Progress
 
-__all__ = ["planned_trials", "race_plan", "sweep_status"]
+__all__ = ["Preview", "planned_trials", "preview", "sweep_status"]
 
 # How many of the last recorded trials set an estimate's pace: enough that one slow trial does
 # not set it, few enough to follow the host's own speed (lr_rho_race's trials took 47-49 min
 # for a day on one host, then 38-43 min, and a mean of all 18 said 49).
 _RECENT = 6
 
+
 def planned_trials(spec: SweepSpec | None) -> int | None:
     """How many trials the sweep's spec plans (``None`` without a spec)."""
     return None if spec is None else trial_count(spec)
 
 
-def race_plan(spec: SweepSpec, sweep_dir: Path) -> tuple[tuple[Trial, ...], str]:
-    """What ``sweeper run`` of a race does next, from the ledger in ``sweep_dir`` (the
-    ``--dry-run`` view): the trials to list, and one line on where the race stands and the most
-    trials it can come to (:meth:`~sweeper.race.RaceState.most_trials`)."""
-    ledger = Ledger(sweep_dir, create=False)
-    state = race_state(spec, ledger.trials(), ledger.eliminations())  # refuses a spec that is not raced
+@dataclass(frozen=True)
+class Preview:
+    """What ``sweeper run --dry-run`` shows, read from the ledger (nothing runs).
+
+    Attributes:
+        trials: The trial table's rows: the grid's trials, or a race's round under way (none
+            for Optuna TPE, which proposes its trials as it runs, or for a race that is over).
+        done: The ids among ``trials`` the ledger holds.
+        line: What the run does beyond the table (TPE's proposals, a race's plan), or ``""``.
+    """
+
+    trials: tuple[Trial, ...]
+    done: frozenset[str]
+    line: str = ""
+
+
+def preview(spec: SweepSpec, results_dir: Path) -> Preview:
+    """What ``sweeper run`` of ``spec`` would do next, given the ledger under ``results_dir``
+    (none yet: everything). A race lists the round under way and bounds the trials it can
+    come to (:meth:`~sweeper.race.RaceState.most_trials`)."""
+    from sweeper.dispatch.plan import plan
+
+    ledger = Ledger(results_dir / spec.name, create=False)
+    trials = ledger.trials()  # one read serves the table's column and the race's replay
+    done = set(trials["trial_id"])
+    sweep = plan(spec, done)
+    if sweep.searched:
+        fewer = f" (all the space holds; run_cap is {spec.run_cap})" if sweep.planned < spec.run_cap else ""
+        return Preview((), frozenset(), f"{spec.name}: bayes, {sweep.planned} trials{fewer} proposed by Optuna TPE "
+                                        "at run time")
+    if spec.race is None:
+        return Preview(tuple(sweep.trials), frozenset(done))
+    listed, line = _race_plan(spec, race_state(spec, trials, ledger.eliminations()))
+    return Preview(listed, frozenset(done & {t.id for t in listed}), line)
+
+
+def _race_plan(spec: SweepSpec, state: RaceState) -> tuple[tuple[Trial, ...], str]:
+    """A race's trials to list and its one line: where it stands and the most trials it can
+    come to."""
     race = spec.race
-    assert race is not None
+    assert race is not None  # race_state refused a spec that is not raced
     head = f"{spec.name}: a race ({race.test}, alpha {race.alpha:g})"
     most = f"{state.most_trials(race)} trials at the most"
     if state.done:

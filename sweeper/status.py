@@ -223,18 +223,18 @@ def _pace(trials: "pd.DataFrame", epochs: "pd.DataFrame", local: bool) -> tuple[
     like = emulated == policy.map(cpu_emulates).astype(bool)
     matched = bool(local and like.any())
     mixed = local and like.any() and not like.all()
-    counted_in = like if mixed else like | True
+    pool = done.loc[like, "finished_at"] if mixed else done["finished_at"]
     # ISO times in UTC sort as times; a stable sort keeps the ledger's order for equal or missing ones
-    recent = done.loc[counted_in, "finished_at"].fillna("").sort_values(kind="stable").index[-_RECENT:]
+    recent = pool.fillna("").sort_values(kind="stable").index[-_RECENT:]
     at_median = _at_median(steady[recent].notna())
-    if not mixed and len(recent) == int(counted_in.sum()):
+    last = "last " if len(recent) < len(pool) else ""
+    if not mixed and not last:
         return seconds[recent], "the recorded mean of {}" + at_median, matched
     how = ""
     if mixed:
         kinds = {"float32" if p == "float32" else "16-bit convolutions accumulated in float32" if e
                  else "native 16-bit arithmetic" for p, e in zip(policy[recent], emulated[recent])}
         how = f" with {' or '.join(sorted(kinds, key=lambda kind: (kind != 'float32', kind)))} as on this CPU"
-    last = "last " if len(recent) < int(counted_in.sum()) else ""
     return seconds[recent], f"{{}}, the mean of the {last}{len(recent)} recorded{how}" + at_median, matched
 
 

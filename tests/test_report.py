@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 import subprocess
@@ -234,9 +235,12 @@ def test_the_headline_counts_trials_whose_16_bit_convolutions_were_emulated(tmp_
                                  placement=Placement(accelerator="cpu", dtype_policy="mixed_bfloat16",
                                                      emulation="float32-accumulate")))
     assert emulated.emulated == 4 and emulated.headline().endswith(
-        "; 4 of them on a CPU without native 16-bit arithmetic, their 16-bit convolutions computed in float32 "
-        "and rounded once (the ledger's emulation column)")
+        "; PARTIAL: 8 trials not recorded yet (the sweep is still running or was interrupted; `sweeper run SPEC` "
+        "resumes it); all 4 recorded trials ran on a CPU without native 16-bit arithmetic, their 16-bit "
+        "convolutions computed in float32 and rounded once (the ledger's emulation column)")
     assert json.loads(render(emulated, "json"))["emulated"] == 4
+    some = dataclasses.replace(emulated, emulated=3)  # the wording when the ledger mixes CPUs
+    assert "; 3 of the 4 recorded trials ran on a CPU without native 16-bit arithmetic" in some.headline()
 
 
 def test_an_empty_sweep_is_a_one_line_error(tmp_path: Path) -> None:

@@ -54,7 +54,10 @@ class Report:
             line += (f"; PARTIAL: {self.planned - self.recorded} trials not recorded yet (the sweep is still "
                      "running or was interrupted; `sweeper run SPEC` resumes it)")
         if self.emulated:
-            line += (f"; {self.emulated} of them on a CPU without native 16-bit arithmetic, their 16-bit "
+            # Named against the recorded trials: after PARTIAL's clause "of them" read as the missing ones.
+            which = (f"all {self.recorded} recorded trials" if self.emulated == self.recorded
+                     else f"{self.emulated} of the {self.recorded} recorded trials")
+            line += (f"; {which} ran on a CPU without native 16-bit arithmetic, their 16-bit "
                      "convolutions computed in float32 and rounded once (the ledger's emulation column)")
         return line
 

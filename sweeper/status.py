@@ -124,7 +124,7 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
         to_go, started = len(state.pending), [checkpointed[t.id] for t in state.pending if t.id in checkpointed]
     else:
         to_go, started = max(0, (planned or done) - done), list(checkpointed.values())  # unrecorded: all to go
-        most = to_go
+        most = to_go  # a grid runs exactly the trials it lacks: its bound is its count
         if planned:
             lines.append(f"remaining: {to_go}")
     local = cluster_address(None) is None

@@ -222,7 +222,7 @@ def _pace(trials: "pd.DataFrame", epochs: "pd.DataFrame", local: bool) -> tuple[
     policy = done["dtype_policy"].fillna(done.get("params_precision", "float32")).fillna("float32")
     like = emulated == policy.map(cpu_emulates).astype(bool)
     matched = bool(local and like.any())
-    mixed = local and like.any() and not like.all()
+    mixed = matched and not like.all()  # some, not all, computed as this CPU computes them
     pool = done.loc[like, "finished_at"] if mixed else done["finished_at"]
     # ISO times in UTC sort as times; a stable sort keeps the ledger's order for equal or missing ones
     recent = pool.fillna("").sort_values(kind="stable").index[-_RECENT:]

@@ -43,7 +43,7 @@ def _simulated_race(rng: np.random.Generator, k: int, first: int, most: int, tes
 
 @pytest.mark.parametrize(("test", "k", "races", "first"), [
     ("friedman", 5, 600, 3), ("friedman", 2, 300, 3), ("ttest-holm", 5, 1500, 3), ("ttest-holm", 25, 1500, 3),
-    # The reference races' shape: 20 or 25 configurations, first look at 2 seeds (one block
+    # The reference races' shape: 25 configurations (lr_rho_race has 20), first look at 2 seeds (one block
     # fewer than above: the look the rank test's step-down and the t test's 1 df must survive).
     ("friedman", 25, 400, 2), ("ttest-holm", 25, 1500, 2)])
 def test_equal_configurations_are_eliminated_at_most_at_the_stated_rate(test: str, k: int, races: int,

@@ -27,12 +27,10 @@ $(STAMP): pyproject.toml
 
 # Two pytest-xdist workers: much of the suite waits on Ray, subprocesses and timeouts rather
 # than on a core (on a 2-core EPYC, 2026-12-05: 1012.74 s with one, 742.78 s with two).
-# --durations lists the slowest tests in every CI log, so a test that grows is seen before the
-# suite outgrows its 15 minutes.
 TEST_WORKERS ?= 2
 
 test: setup system-deps
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=15
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 # The dashboard's test loads `sweeper dashboard` in headless Chromium: Debian's package,
 # installed here when missing (with sudo unless root), so `make test` needs nothing else.

@@ -107,6 +107,37 @@ def test_configurations_every_seed_ranks_the_same_way_are_eliminated_worst_first
     assert look(x[:2], "friedman", look_level(0.05, 9)).eliminated == {}  # two seeds: 1/36 > the level
 
 
+@pytest.mark.parametrize("test", ["friedman", "ttest-holm"])
+def test_what_a_look_decides_does_not_depend_on_the_order_of_the_configurations(test: str) -> None:
+    """The same scores with the grid's columns reordered: the same best, the same eliminations
+    at the same p-values (rank sums tie often with 2-4 seeds; the permutation p-value draws the
+    same permutations whatever the order)."""
+    rng = np.random.default_rng(3)
+    level, decided = look_level(0.05, 9), 0
+    for _ in range(40):
+        n, k = int(rng.integers(2, 5)), int(rng.integers(3, 21))
+        x = 0.05 * rng.normal(size=(n, k)) + rng.random() * np.linspace(0.0, 1.0, k) + 3.0 * rng.normal(size=(n, 1))
+        order = rng.permutation(k)
+        a, b = look(x, test, level), look(x[:, order], test, level)
+        assert int(order[b.best]) == a.best
+        assert {int(order[j]): p for j, p in b.eliminated.items()} == pytest.approx(a.eliminated)
+        decided += bool(a.eliminated)
+    assert decided >= 10, f"only {decided} of 40 looks eliminated anything: the check compared too little"
+
+
+def test_a_tie_for_the_worst_rank_sum_goes_by_the_mean_score() -> None:
+    """lr_rho_race's first look, its last step (2026-12-06): 8 configurations left, lr 0.001
+    rho 0.8 and lr 0.003 rho 0.99 ranked 8th and 7th on seed 0, 7th and 8th on seed 1. The
+    one with the lower mean goes (25.254 against 25.258 dB), in either order; the other stays."""
+    scores = {"0.001/0.8": (25.246, 25.270), "0.001/0.9": (25.298, 25.272), "0.001/0.95": (25.260, 25.296),
+              "0.001/0.99": (25.259, 25.287), "0.003/0.8": (25.419, 25.379), "0.003/0.9": (25.374, 25.377),
+              "0.003/0.95": (25.357, 25.357), "0.003/0.99": (25.251, 25.257)}
+    for names in (list(scores), list(reversed(scores))):
+        result = look(np.array([scores[c] for c in names]).T, "friedman", look_level(0.05, 9))
+        assert [names[j] for j in result.eliminated] == ["0.003/0.99"]
+        assert names[result.best] == "0.003/0.8"
+
+
 def test_seeds_needed_grows_as_the_difference_shrinks() -> None:
     wide = seeds_needed([0.2, 0.3, 0.25, 0.22], level=0.01)
     narrow = seeds_needed([0.02, 0.3, -0.2, 0.05], level=0.01)
@@ -386,6 +417,25 @@ def test_the_claims_verdict_comes_from_the_race(tmp_path: Path, rmsprop_mae: flo
     assert "The race: seeds run, eliminations, compute" in result.figures
     assert (sweep / "plots" / "race.png").is_file() and "Configurations in the race" in render(result, "md")
     assert not result.partial  # a finished race plans exactly what it ran
+
+
+def test_a_look_once_recorded_is_replayed_as_recorded(tmp_path: Path) -> None:
+    """The ledger holds a look that eliminated one configuration fewer than today's tests would
+    (as after a change to the tests, or to the spec's alpha): the replay keeps the look as
+    recorded, adds no elimination to it, and that configuration races on."""
+    from sweeper.ledger import Ledger
+    from sweeper.space import config_id
+
+    ledger = Ledger(_run_race_on(tmp_path / "r", {**_MEANS, ("rmsprop", "mae"): 24.0}))
+    recorded = ledger.eliminations()
+    first = recorded[recorded["round"] == recorded["round"].min()]
+    spared = first["config_id"].iloc[0]
+    state = race_state(loads(_CLAIM_SPEC), ledger.trials(), recorded.drop(index=first.index[0]))
+    assert spared in state.alive and spared not in state.eliminated and state.new == ()
+    assert any(spared in r.alive and spared not in r.eliminated for r in state.rounds)
+    assert set(first["config_id"]) - {spared} <= state.eliminated.keys() <= set(recorded["config_id"]) - {spared}
+    # It races on: its next seed is among the trials to run (the others ran theirs already).
+    assert any(config_id(t.params) == spared for t in state.pending)
 
 
 def test_a_race_before_its_first_look_says_so_and_how_far_it_has_got(tmp_path: Path) -> None:

@@ -119,7 +119,11 @@ def _friedman_step(x: Any, level: float, step: int, comparisons: int) -> tuple[f
     sums = ranks.sum(axis=0)
     df = (n - 1) * (k - 1)
     scale = math.sqrt(max(0.0, 2.0 * (n * float((ranks**2).sum()) - float((sums**2).sum())) / df))
-    worst, best = int(np.argmax(sums)), int(np.argmin(sums))
+    # Rank sums tie often with few seeds; a tie goes by the mean score (the lower is the worse),
+    # so which configuration leaves is the scores' choice, never the grid's order.
+    means = x.mean(axis=0)
+    worst = max(range(k), key=lambda j: (sums[j], -means[j]))
+    best = min(range(k), key=lambda j: (sums[j], -means[j]))
     if scale <= _TINY:
         # Every seed ranks the configurations the same way: Conover's residual spread is zero
         # and its statistic unbounded, the clearest case there is (the omnibus test already
@@ -179,6 +183,9 @@ def _permutation_p(ranks: Any, level: float) -> float:
         return ((r.sum(axis=-2) - centre) ** 2).sum(axis=-1)
 
     observed = float(statistic(ranks)) - 1e-9 * max(1.0, abs(float(statistic(ranks))))
+    # Each seed's ranks in sorted order before drawing: the permutations drawn (and so the
+    # p-value) are then the same whatever order the configurations come in.
+    ranks = np.sort(ranks, axis=1)
     rng = np.random.default_rng(_PERMUTATION_SEED)
     drawn = above = 0
     while drawn < _PERMUTATIONS:

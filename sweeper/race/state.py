@@ -3,8 +3,9 @@ the trials to run next, and whether it is over.
 
 The state is a function of the spec, the recorded trials and the recorded eliminations, so
 a race resumed after a crash (or read by ``sweeper report``) is the same race: the tests are
-deterministic, and an elimination once recorded is never undone (if the spec's race
-settings changed in between, a recorded elimination still stands from its round on).
+deterministic, and a look once recorded is never re-decided: its eliminations stand as
+recorded, none undone and none added, even if the spec's race settings (or the tests) changed
+since. (A look that eliminated nothing leaves no record, and is tested again.)
 
 A round is a number of seeds ``n``: every configuration still in the race has its trials on
 seeds ``0 .. n-1``. The race starts at ``first`` seeds and adds one seed per round up to
@@ -167,9 +168,11 @@ def race_state(spec: SweepSpec, trials: Any, eliminations: Any = None) -> RaceSt
             return state(missing, False, "")
         decided, p_value, best = _test_round(spec, n, alive, {c: [rows[grid[c][s].id] for s in range(n)]
                                                                for c in alive}, sign, level, scores)
-        for cid, elimination in recorded.items():
-            if elimination.round == n:
-                decided.setdefault(cid, elimination)
+        taken = {cid: e for cid, e in recorded.items() if e.round == n}
+        if taken:
+            # A look once recorded stands as recorded: a later change to the tests or to the
+            # spec's race settings decides the looks still to come, never one already taken.
+            decided = taken
         eliminated.update({c: e for c, e in decided.items() if c not in eliminated})
         rounds.append(Round(n, tuple(alive), p_value, best, tuple(c for c in alive if c in decided)))
         if sum(c not in eliminated for c in configs) <= 1:

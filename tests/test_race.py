@@ -115,7 +115,7 @@ def test_what_a_look_decides_does_not_depend_on_the_order_of_the_configurations(
     rng = np.random.default_rng(3)
     level, decided = look_level(0.05, 9), 0
     for _ in range(40):
-        n, k = int(rng.integers(2, 5)), int(rng.integers(3, 21))
+        n, k = int(rng.integers(2, 5)), int(rng.integers(2, 21))
         x = 0.05 * rng.normal(size=(n, k)) + rng.random() * np.linspace(0.0, 1.0, k) + 3.0 * rng.normal(size=(n, 1))
         order = rng.permutation(k)
         a, b = look(x, test, level), look(x[:, order], test, level)
@@ -123,6 +123,18 @@ def test_what_a_look_decides_does_not_depend_on_the_order_of_the_configurations(
         assert {int(order[j]): p for j, p in b.eliminated.items()} == pytest.approx(a.eliminated)
         decided += bool(a.eliminated)
     assert decided >= 10, f"only {decided} of 40 looks eliminated anything: the check compared too little"
+
+
+def test_the_last_two_go_by_the_signed_ranks_in_either_order() -> None:
+    """Two left, 21 seeds: one is ahead by 1 dB on 20 of them and behind by 20 on the last, so
+    the mean difference is exactly zero but Wilcoxon's signed ranks reject; the one behind on
+    20 seeds goes, whichever column it is in."""
+    base = 0.5 * np.arange(21.0)  # exact in binary: the differences are exactly +1 and -20
+    ahead = base + np.r_[np.ones(20), -20.0]
+    for x, behind in ((np.c_[ahead, base], 1), (np.c_[base, ahead], 0)):
+        assert (x[:, 0] - x[:, 1]).mean() == 0.0
+        result = look(x, "friedman", look_level(0.05, 9))
+        assert list(result.eliminated) == [behind] and result.best == 1 - behind
 
 
 def test_a_tie_for_the_worst_rank_sum_goes_by_the_mean_score() -> None:

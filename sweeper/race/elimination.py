@@ -140,7 +140,10 @@ def _wilcoxon_step(x: Any, level: float) -> tuple[float, int | None, float]:
     if (abs(diff) <= _TINY).all():
         return 1.0, None, math.nan
     p = float(stats.wilcoxon(x[:, 0], x[:, 1], zero_method="wilcox", alternative="two-sided").pvalue)
-    worst = 1 if diff.mean() > 0 else 0
+    # The worse is the one the signed ranks point at (the test's own statistic, so the choice
+    # does not flip with the columns' order as a mean of exactly zero would make it).
+    ranks = stats.rankdata(abs(diff))
+    worst = 1 if ranks[diff > 0].sum() > ranks[diff < 0].sum() else 0
     return (p, worst, p) if p < level else (p, None, p)
 
 

@@ -122,8 +122,8 @@ def _friedman_step(x: Any, level: float, step: int, comparisons: int) -> tuple[f
     # Rank sums tie often with few seeds; a tie goes by the mean score (the lower is the worse),
     # so which configuration leaves is the scores' choice, never the grid's order.
     means = x.mean(axis=0)
-    worst = max(range(k), key=lambda j: (sums[j], -means[j]))
-    best = min(range(k), key=lambda j: (sums[j], -means[j]))
+    badness = [(sums[j], -means[j]) for j in range(k)]
+    worst, best = max(range(k), key=badness.__getitem__), min(range(k), key=badness.__getitem__)
     if scale <= _TINY:
         # Every seed ranks the configurations the same way: Conover's residual spread is zero
         # and its statistic unbounded, the clearest case there is (the omnibus test already
@@ -141,9 +141,11 @@ def _wilcoxon_step(x: Any, level: float) -> tuple[float, int | None, float]:
         return 1.0, None, math.nan
     p = float(stats.wilcoxon(x[:, 0], x[:, 1], zero_method="wilcox", alternative="two-sided").pvalue)
     # The worse is the one the signed ranks point at (the test's own statistic, so the choice
-    # does not flip with the columns' order as a mean of exactly zero would make it).
-    ranks = stats.rankdata(abs(diff))
-    worst = 1 if ranks[diff > 0].sum() > ranks[diff < 0].sum() else 0
+    # does not flip with the columns' order as a mean of exactly zero would make it), ranked
+    # without the zero differences, as zero_method="wilcox" ranks them.
+    nonzero = diff[diff != 0]
+    ranks = stats.rankdata(abs(nonzero))
+    worst = 1 if ranks[nonzero > 0].sum() > ranks[nonzero < 0].sum() else 0
     return (p, worst, p) if p < level else (p, None, p)
 
 

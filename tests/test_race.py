@@ -246,9 +246,11 @@ def test_a_race_eliminates_the_clearly_worse_configuration_at_the_first_test(fin
     ledger = Ledger(sweep_dir)
     trials, eliminations = ledger.trials(), ledger.eliminations()
     bad = config_id({"learning_rate": 0.1, "epochs": 1})
-    assert list(eliminations["config_id"]) == [bad]  # only it, and recorded with its round and p-value
+    # only it, recorded with its round and p-value; then the looks after 4 and 5 seeds, which eliminated none
+    assert list(eliminations["config_id"]) == [bad, "", ""] and list(eliminations["round"]) == [3, 4, 5]
     row = eliminations.iloc[0]
     assert row["round"] == 3 and row["test"] == "ttest-holm" and 0 < row["p_value"] < 0.05 / 3
+    assert (eliminations["p_value"].iloc[1:] >= 0.05 / 3).all()  # their omnibus tests did not reject
     # 4 configurations x 3 seeds, then the 3 equal ones on seeds 3 and 4; each trial once.
     assert len(trials) == 12 + 3 + 3 and trials["trial_id"].is_unique
     per_config = trials.groupby("params_learning_rate")["params_seed"].apply(sorted).to_dict()
@@ -448,6 +450,45 @@ def test_a_look_once_recorded_is_replayed_as_recorded(tmp_path: Path) -> None:
     assert set(first["config_id"]) - {spared} <= state.eliminated.keys() <= set(recorded["config_id"]) - {spared}
     # It races on: its next seed is among the trials to run (the others ran theirs already).
     assert any(config_id(t.params) == spared for t in state.pending)
+
+
+def test_a_look_that_eliminated_nothing_is_recorded_and_stays_so(tmp_path: Path) -> None:
+    """A look that eliminated nothing is a row of the race table too (no configuration, its
+    round, omnibus p-value and best), kept through the CSV export; a replay under looser
+    settings (alpha 0.05 -> 0.45) eliminates nothing at such a look, which without the row it
+    would."""
+    from sweeper.ledger import Ledger
+    from sweeper.records import Elimination
+
+    sweep = _run_race_on(tmp_path / "a" / "claim_race", {**_MEANS, ("rmsprop", "mae"): 24.9})
+    ledger = Ledger(sweep)
+    rows, trials = ledger.eliminations(), ledger.trials()
+    state = race_state(loads(_CLAIM_SPEC), trials, rows)
+    quiet = [r for r in state.rounds if not r.eliminated]
+    assert quiet and any(r.eliminated for r in state.rounds)  # both kinds of look happened
+    looks = rows[rows["config_id"] == ""]
+    assert looks["round"].tolist() == [r.seeds for r in quiet]
+    assert looks["p_value"].tolist() == pytest.approx([r.p_value for r in quiet])
+    assert looks["best_config_id"].tolist() == [r.best for r in quiet]
+    assert looks["reason"].str.startswith("nothing eliminated after ").all()
+    assert set(rows.loc[rows["config_id"] != "", "config_id"]) == state.eliminated.keys()
+    assert state.to_record == ()  # the driver recorded every look as it made it
+    again = [Elimination.none_at(r.seeds, r.p_value, r.best, "ttest-holm", state.level) for r in quiet]
+    assert ledger.record_eliminations(again) == 0 and len(ledger.eliminations()) == len(rows)  # each look once
+
+    # The committed form carries them: a ledger made from the CSV export holds the same rows.
+    copy = tmp_path / "b" / "claim_race"
+    ledger.export_csv(copy)
+    imported = Ledger(copy)
+    assert imported.import_csv_export() == len(trials)
+    assert imported.eliminations().equals(rows)
+
+    loose = loads(_CLAIM_SPEC.replace("alpha: 0.05", "alpha: 0.45"))
+    kept = race_state(loose, trials, rows)
+    assert (kept.new, kept.new_looks) == ((), ())
+    assert [r.eliminated for r in kept.rounds] == [r.eliminated for r in state.rounds]
+    redecided = race_state(loose, trials, rows[rows["config_id"] != ""])  # as before looks were recorded
+    assert redecided.new and {e.round for e in redecided.new} <= {r.seeds for r in quiet}
 
 
 def test_a_race_before_its_first_look_says_so_and_how_far_it_has_got(tmp_path: Path) -> None:

@@ -207,7 +207,7 @@ def _race_rounds(spec: SweepSpec, ledger: Ledger, wandb_mode: str) -> Iterator[S
     while True:
         trials = ledger.trials()
         state = race_state(spec, trials, ledger.eliminations())
-        ledger.record_eliminations(state.new)
+        ledger.record_eliminations(state.to_record)
         _log_look(spec, state, trials, ledger.sweep_dir, wandb_mode)
         for elimination in state.new:
             _log.info("race: %s eliminated after %d seeds: %s", _label(state, elimination.config_id),

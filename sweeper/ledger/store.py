@@ -36,6 +36,11 @@ __all__ = ["Ledger"]
 _LOCK_NAME = ".ledger.lock"
 
 
+def _race_key(config_id: str, round_: int) -> tuple[str, int]:
+    # An elimination is keyed by its configuration alone, a look that eliminated none by its round.
+    return (config_id, -1) if config_id else ("", int(round_))
+
+
 def _signature(path: Path) -> tuple[int, int, int] | None:
     # Each write is a new inode (os.replace), so (inode, mtime, size) changes on every write.
     try:
@@ -153,7 +158,8 @@ class Ledger:
         return trials, epochs[epochs["trial_id"].isin(set(trials["trial_id"]))]
 
     def eliminations(self) -> Any:
-        """The configurations a race eliminated, in the order it did (empty unless raced).
+        """The configurations a race eliminated, in the order it did, with a row (``config_id``
+        empty) for each look that eliminated none (empty unless raced).
 
         Raises:
             LedgerError: ``race.parquet`` is unreadable.
@@ -254,19 +260,20 @@ class Ledger:
         return True
 
     def record_eliminations(self, rows: Sequence[Elimination]) -> int:
-        """Append the eliminations not recorded yet (one per configuration: a race never
-        revives one, so a configuration's first elimination is the one kept).
+        """Append the race rows not recorded yet: eliminations (one per configuration: a race
+        never revives one, so a configuration's first elimination is the one kept) and looks
+        that eliminated nothing (one per round).
 
         Returns:
             How many were new.
         """
         with self._lock():
             table = self._read_table(self.race_path, RACE_SCHEMA)
-            known = set(table["config_id"].to_pylist())
+            known = {_race_key(c, r) for c, r in zip(table["config_id"].to_pylist(), table["round"].to_pylist())}
             new = []
             for row in rows:
-                if row.config_id not in known:
-                    known.add(row.config_id)
+                if (key := _race_key(row.config_id, row.round)) not in known:
+                    known.add(key)
                     new.append(row.columns())
             if new:
                 self._write(pa.concat_tables([table, arrow_table(new, RACE_SCHEMA)]), self.race_path)

@@ -5,7 +5,8 @@ The state is a function of the spec, the recorded trials and the recorded elimin
 a race resumed after a crash (or read by ``sweeper report``) is the same race: the tests are
 deterministic, and a look once recorded is never re-decided: its eliminations stand as
 recorded, none undone and none added, even if the spec's race settings (or the tests) changed
-since. (A look that eliminated nothing leaves no record, and is tested again.)
+since. A look that eliminated nothing is recorded too (a row without a configuration), so it
+stays a look that eliminated nothing.
 
 A round is a number of seeds ``n``: every configuration still in the race has its trials on
 seeds ``0 .. n-1``. The race starts at ``first`` seeds and adds one seed per round up to
@@ -60,6 +61,8 @@ class RaceState:
         rounds: The tests so far.
         eliminated: Configuration id -> why it left the race (recorded or decided now).
         new: The eliminations decided by this replay that the ledger does not hold yet.
+        new_looks: The looks this replay made that eliminated nothing and that the ledger
+            does not hold yet (:meth:`Elimination.none_at` rows).
         alive: The configurations still in the race, in grid order.
         pending: The trials to run next (empty when the race is over).
         done: Whether the race is over; ``why`` says how it ended.
@@ -79,6 +82,12 @@ class RaceState:
     trials_run: int
     seconds_run: float
     scores: dict[str, dict[int, float]] = field(default_factory=dict)  # config -> seed -> signed score
+    new_looks: tuple[Elimination, ...] = ()
+
+    @property
+    def to_record(self) -> tuple[Elimination, ...]:
+        """The race rows the ledger lacks: :attr:`new`, then :attr:`new_looks`."""
+        return self.new + self.new_looks
 
     @property
     def seeds(self) -> int:
@@ -139,9 +148,10 @@ def race_state(spec: SweepSpec, trials: Any, eliminations: Any = None) -> RaceSt
         configs.setdefault(cid, {k: v for k, v in trial.params.items() if k != "seed"})
         grid.setdefault(cid, {})[int(trial.params["seed"])] = trial
     rows = {r["trial_id"]: r for r in trials.to_dict("records")}
-    recorded = {} if eliminations is None else {
-        r["config_id"]: Elimination(**{k: r[k] for k in Elimination.__dataclass_fields__})
-        for r in eliminations.to_dict("records")}
+    records = [] if eliminations is None else [
+        Elimination(**{k: r[k] for k in Elimination.__dataclass_fields__}) for r in eliminations.to_dict("records")]
+    recorded = {e.config_id: e for e in records if e.eliminates}
+    looked = {e.round for e in records if not e.eliminates}  # looks recorded as eliminating nothing
     ran = [rows[t.id] for seeds in grid.values() for t in seeds.values() if t.id in rows]
     seconds = sum(float(r["seconds"]) for r in ran if math.isfinite(float(r["seconds"])))
     level = look_level(race.alpha, race.looks)
@@ -151,9 +161,11 @@ def race_state(spec: SweepSpec, trials: Any, eliminations: Any = None) -> RaceSt
 
     def state(pending: tuple[Trial, ...], done: bool, why: str) -> RaceState:
         new = tuple(e for cid, e in eliminated.items() if cid not in recorded)
+        quiet = tuple(Elimination.none_at(r.seeds, r.p_value, r.best, race.test, level)
+                      for r in rounds if not r.eliminated and r.seeds not in looked)
         return RaceState(configs, tuple(rounds), dict(eliminated), new,
                          tuple(c for c in configs if c not in eliminated), pending, done, why, level,
-                         len(ran), seconds, scores)
+                         len(ran), seconds, scores, quiet)
 
     for n in range(race.first, race.max + 1):
         for cid, elimination in recorded.items():
@@ -169,7 +181,7 @@ def race_state(spec: SweepSpec, trials: Any, eliminations: Any = None) -> RaceSt
         decided, p_value, best = _test_round(spec, n, alive, {c: [rows[grid[c][s].id] for s in range(n)]
                                                                for c in alive}, sign, level, scores)
         taken = {cid: e for cid, e in recorded.items() if e.round == n}
-        if taken:
+        if taken or n in looked:
             # A look once recorded stands as recorded: a later change to the tests or to the
             # spec's race settings decides the looks still to come, never one already taken.
             decided = taken

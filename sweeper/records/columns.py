@@ -182,7 +182,8 @@ RACE_SCHEMA: dict[str, Column] = {
     "test": Column(str),
     "reason": Column(str),
 }
-"""The ledger's ``race`` columns: one row per configuration a race eliminated (never deleted)."""
+"""The ledger's ``race`` columns: one row per configuration a race eliminated, and one with an
+empty ``config_id`` per look that eliminated none (never deleted)."""
 
 
 def coerce_columns(columns: Mapping[str, Any], schema: Mapping[str, Column], what: str) -> dict[str, Any]:

@@ -140,12 +140,16 @@ class EpochRow:
 
 @dataclass(frozen=True)
 class Elimination:
-    """A configuration a race stopped running, and why (the ledger's ``race`` table).
+    """A configuration a race stopped running, and why (the ledger's ``race`` table); or,
+    with an empty ``config_id``, a look that eliminated none (:meth:`none_at`), recorded so
+    that no later replay re-decides it.
 
     Attributes:
-        config_id: The configuration (:func:`sweeper.space.config_id`).
+        config_id: The configuration (:func:`sweeper.space.config_id`); ``""`` for a look
+            that eliminated nothing.
         round: How many seeds the configurations had when the test eliminated it.
-        p_value: The p-value of its comparison with the best (NaN when a trial failed).
+        p_value: The p-value of its comparison with the best (NaN when a trial failed); a
+            look's omnibus p-value on a row of a look that eliminated nothing.
         best_config_id: The best configuration at that test (``""`` when a trial failed).
         test: ``friedman``, ``ttest-holm``, or ``failed`` (one of its trials did not finish ok).
         reason: One line for people.
@@ -162,6 +166,19 @@ class Elimination:
         clean = coerce_columns(dataclasses.asdict(self), RACE_SCHEMA, "race row")
         for name, value in clean.items():
             object.__setattr__(self, name, value)
+
+    @classmethod
+    def none_at(cls, seeds: int, p_value: float | None, best_config_id: str, test: str, level: float,
+                ) -> "Elimination":
+        """The row of a look after ``seeds`` seeds that eliminated no configuration."""
+        shown = "no test" if p_value is None else f"{test}: omnibus p={p_value:.2g}, level {level:.2g}"
+        return cls("", seeds, math.nan if p_value is None else p_value, best_config_id, test,
+                   reason=f"nothing eliminated after {seeds} seeds ({shown})")
+
+    @property
+    def eliminates(self) -> bool:
+        """Whether the row eliminates a configuration (else it records a look that eliminated none)."""
+        return self.config_id != ""
 
     def columns(self) -> dict[str, Any]:
         """The row as :data:`RACE_SCHEMA` columns."""

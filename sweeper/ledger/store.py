@@ -36,11 +36,6 @@ __all__ = ["Ledger"]
 _LOCK_NAME = ".ledger.lock"
 
 
-def _race_key(config_id: str, round_: int) -> tuple[str, int]:
-    # An elimination is keyed by its configuration alone, a look that eliminated none by its round.
-    return (config_id, -1) if config_id else ("", int(round_))
-
-
 def _signature(path: Path) -> tuple[int, int, int] | None:
     # Each write is a new inode (os.replace), so (inode, mtime, size) changes on every write.
     try:
@@ -269,11 +264,11 @@ class Ledger:
         """
         with self._lock():
             table = self._read_table(self.race_path, RACE_SCHEMA)
-            known = {_race_key(c, r) for c, r in zip(table["config_id"].to_pylist(), table["round"].to_pylist())}
+            known = {Elimination(c, r).key for c, r in zip(table["config_id"].to_pylist(), table["round"].to_pylist())}
             new = []
             for row in rows:
-                if (key := _race_key(row.config_id, row.round)) not in known:
-                    known.add(key)
+                if row.key not in known:
+                    known.add(row.key)
                     new.append(row.columns())
             if new:
                 self._write(pa.concat_tables([table, arrow_table(new, RACE_SCHEMA)]), self.race_path)

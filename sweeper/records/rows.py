@@ -180,6 +180,12 @@ class Elimination:
         """Whether the row eliminates a configuration (else it records a look that eliminated none)."""
         return self.config_id != ""
 
+    @property
+    def key(self) -> tuple[str, int]:
+        """What makes the row one of its own in the race table: an elimination's configuration
+        (a race eliminates a configuration once), a look's round (each look is recorded once)."""
+        return (self.config_id, -1) if self.eliminates else ("", self.round)
+
     def columns(self) -> dict[str, Any]:
         """The row as :data:`RACE_SCHEMA` columns."""
         return dataclasses.asdict(self)

@@ -121,6 +121,7 @@ def test_what_a_look_decides_does_not_depend_on_the_order_of_the_configurations(
         a, b = look(x, test, level), look(x[:, order], test, level)
         assert int(order[b.best]) == a.best
         assert {int(order[j]): p for j, p in b.eliminated.items()} == pytest.approx(a.eliminated)
+        assert {int(order[j]): p for j, p in b.gates.items()} == pytest.approx(a.gates)
         decided += bool(a.eliminated)
     assert decided >= 10, f"only {decided} of 40 looks eliminated anything: the check compared too little"
 
@@ -148,6 +149,52 @@ def test_a_tie_for_the_worst_rank_sum_goes_by_the_mean_score() -> None:
         result = look(np.array([scores[c] for c in names]).T, "friedman", look_level(0.05, 9))
         assert [names[j] for j in result.eliminated] == ["0.003/0.99"]
         assert names[result.best] == "0.003/0.8"
+
+
+def test_each_elimination_keeps_the_p_value_of_the_step_that_let_it_go() -> None:
+    """lr_rho_race's second look (2026-12-06, seeds 0-2 of the 7 configurations left): the
+    step-down eliminated four, one per step, each past its own step's gate. The last, lr 0.001
+    rho 0.9, was last of the 4 left on every seed: Conover's spread is zero (comparison p 0)
+    and its gate is the permutation Friedman test on those 4 (8 / 5000), not the first step's
+    on all 7 (2 / 5000)."""
+    scores = {"0.001/0.9": (25.298441, 25.27167, 25.283868), "0.001/0.95": (25.260015, 25.295976, 25.276844),
+              "0.001/0.99": (25.259075, 25.287252, 25.281967), "0.003/0.8": (25.419272, 25.378535, 25.436036),
+              "0.003/0.9": (25.374394, 25.377259, 25.413982), "0.003/0.95": (25.357275, 25.356792, 25.360659),
+              "0.003/0.99": (25.25145, 25.25696, 25.22526)}
+    names, level = list(scores), look_level(0.05, 9)
+    result = look(np.array([scores[c] for c in names]).T, "friedman", level)
+    gone = [names[j] for j in result.eliminated]
+    assert gone == ["0.003/0.99", "0.001/0.99", "0.001/0.95", "0.001/0.9"] and names[result.best] == "0.003/0.8"
+    gates = [result.gates[names.index(c)] for c in gone]
+    assert result.p_value == gates[0] == pytest.approx(2 / 5000) and gates[-1] == pytest.approx(8 / 5000)
+    assert all(g < level for g in gates) and result.eliminated[names.index("0.001/0.9")] == 0.0
+
+
+def test_an_elimination_by_a_spread_of_zero_says_so_and_quotes_its_steps_gate(tmp_path: Path) -> None:
+    """Three learning rates ranked alike on all six seeds: the worst goes with a comparison p of
+    0, and its reason says what that means (last on every seed) rather than "p=0"."""
+    from sweeper.ledger import Ledger
+    from sweeper.records import TrialRow
+    from sweeper.space import expand
+
+    spec = loads(_CLAIM_SPEC.replace("optimizer: {values: [adam, rmsprop, sgd]}", "optimizer: {value: adam}")
+                 .replace("loss: {values: [mae, mse]}", "learning_rate: {values: [0.1, 0.01, 0.001]}")
+                 .replace("{first: 3, max: 8}, alpha: 0.05, test: ttest-holm", "{first: 6, max: 8}, alpha: 0.05, test: friedman"))
+    rng = np.random.default_rng(5)
+    x = np.array([25.4, 25.0, 24.0]) + 3.0 * rng.normal(size=(6, 1)) + 0.01 * rng.normal(size=(6, 3))
+    column = {0.001: 0, 0.01: 1, 0.1: 2}
+    ledger = Ledger(tmp_path / "spread")
+    for trial in expand(spec):
+        if trial.params["seed"] < 6:
+            ledger.record(TrialRow(trial.id, "ok", params=trial.params, seconds=60.0, metrics={
+                "val_psnr": float(x[trial.params["seed"], column[trial.params["learning_rate"]]]),
+                "val_ssim": 0.6, "val_mae": 0.03}))
+    state = race_state(spec, ledger.trials())
+    (cid, out), = state.eliminated.items()
+    assert state.configs[cid]["learning_rate"] == 0.1 and out.p_value == 0.0
+    assert out.reason == (f"behind the best after 6 seeds (friedman: last of the 3 left on every seed, omnibus "
+                          f"p={state.rounds[0].p_value:.2g} on the 3 left, level {state.level:.2g})")
+    assert state.rounds[0].eliminated == (cid,)
 
 
 def test_seeds_needed_grows_as_the_difference_shrinks() -> None:

@@ -30,7 +30,7 @@ probability at most ``alpha``. ``tests/test_race.py`` checks both by simulation.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 __all__ = ["TESTS", "Look", "look", "look_level", "seeds_needed"]
@@ -50,13 +50,18 @@ class Look:
 
     Attributes:
         best: Index (into the columns given) of the best configuration.
-        p_value: The omnibus test's p-value (Friedman/F, or Wilcoxon/t with two left).
-        eliminated: Column index -> the p-value of its comparison with the best.
+        p_value: The omnibus test's p-value (Friedman/F, or Wilcoxon/t with two left), on
+            all the configurations given (the first step's).
+        eliminated: Column index -> the p-value of its comparison with the best, in the
+            order the steps eliminated them.
+        gates: Column index -> the omnibus p-value of the step that eliminated it (on the
+            configurations left at that step: the gate it passed).
     """
 
     best: int
     p_value: float
     eliminated: dict[int, float]
+    gates: dict[int, float] = field(default_factory=dict)
 
 
 def look_level(alpha: float, looks: int) -> float:
@@ -89,16 +94,17 @@ def look(scores: Any, test: str, level: float) -> Look:
         raise ValueError(f"unknown race test {test!r}; use one of {', '.join(TESTS)}")
     x = np.asarray(scores, dtype=float)
     n, k = x.shape
-    alive, eliminated, first = list(range(k)), {}, None
+    alive, eliminated, gates, first = list(range(k)), {}, {}, None
     while n >= 2 and len(alive) >= 2:
         p, worst, pair = _STEPS[test](x[:, alive], level, len(eliminated), k - 1)
         first = p if first is None else first
         if worst is None:
             break
-        eliminated[alive.pop(worst)] = pair
+        gone = alive.pop(worst)
+        eliminated[gone], gates[gone] = pair, p
     means = x.mean(axis=0)
     best = max(alive, key=lambda j: means[j])
-    return Look(best, 1.0 if first is None else first, eliminated)
+    return Look(best, 1.0 if first is None else first, eliminated, gates)
 
 
 def _friedman_step(x: Any, level: float, step: int, comparisons: int) -> tuple[float, int | None, float]:
@@ -187,7 +193,8 @@ def _permutation_p(ranks: Any, level: float) -> float:
     def statistic(r: Any) -> Any:
         return ((r.sum(axis=-2) - centre) ** 2).sum(axis=-1)
 
-    observed = float(statistic(ranks)) - 1e-9 * max(1.0, abs(float(statistic(ranks))))
+    observed = float(statistic(ranks))
+    observed -= 1e-9 * max(1.0, abs(observed))  # a permutation's equal statistic counts as at least it
     # Each seed's ranks in sorted order before drawing: the permutations drawn (and so the
     # p-value) are then the same whatever order the configurations come in.
     ranks = np.sort(ranks, axis=1)

@@ -42,7 +42,7 @@ class Round:
         alive: The configurations tested (ids, in grid order).
         p_value: The omnibus test's p-value (``None`` with fewer than two to compare).
         best: The best configuration at this test.
-        eliminated: The configurations it eliminated (failures included).
+        eliminated: The configurations it eliminated, in the order they left (failures first).
     """
 
     seeds: int
@@ -186,7 +186,8 @@ def race_state(spec: SweepSpec, trials: Any, eliminations: Any = None) -> RaceSt
             # spec's race settings decides the looks still to come, never one already taken.
             decided = taken
         eliminated.update({c: e for c, e in decided.items() if c not in eliminated})
-        rounds.append(Round(n, tuple(alive), p_value, best, tuple(c for c in alive if c in decided)))
+        # In the order they left: failures, then the step-down's eliminations one by one.
+        rounds.append(Round(n, tuple(alive), p_value, best, tuple(c for c in decided if c in alive)))
         if sum(c not in eliminated for c in configs) <= 1:
             return state((), True, ONE_LEFT)
     return state((), True, MAX_SEEDS)
@@ -216,12 +217,21 @@ def _test_round(spec: SweepSpec, n: int, alive: list[str], rows: Mapping[str, li
         return decided, None, scored[0] if scored else ""
     result = look([[scores[c][s] for c in scored] for s in range(n)], spec.race.test, level)
     best = scored[result.best]
-    for j, p in result.eliminated.items():
+    for step, (j, p) in enumerate(result.eliminated.items()):
         decided[scored[j]] = Elimination(
             scored[j], n, p_value=p, best_config_id=best, test=spec.race.test,
-            reason=f"behind the best after {n} seeds ({spec.race.test}: p={p:.2g}, omnibus p={result.p_value:.2g}, "
-                   f"level {level:.2g})")
+            reason=_behind(spec.race.test, n, p, result.gates[j], len(scored) - step, level))
     return decided, result.p_value, best
+
+
+def _behind(test: str, seeds: int, p: float, gate: float, left: int, level: float) -> str:
+    """Why a look eliminated a configuration: its comparison with the best, and the omnibus
+    test of the step that let it go (on the ``left`` configurations then in the race)."""
+    # Conover's p is 0 only when every seed ranked the configurations left alike (no residual
+    # spread): "p=0" would read as a rounding slip, so say what happened instead.
+    comparison = f"last of the {left} left on every seed" if test == "friedman" and p == 0.0 else f"p={p:.2g}"
+    return (f"behind the best after {seeds} seeds ({test}: {comparison}, omnibus p={gate:.2g} on the {left} left, "
+            f"level {level:.2g})")
 
 
 def _spent(race: Any, trials_run: int, seconds: float) -> bool:

@@ -33,6 +33,10 @@ __all__ = ["Preview", "planned_trials", "preview", "sweep_status"]
 # not set it, few enough to follow the host's own speed (lr_rho_race's trials took 47-49 min
 # for a day on one host, then 38-43 min, and a mean of all 18 said 49).
 _RECENT = 6
+# A running trial's last epochs that give the pace now, and how many of them may pass since
+# its checkpoint was written for it to count as running still (not cut short).
+_RECENT_EPOCHS = 3
+_RUNNING_WITHIN = 3.0
 
 
 def planned_trials(spec: SweepSpec | None) -> int | None:
@@ -132,7 +136,12 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     # Trials run at their CPU's pace: a local sweep goes on at this CPU's, so the trials that
     # were computed as this CPU computes them (``emulation``) set it when there are any.
     seconds, pace, matched = _pace(trials, epochs, local)
-    if seconds.empty or (local and not matched):
+    running, running_pace = _running_pace(sweep_dir, checkpointed) if local else (seconds[:0], "")
+    if not running.empty:
+        # Trials running here now set the pace: the recorded ones may have run on another
+        # machine (a race going on on a new host: 46-58 s an epoch on the last, 78 s here).
+        seconds, pace, matched = running, running_pace, True
+    elif seconds.empty or (local and not matched):
         # No trial recorded yet, or none computed as this CPU computes them (a race begun on an
         # AVX2-only CPU, going on on one with native bf16, 5x faster): the epochs this node has
         # checkpointed so far set the pace when there are any.
@@ -279,6 +288,30 @@ def _checkpoint_pace(progress: Iterable["Progress"]) -> tuple["pd.Series", str]:
     steady = pd.Series([_steady(p.epoch_seconds, p.params["epochs"]) for p in counted_in], dtype=float)
     whole = steady.fillna(pd.Series([p.seconds / p.epochs * p.params["epochs"] for p in counted_in], dtype=float))
     return whole, f"{{}}, the pace so far of the {counted(len(whole), 'checkpointed trial')}" + _at_median(steady.notna())
+
+
+def _running_pace(sweep_dir: Path, checkpointed: Mapping[str, "Progress"]) -> tuple["pd.Series", str]:
+    """The pace now: the whole-trial seconds of the checkpointed trials running on this node,
+    each at the median of its last :data:`_RECENT_EPOCHS` epochs times its epochs. A trial runs
+    when its checkpoint was written within :data:`_RUNNING_WITHIN` such epochs of now; one
+    with fewer epochs, or without epoch clocks, does not count."""
+    import time
+
+    import pandas as pd
+
+    now, whole = time.time(), []
+    for tid, p in checkpointed.items():
+        clocks = (0.0, *p.epoch_seconds)
+        if p.epochs < _RECENT_EPOCHS or not isinstance(p.params.get("epochs"), int) or not all(
+                map(math.isfinite, clocks)):
+            continue
+        epoch = statistics.median(b - a for a, b in zip(clocks[-_RECENT_EPOCHS - 1:], clocks[-_RECENT_EPOCHS:]))
+        path = sweep_dir / "checkpoints" / f"{tid}.npz"
+        if epoch > 0 and path.exists() and now - path.stat().st_mtime <= _RUNNING_WITHIN * epoch:
+            whole.append(epoch * p.params["epochs"])
+    n = len(whole)
+    return pd.Series(whole, dtype=float), (f"{{}}, the pace now of the {counted(n, 'running trial')}, the median of "
+                                           f"{'its' if n == 1 else 'their'} last {_RECENT_EPOCHS} epochs")
 
 
 def _time_left(to_go: int, started: Sequence["Progress"], seconds: "pd.Series", pace: str,

@@ -277,9 +277,49 @@ def test_status_paces_a_trial_at_its_median_epoch_when_every_epochs_time_is_know
     _checkpoint(fresh, {"loss": "mae", "optimizer": "rmsprop", "seed": 0, "epochs": 4},
                 tuple({"epoch": e, "val_psnr": 22.0, "seconds": clock} for e, clock in ((1, 100.0), (2, 110.0), (3, 120.0))),
                 seconds=120.0)
+    assert _status(fresh)[2] == (  # written just now: it runs, and its last 3 epochs set the pace
+        "done after about 8 min of trial time (12 trials at 40 s, the pace now of the 1 running trial, the median "
+        "of its last 3 epochs; checkpointed epochs counted)")
+    _age(fresh / "checkpoints" / "mae-rmsprop-s0.npz", 3600.0)  # cut short an hour ago: all its epochs count
     assert _status(fresh)[2] == (
         "done after about 8 min of trial time (12 trials at 40 s, the pace so far of the 1 checkpointed trial, "
         "each at its median epoch; checkpointed epochs counted)")
+
+
+def _age(path: Path, seconds: float) -> None:
+    """Make ``path`` look written ``seconds`` ago."""
+    import os
+    import time
+
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_status_paces_by_the_trials_running_here_over_those_recorded_elsewhere(tmp_path: Path, monkeypatch) -> None:
+    """Seen on lr_rho_race (2026-12-06): resumed on a new host whose epochs took 78 s, `sweeper
+    status` said "the next look in about 67 min" from trials recorded on the last host (46-58 s
+    an epoch); it came 1.7 h later. A trial running here sets the pace by its last 3 epochs
+    (not its first ones, which may have run elsewhere); once it stops, the recorded ones again."""
+    from tests.test_report import OPT_LOSS, make_sweep
+
+    # 2 trials of 8 epochs recorded at 10 s each, 10 to go; rmsprop + mae seed 0 runs: epochs
+    # of 5 s twice (on the last host), then of 100 s twice (here)
+    sweep = make_sweep(tmp_path / "moved", OPT_LOSS, {("mae", "adam"): [25.0, 26.0]}, fixed={"epochs": 8})
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    params = {"loss": "mae", "optimizer": "rmsprop", "seed": 0, "epochs": 8}
+    history = tuple({"epoch": e, "val_psnr": 22.0, "seconds": clock} for e, clock in ((1, 5.0), (2, 10.0)))
+    _checkpoint(sweep, params, history, seconds=10.0)  # 2 epochs: too few to tell a pace now
+    assert _status(sweep)[2] == ("done after about 2 min of trial time (10 trials at the recorded mean of 10 s; "
+                                 "checkpointed epochs counted)")
+    history += tuple({"epoch": e, "val_psnr": 22.0, "seconds": clock} for e, clock in ((3, 110.0), (4, 210.0)))
+    _checkpoint(sweep, params, history, seconds=210.0)
+    # 800 s a trial (the median of 5, 100, 100 s, times 8): half of it for the started one, 9 more
+    # whole: 400 + 9 x 800 = 7600 s
+    assert _status(sweep)[2] == (
+        "done after about 2.1 h of trial time (10 trials at 13 min, the pace now of the 1 running trial, the median "
+        "of its last 3 epochs; checkpointed epochs counted)")
+    _age(sweep / "checkpoints" / "mae-rmsprop-s0.npz", 301.0)  # no epoch for 3 x 100 s: not running
+    assert _status(sweep)[2].startswith("done after about 2 min of trial time (10 trials at the recorded mean of 10 s")
 
 
 def test_status_paces_by_the_last_trials_recorded_when_the_hosts_speed_drifts(tmp_path: Path, monkeypatch) -> None:

@@ -247,14 +247,15 @@ def _pace(trials: "pd.DataFrame", epochs: "pd.DataFrame", local: bool) -> tuple[
     return seconds[recent], f"{{}}, the mean of the {last}{len(recent)} recorded{how}" + at_median, matched
 
 
-def _steady(cumulative: Sequence[float], epochs: int) -> float:
+def _steady(cumulative: Sequence[float], epochs: int, last: int | None = None) -> float:
     """A whole trial's seconds at its median epoch: ``epochs`` times the median time between
-    consecutive epochs' wall clocks (``cumulative``; the first from the start). One slow epoch
-    (a resumed trial's start-up, a test suite beside it) then does not set the pace, as it
-    does a trial's total. NaN unless every epoch's time is known."""
+    consecutive epochs' wall clocks (``cumulative``; the first from the start), of its ``last``
+    epochs only if given. One slow epoch (a resumed trial's start-up, a test suite beside it)
+    then does not set the pace, as it does a trial's total. NaN unless every epoch's time is known."""
     if not cumulative or epochs <= 0 or not all(map(math.isfinite, cumulative)):
         return math.nan
-    return statistics.median(b - a for a, b in zip((0.0, *cumulative), cumulative)) * epochs
+    between = [b - a for a, b in zip((0.0, *cumulative), cumulative)]
+    return statistics.median(between[-last:] if last else between) * epochs
 
 
 def _steady_recorded(trials: "pd.DataFrame", epochs: "pd.DataFrame") -> "pd.Series":
@@ -301,14 +302,12 @@ def _running_pace(sweep_dir: Path, checkpointed: Mapping[str, "Progress"]) -> tu
 
     now, whole = time.time(), []
     for tid, p in checkpointed.items():
-        clocks = (0.0, *p.epoch_seconds)
-        if p.epochs < _RECENT_EPOCHS or not isinstance(p.params.get("epochs"), int) or not all(
-                map(math.isfinite, clocks)):
+        if p.epochs < _RECENT_EPOCHS or not isinstance(p.params.get("epochs"), int):
             continue
-        epoch = statistics.median(b - a for a, b in zip(clocks[-_RECENT_EPOCHS - 1:], clocks[-_RECENT_EPOCHS:]))
+        trial = _steady(p.epoch_seconds, p.params["epochs"], last=_RECENT_EPOCHS)  # NaN without epoch clocks
         path = sweep_dir / "checkpoints" / f"{tid}.npz"
-        if epoch > 0 and path.exists() and now - path.stat().st_mtime <= _RUNNING_WITHIN * epoch:
-            whole.append(epoch * p.params["epochs"])
+        if trial > 0 and path.exists() and now - path.stat().st_mtime <= _RUNNING_WITHIN * trial / p.params["epochs"]:
+            whole.append(trial)
     n = len(whole)
     return pd.Series(whole, dtype=float), (f"{{}}, the pace now of the {counted(n, 'running trial')}, the median of "
                                            f"{'its' if n == 1 else 'their'} last {_RECENT_EPOCHS} epochs")

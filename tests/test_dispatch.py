@@ -129,8 +129,9 @@ def small_sweep(t4_ray, tiny_data, tmp_path_factory):
   loss: {values: [mae, perceptual]}
   learning_rate: {values: [0.001, 1000000000000.0]}
   precision: {value: auto}
-"""))
-    summary = run(spec, RunOptions(results_dir=results, wandb_mode="offline", progress=False))
+""").replace("max_concurrent: 2", "max_concurrent: 3"))
+    # --max-concurrent 2 over the spec's 3: spec.yaml must say what the sweep ran with
+    summary = run(spec, RunOptions(results_dir=results, wandb_mode="offline", progress=False, max_concurrent=2))
     return spec, summary, results / "small"
 
 
@@ -193,9 +194,10 @@ def test_a_worker_says_how_its_16_bit_convolutions_were_computed(t4_ray) -> None
 
 
 def test_epochs_and_spec_are_written(small_sweep) -> None:
+    from sweeper.folder import read_spec
     from sweeper.ledger import Ledger
 
-    _, _, sweep_dir = small_sweep
+    spec, _, sweep_dir = small_sweep
     ledger = Ledger(sweep_dir)
     ok_id = ledger.trials().query("status == 'ok'")["trial_id"].item()
     epochs = ledger.epochs().query("trial_id == @ok_id")
@@ -205,6 +207,8 @@ def test_epochs_and_spec_are_written(small_sweep) -> None:
     assert 0 < clock[0] < clock[1] == ledger.trials().set_index("trial_id").loc[ok_id, "seconds"]
     resolved = (sweep_dir / "spec.yaml").read_text()
     assert "tensorflow" in resolved and "accelerator_type:T4" in resolved
+    # the spec it ran with: --max-concurrent's 2, not the spec's 3 (what `sweeper status` paces by)
+    assert spec.max_concurrent == 3 and read_spec(sweep_dir).max_concurrent == 2
     assert (sweep_dir / "samples" / f"{ok_id}.png").is_file()
     import optuna  # the run itself left the Optuna mirror, before any report or dashboard
 

@@ -14,7 +14,7 @@ import itertools
 import logging
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
@@ -283,7 +283,9 @@ def _dispatch(spec: SweepSpec, options: RunOptions, hooks: Hooks, sweep: SweepPl
         _warn(summary, emulated)  # the trials train on this machine's CPU, whose flags are known here
     summary.resources = resources
     ensure_dataset(data_dir, spec.dataset.name, fix=_DATASET_FIX)
-    write_provenance(spec, ledger.sweep_dir, {"resources": resources, "wandb_mode": wandb_mode})
+    # spec.yaml is the spec the sweep ran with: --max-concurrent's, not the file's, when given
+    ran = spec if options.max_concurrent is None else replace(spec, max_concurrent=options.max_concurrent)
+    write_provenance(ran, ledger.sweep_dir, {"resources": resources, "wandb_mode": wandb_mode})
     context = trainable.TrialContext(
         sweep=spec.name, sweep_dir=str(ledger.sweep_dir), dataset_dir=str(data_dir), dataset_name=spec.dataset.name,
         wandb_mode=wandb_mode, cpus=resources["cpu"],

@@ -18,14 +18,22 @@ from model.errors import UserError
 from model.files import TMP_SUFFIX, replace_file
 from sweeper.spec import SpecError, SweepSpec, from_dict
 
-__all__ = ["SPEC_FILE", "TMP_SUFFIX", "WriteError", "find_sweep", "is_sweep", "read_spec", "write_atomic", "write_spec",
-           "writable"]
+__all__ = ["SPEC_FILE", "TMP_SUFFIX", "WriteError", "checkpoint_path", "find_sweep", "is_sweep", "read_spec",
+           "write_atomic", "write_spec", "writable"]
 
 _log = logging.getLogger(__name__)
 
 SPEC_FILE = "spec.yaml"
 """The resolved spec a sweep ran with (defaults filled in), plus a ``resolved:`` provenance block."""
 _RESOLVED = "resolved"  # provenance in spec.yaml (versions, git commit, resources): not part of the spec
+
+
+def checkpoint_path(sweep_dir: Path, trial_id: str) -> Path:
+    """Where a trial's epoch checkpoint lives: ``<sweep>/checkpoints/<trial id>.npz`` (``"*"``
+    for a glob of them all)."""
+    return Path(sweep_dir) / "checkpoints" / f"{trial_id}.npz"
+
+
 # What makes a folder under results/ a sweep: any of these.
 _MARKERS = (SPEC_FILE, "trials.parquet", "trials.csv")
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from model.metrics import metric_goal, metric_unit
 from model.runtime import cpu_emulates
 from sweeper.dispatch.cluster import cluster_address, local_cpu_warning
-from sweeper.folder import find_sweep, read_spec
+from sweeper.folder import checkpoint_path, find_sweep, read_spec
 from sweeper.ledger import Ledger, count_statuses
 from sweeper.race import RaceState, race_state
 from sweeper.records import counted, label, params_of
@@ -202,7 +202,8 @@ def _checkpointed(sweep_dir: Path, recorded: set[str]) -> dict[str, "Progress"]:
     from model.checkpoint import read_progress
 
     found = {}
-    for path in sorted((sweep_dir / "checkpoints").glob("*.npz")):
+    pattern = checkpoint_path(sweep_dir, "*")
+    for path in sorted(pattern.parent.glob(pattern.name)):
         progress = read_progress(path) if path.stem not in recorded else None
         if progress is not None:
             found[path.stem] = progress
@@ -305,8 +306,11 @@ def _running_pace(sweep_dir: Path, checkpointed: Mapping[str, "Progress"]) -> tu
         if p.epochs < _RECENT_EPOCHS or not isinstance(p.params.get("epochs"), int):
             continue
         trial = _steady(p.epoch_seconds, p.params["epochs"], last=_RECENT_EPOCHS)  # NaN without epoch clocks
-        path = sweep_dir / "checkpoints" / f"{tid}.npz"
-        if trial > 0 and path.exists() and now - path.stat().st_mtime <= _RUNNING_WITHIN * trial / p.params["epochs"]:
+        try:
+            written = checkpoint_path(sweep_dir, tid).stat().st_mtime
+        except OSError:  # gone since it was read: the trial ended
+            continue
+        if trial > 0 and now - written <= _RUNNING_WITHIN * trial / p.params["epochs"]:
             whole.append(trial)
     n = len(whole)
     return pd.Series(whole, dtype=float), (f"{{}}, the pace now of the {counted(n, 'running trial')}, the median of "

@@ -15,6 +15,7 @@ from model.errors import ConfigError
 from model.images import side_by_side
 from model.params import TrainParams
 from model.runtime import accumulates_in_float32, configure_runtime, resolve_precision
+from sweeper.folder import checkpoint_path
 from sweeper.records import Placement, TrialReport
 from sweeper.space import config_trial
 from sweeper.tracking import TrialTracker
@@ -104,7 +105,7 @@ def run_trial(config: Mapping[str, Any], context: TrialContext) -> None:
             samples=context.samples, vgg_weights=context.vgg_weights,
             # on this node's disk: a trial cut short (a kill, a lost session) and run again here
             # goes on after its last epoch instead of starting over
-            checkpoint_path=sweep_dir / "checkpoints" / f"{tid}.npz",
+            checkpoint_path=checkpoint_path(sweep_dir, tid),
         )
     except ConfigError as err:
         tracker.finish({"status": "error"}, "error")

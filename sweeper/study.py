@@ -46,6 +46,10 @@ def _distributions(trials: "pd.DataFrame", names: list[str], spec: SweepSpec | N
                 out[name] = od.FloatDistribution(float(param.min), float(param.max), log=log)
             continue
         choices = list(param.values) if param is not None and param.values else []
+        if name == "seed" and spec is not None and spec.race is not None:
+            # A race adds a seed a round; its study is told them all (0 .. max-1) at once, as
+            # Optuna refuses a categorical whose choices change between mirrors.
+            choices = list(range(spec.race.max))
         # Values recorded but not in the spec (a spec edited between runs) are still shown.
         seen = [plain(v) for v in trials.get(param_column(name), [])]
         for value in seen:
@@ -84,10 +88,17 @@ def ledger_study(
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=study_name, storage=storage, direction=goal, load_if_exists=True)
-    known = {t.user_attrs.get(_TRIAL_ID_ATTR) for t in study.get_trials(deepcopy=False)}
     names = searched_params(spec, trials)
     dists = _distributions(trials, names, spec)
+    study = optuna.create_study(study_name=study_name, storage=storage, direction=goal, load_if_exists=True)
+    stored = study.get_trials(deepcopy=False)
+    if any(dists.get(n, d) != d for t in stored for n, d in t.distributions.items()):
+        # The spec's values changed since the last mirror (Optuna cannot widen a stored
+        # categorical): the study is a view of the ledger, so it is rebuilt from it.
+        optuna.delete_study(study_name=study_name, storage=storage)
+        study = optuna.create_study(study_name=study_name, storage=storage, direction=goal)
+        stored = []
+    known = {t.user_attrs.get(_TRIAL_ID_ATTR) for t in stored}
     curves: dict[str, dict[int, float]] = {}
     for row in epochs.itertuples(index=False):
         value = plain(getattr(row, metric, None))

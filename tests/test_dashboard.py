@@ -12,6 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from sweeper.cli import app
@@ -44,6 +45,42 @@ def test_a_grid_sweep_is_mirrored_once_with_its_distributions(tmp_path: Path) ->
     assert {t.user_attrs["status"] for t in failed} == {"error", "diverged"} and "boom" in failed[0].user_attrs["error"]
     mirror_to_optuna(sweep)  # again: nothing new to add
     assert len(optuna.load_study(study_name=name, storage=url).get_trials()) == 12
+
+
+def _raced(folder: Path, seeds: int) -> Path:
+    """A raced grid's folder whose configurations all ran seeds ``0 .. seeds-1``."""
+    values = {(loss, opt): [22.0 + s / 10 for s in range(seeds)]
+              for loss in OPT_LOSS["loss"] for opt in OPT_LOSS["optimizer"]}
+    sweep = make_sweep(folder, OPT_LOSS, values, seeds=seeds)
+    doc = yaml.safe_load((sweep / "spec.yaml").read_text())
+    del doc["parameters"]["seed"]  # a race chooses its seeds itself
+    doc["sweeper"]["race"] = {"seeds": {"first": 3, "max": 5}}
+    (sweep / "spec.yaml").write_text(yaml.safe_dump(doc))
+    return sweep
+
+
+def test_a_race_is_mirrored_again_after_a_round_adds_a_seed(tmp_path: Path) -> None:
+    """Seen on lr_rho_race: the study was told the seeds run so far, and the round after the
+    mirror failed ("CategoricalDistribution does not support dynamic value space")."""
+    three, four = _raced(tmp_path / "three", 3), _raced(tmp_path / "four", 4)
+    mirror_to_optuna(three)
+    shutil.copy(three / "optuna.db", four / "optuna.db")  # the study as it was a round ago
+    url, name = mirror_to_optuna(four)
+    trials = optuna.load_study(study_name=name, storage=url).get_trials()
+    assert len(trials) == 24 and sorted({t.params["seed"] for t in trials}) == [0, 1, 2, 3]
+    assert {t.distributions["seed"].choices for t in trials} == {(0, 1, 2, 3, 4)}
+
+
+def test_a_spec_whose_values_changed_rebuilds_its_study_from_the_ledger(tmp_path: Path) -> None:
+    sweep = _sweep(tmp_path)
+    url, name = mirror_to_optuna(sweep)
+    spec = sweep / "spec.yaml"
+    spec.write_text(spec.read_text().replace("- sgd", "- sgd\n    - nadam"))
+    assert "nadam" in spec.read_text()
+    mirror_to_optuna(sweep)
+    trials = optuna.load_study(study_name=name, storage=url).get_trials()
+    assert len(trials) == 12 and len({t.user_attrs["sweeper_trial_id"] for t in trials}) == 12
+    assert {t.distributions["optimizer"].choices for t in trials} == {("adam", "nadam", "rmsprop", "sgd")}
 
 
 def test_a_bayes_study_written_by_optuna_search_is_left_alone(tmp_path: Path) -> None:

@@ -170,11 +170,15 @@ def test_each_elimination_keeps_the_p_value_of_the_step_that_let_it_go() -> None
     assert all(g < level for g in gates) and result.eliminated[names.index("0.001/0.9")] == 0.0
 
 
-def test_an_elimination_by_a_spread_of_zero_says_so_and_quotes_its_steps_gate(tmp_path: Path) -> None:
+def test_an_elimination_by_a_spread_of_zero_says_so_and_quotes_its_steps_gate(tmp_path: Path, monkeypatch) -> None:
     """Three learning rates ranked alike on all six seeds: the worst goes with a comparison p of
     0, and its reason says what that means (last on every seed) rather than "p=0"."""
+    import matplotlib.axes
+
     from sweeper.ledger import Ledger
     from sweeper.records import TrialRow
+    from sweeper.report import plots
+    from sweeper.report.race import summarise_race
     from sweeper.space import expand
 
     spec = loads(_CLAIM_SPEC.replace("optimizer: {values: [adam, rmsprop, sgd]}", "optimizer: {value: adam}")
@@ -195,6 +199,15 @@ def test_an_elimination_by_a_spread_of_zero_says_so_and_quotes_its_steps_gate(tm
     assert out.reason == (f"behind the best after 6 seeds (friedman: last of the 3 left on every seed, omnibus "
                           f"p={state.rounds[0].p_value:.2g} on the 3 left, level {state.level:.2g})")
     assert state.rounds[0].eliminated == (cid,)
+    # The race figure says it the same way (its note has no room for "of the 3 left").
+    notes: list[str] = []
+    text = matplotlib.axes.Axes.text
+    monkeypatch.setattr(matplotlib.axes.Axes, "text",
+                        lambda ax, x, y, s, *a, **k: notes.append(s) or text(ax, x, y, s, *a, **k))
+    plots.race(summarise_race(spec, state, ledger.trials(), ["learning_rate"], "val_psnr"), "val_psnr",
+               tmp_path / "race.png")
+    assert (tmp_path / "race.png").stat().st_size > 0
+    assert "out after 6: last on every seed" in notes and not [n for n in notes if "p=0" in n]
 
 
 def test_seeds_needed_grows_as_the_difference_shrinks() -> None:

@@ -227,11 +227,23 @@ def _test_round(spec: SweepSpec, n: int, alive: list[str], rows: Mapping[str, li
 def _behind(test: str, seeds: int, p: float, gate: float, left: int, level: float) -> str:
     """Why a look eliminated a configuration: its comparison with the best, and the omnibus
     test of the step that let it go (on the ``left`` configurations then in the race)."""
+    return (f"behind the best after {seeds} seeds ({test}: {comparison(test, p, left)}, omnibus p={gate:.2g} "
+            f"on the {left} left, level {level:.2g})")
+
+
+def comparison(test: str, p: float, left: int | None = None) -> str:
+    """An elimination's comparison with the best as a reason or a figure says it: ``p=0.0013``.
+
+    Args:
+        test: The race's test.
+        p: The comparison's p-value.
+        left: The configurations in the race at that step, when the wording may name them.
+    """
     # Conover's p is 0 only when every seed ranked the configurations left alike (no residual
     # spread): "p=0" would read as a rounding slip, so say what happened instead.
-    comparison = f"last of the {left} left on every seed" if test == "friedman" and p == 0.0 else f"p={p:.2g}"
-    return (f"behind the best after {seeds} seeds ({test}: {comparison}, omnibus p={gate:.2g} on the {left} left, "
-            f"level {level:.2g})")
+    if test == "friedman" and p == 0.0:
+        return f"last of the {left} left on every seed" if left else "last on every seed"
+    return f"p={p:.2g}"
 
 
 def _spent(race: Any, trials_run: int, seconds: float) -> bool:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Collection, Sequence
 
 from sweeper.folder import write_atomic
+from sweeper.race import comparison
 from sweeper.records import counted, param_column, show
 from sweeper.report.race import RaceConfig, RaceSummary
 from sweeper.report.ranking import ConfigResult
@@ -240,7 +241,8 @@ def race(summary: RaceSummary, metric: str, path: Path, claimed: Collection[str]
         ax.text(summary.max - 0.3, i, f"{c.seconds:.0f} s", ha="left", va="center", fontsize=6)
         if c.eliminated_after is not None:
             ax.plot(c.eliminated_after - 1, i, marker="x", color="#a02020", markersize=5)
-            note = f"out after {c.eliminated_after}: p={c.p_value:.1g}" if c.p_value is not None else "out: a trial failed"
+            note = (f"out after {c.eliminated_after}: {comparison(summary.test, c.p_value)}"
+                    if c.p_value is not None else "out: a trial failed")
             ax.text(summary.max + 0.7, i, note, ha="left", va="center", fontsize=6, color="#a02020")
     ax.axvline(summary.first - 0.5, color="black", linewidth=0.8, linestyle=":")
     ax.set_xticks(range(summary.max), [str(s + 1) for s in range(summary.max)])

@@ -26,10 +26,29 @@ if TYPE_CHECKING:
     import optuna
     import pandas as pd
 
-__all__ = ["ledger_study", "mirror_to_optuna", "goal_of", "STUDY_FILE"]
+__all__ = ["ledger_study", "mirror_to_optuna", "goal_of", "study_storage", "STUDY_FILE"]
 
 STUDY_FILE = "optuna.db"
 _TRIAL_ID_ATTR = "sweeper_trial_id"
+
+
+def study_storage(sweep_dir: str | Path) -> "optuna.storages.RDBStorage":
+    """``<sweep>/optuna.db`` as an Optuna storage (made when missing).
+
+    Raises:
+        UserError: the file is there but is not a study this Optuna can read (another file
+            under that name, or one written by an Optuna whose schema this one cannot read).
+    """
+    import optuna
+    import sqlalchemy.exc
+
+    path = Path(sweep_dir) / STUDY_FILE
+    try:
+        return optuna.storages.RDBStorage(f"sqlite:///{path.resolve()}")
+    except (sqlalchemy.exc.SQLAlchemyError, RuntimeError) as err:
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(f"{path}: not an Optuna study this Optuna can read ({why}); move it aside: the ledger "
+                        "keeps every trial, and the study is made again from it") from None
 
 
 def _distributions(trials: "pd.DataFrame", names: list[str], spec: SweepSpec | None) -> dict[str, Any]:
@@ -156,8 +175,8 @@ def mirror_to_optuna(sweep_dir: str | Path, metric: str | None = None) -> tuple[
     if trials.empty:
         raise UserError(f"{folder}: no trials recorded yet; nothing to show")
     name = spec.name if spec is not None else folder.name
-    url = f"sqlite:///{(folder / STUDY_FILE).resolve()}"
-    storage = optuna.storages.RDBStorage(url)
+    storage = study_storage(folder)
+    url = storage.url
     if spec is not None and spec.method == "bayes":
         if name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
             return url, name

@@ -83,6 +83,21 @@ def test_a_spec_whose_values_changed_rebuilds_its_study_from_the_ledger(tmp_path
     assert {t.distributions["optimizer"].choices for t in trials} == {("adam", "nadam", "rmsprop", "sgd")}
 
 
+def test_a_file_that_is_not_a_study_is_a_one_line_error_and_the_ledger_is_kept(tmp_path: Path) -> None:
+    sweep = _sweep(tmp_path)
+    (sweep / "optuna.db").write_text("not a database\n")
+    ledger = (sweep / "trials.parquet").read_bytes()
+    result = runner.invoke(app, ["dashboard", str(sweep), "--port", str(free_port())])
+    assert result.exit_code == 1 and "Traceback" not in result.stderr, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"sweeper: error: {sweep / 'optuna.db'}: not an Optuna study this Optuna can read ((sqlite3.DatabaseError) file "
+        "is not a database); move it aside: the ledger keeps every trial, and the study is made again from it"]
+    assert (sweep / "trials.parquet").read_bytes() == ledger
+    (sweep / "optuna.db").unlink()  # moved aside, as it says: the study comes back from the ledger
+    url, name = mirror_to_optuna(sweep)
+    assert len(optuna.load_study(study_name=name, storage=url).get_trials()) == 12
+
+
 def test_a_bayes_study_written_by_optuna_search_is_left_alone(tmp_path: Path) -> None:
     sweep = _sweep(tmp_path)
     spec = sweep / "spec.yaml"

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import pytest
 
+from model.errors import UserError
 from model.files import TMP_SUFFIX
 from sweeper.dispatch import RunOptions, console, pin_resources, plan, run, search
 from sweeper.spec import Resources, loads
@@ -1027,6 +1028,11 @@ def test_hyperband_maps_to_asha_and_bayes_to_optuna_tpe(tmp_path) -> None:
     assert grid is None and none is None
     # Worker processes are reused between trials except where a scheduler stops trials early.
     assert search.reuse_actors(none) is True and search.reuse_actors(scheduler) is False
+    # A bayes sweep's study that is not one (another file under its name) is a one-line error.
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "optuna.db").write_bytes(b"\x00" * 100)
+    with pytest.raises(UserError, match=r"other/optuna.db: not an Optuna study this Optuna can read \("):
+        search.search_and_scheduler(spec, plan(spec, ()), tmp_path / "other")
 
 
 # ------------------------------------------------------------------ one driver per sweep

@@ -11,6 +11,7 @@ from model.params import PARAMETER_NAMES, TrainParams
 from sweeper.dispatch.plan import SweepPlan
 from sweeper.space import Trial
 from sweeper.spec import Param, SweepSpec
+from sweeper.study import study_storage
 
 __all__ = ["TRIALS_PER_TUNER", "batches", "mode", "param_space", "reuse_actors", "search_and_scheduler"]
 
@@ -107,7 +108,7 @@ def search_and_scheduler(spec: SweepSpec, plan: SweepPlan, sweep_dir: Path,
 
         from sweeper.dispatch.distinct import DistinctSearch  # imports Ray
 
-        storage = optuna.storages.RDBStorage(f"sqlite:///{sweep_dir / 'optuna.db'}")
+        storage = study_storage(sweep_dir)
         search_alg = DistinctSearch(OptunaSearch(
             metric=spec.metric, mode=mode(spec), storage=storage, study_name=spec.name,
             sampler=optuna.samplers.TPESampler(seed=0),

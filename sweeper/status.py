@@ -17,10 +17,10 @@ from model.runtime import cpu_emulates
 from sweeper.dispatch.cluster import cluster_address, local_cpu_warning
 from sweeper.folder import checkpoint_path, find_sweep, read_spec
 from sweeper.ledger import Ledger, count_statuses
-from sweeper.race import RaceState, race_state
+from sweeper.race import RaceState, race_state, smallest_p
 from sweeper.records import counted, label, params_of
 from sweeper.space import Trial, expand, searched_params, trial_count
-from sweeper.spec import SweepSpec
+from sweeper.spec import Race, SweepSpec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -161,6 +161,8 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
                          f"{budget}, if no look eliminates another)")
         if slow and not matched:
             lines.append(f"that estimate is the recorded trials' pace; continued on this machine's CPU: {slow}")
+    if raced:
+        lines.extend(_undecidable(spec.race, state))
     varied = searched_params(spec, trials)
     if checkpointed:
         lines.append("in progress or cut short (checkpointed): " + "; ".join(
@@ -179,6 +181,23 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     if raced:
         lines.extend(_claims(spec, state, trials))
     return "\n".join(lines)
+
+
+def _undecidable(race: Race, state: RaceState) -> list[str]:
+    """A line when the next looks cannot eliminate anything, whatever the scores (two left
+    under ``friedman``: Wilcoxon's exact p has a floor), and the trials that makes certain."""
+    deciding, next_look, most = state.first_deciding_seeds(race), state.under_way(race), state.most_seeds(race)
+    if state.done or deciding == next_look:
+        return []
+    last = min(deciding or most + 1, most + 1) - 1
+    why = (f"friedman with 2 left is Wilcoxon's signed-rank test: its p on n seeds is at least 2/2^n, "
+           f"{smallest_p(race.test, len(state.alive), last):.2g} on {last}, above the level {state.level:.2g}")
+    if deciding is None or deciding > most:
+        budget = " (or fewer, if the budget is spent first)" if race.budget_seconds else ""
+        return [f"no look can eliminate one of the 2 left ({why}): both run to {most} seeds{budget}"]
+    more = len(state.pending) + len(state.alive) * (deciding - next_look)
+    return [f"no look before {deciding} seeds can eliminate one of the 2 left ({why}): "
+            f"at least {counted(more, 'trial')} more"]
 
 
 def _claims(spec: SweepSpec, state: RaceState, trials: "pd.DataFrame") -> list[str]:

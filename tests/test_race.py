@@ -736,6 +736,37 @@ def test_status_shows_where_a_race_stands_before_and_after_its_looks(tmp_path: P
     assert not any(line.startswith(("the next look", "the race ends")) for line in lines), lines
 
 
+def test_status_says_when_no_look_can_eliminate_one_of_the_two_left(tmp_path: Path) -> None:
+    """With two left, friedman is Wilcoxon's exact test, whose p on n seeds is at least 2/2^n:
+    seen on lr_rho_race (level 0.0056), which cannot eliminate either of its last two before
+    9 seeds; status says so, and what that makes certain."""
+    from scipy import stats
+
+    from sweeper.race import smallest_p
+    from sweeper.status import sweep_status
+
+    for n in range(5, 11):  # the floor is the test's own: every seed favouring the same one
+        assert stats.wilcoxon(np.arange(1, n + 1) / 10, np.zeros(n)).pvalue == pytest.approx(smallest_p("friedman", 2, n))
+    assert smallest_p("friedman", 3, 4) == smallest_p("ttest-holm", 2, 4) == 0.0
+    two = {**dict.fromkeys(_MEANS, 22.0), ("adam", "mae"): 25.0, ("rmsprop", "mae"): 25.0}
+    floor = "(friedman with 2 left is Wilcoxon's signed-rank test: its p on n seeds is at least 2/2^n, "
+    said = {10: f"no look before 9 seeds can eliminate one of the 2 left {floor}0.0078 on 8, above the level "
+                "0.0063): at least 10 trials more",  # 2 to go on seed 4, then both on seeds 5 to 8
+            7: f"no look can eliminate one of the 2 left {floor}0.016 on 7, above the level 0.01): both run to 7 seeds"}
+    for most, line in said.items():
+        spec_text = _CLAIM_SPEC.replace("{first: 3, max: 8}, alpha: 0.05, test: ttest-holm",
+                                        f"{{first: 3, max: {most}}}, alpha: 0.05, test: friedman")
+        sweep = _run_race_on(tmp_path / str(most) / "claim_race", two, stop_after=24, spec_text=spec_text)
+        lines = sweep_status(sweep, tmp_path / str(most)).splitlines()
+        assert lines[1].startswith("race after 4 seeds: 2 of 6 configurations left; 2 trials "), lines
+        assert [x for x in lines if x.startswith("no look")] == [line], lines
+    # Six left (a permutation p, no floor), or the t tests: nothing to say.
+    six = _run_race_on(tmp_path / "six" / "claim_race", two, stop_after=18, spec_text=spec_text)
+    ttest = _run_race_on(tmp_path / "ttest" / "claim_race", two, stop_after=24)
+    assert not [x for x in [*sweep_status(six, tmp_path / "six").splitlines(),
+                            *sweep_status(ttest, tmp_path / "ttest").splitlines()] if x.startswith("no look")]
+
+
 @pytest.mark.parametrize("budget", ["{trials: 20}", "{seconds: 1200}"])
 def test_a_race_starts_no_round_once_its_budget_is_spent_and_status_counts_only_what_it_may_still_run(
         tmp_path: Path, budget: str) -> None:

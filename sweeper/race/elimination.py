@@ -33,7 +33,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-__all__ = ["TESTS", "Look", "look", "look_level", "seeds_needed"]
+__all__ = ["TESTS", "Look", "look", "look_level", "seeds_needed", "smallest_p"]
 
 TESTS = ("friedman", "ttest-holm")
 _TINY = 1e-12  # a spread below this is no spread: identical scores
@@ -221,6 +221,18 @@ def _paired_p(diff: Any) -> float:
     if sd <= _TINY:
         return 0.0 if mean > _TINY else 1.0
     return float(stats.t.sf(mean / (sd / math.sqrt(len(diff))), len(diff) - 1))
+
+
+def smallest_p(test: str, left: int, seeds: int) -> float:
+    """The smallest p-value a look at ``left`` configurations on ``seeds`` seeds can give,
+    whatever their scores, where the test has such a floor; 0 where it has none.
+
+    With two left, ``friedman`` is Wilcoxon's exact signed-rank test: its p is smallest when
+    every seed favours the same one, at 2 / 2**seeds (fewer seeds can never reach a small
+    level: 0.0078 on 8). The t tests have no floor, nor does the permutation p with three or
+    more left (an estimate, which may come out below its exact floor).
+    """
+    return 2.0 ** (1 - seeds) if test == "friedman" and left == 2 else 0.0
 
 
 def seeds_needed(diff: Sequence[float], level: float, power: float = 0.8, limit: int = 10_000) -> int | None:

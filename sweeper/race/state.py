@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from sweeper.race.elimination import look, look_level
+from sweeper.race.elimination import look, look_level, smallest_p
 from sweeper.records import Elimination
 from sweeper.space import Trial, config_id, expand
 from sweeper.spec import Race, SweepSpec
@@ -104,7 +104,7 @@ class RaceState:
         this stays an upper bound)."""
         if self.done:
             return self.seeds
-        seeds, run = self._under_way(race), self.trials_run + len(self.pending)
+        seeds, run = self.under_way(race), self.trials_run + len(self.pending)
         while seeds < race.max and (race.budget_trials is None or run < race.budget_trials):
             seeds, run = seeds + 1, run + len(self.alive)
         return seeds
@@ -115,13 +115,24 @@ class RaceState:
         eliminating another)."""
         if self.done:
             return 0
-        return len(self.pending) + len(self.alive) * (self.most_seeds(race) - self._under_way(race))
+        return len(self.pending) + len(self.alive) * (self.most_seeds(race) - self.under_way(race))
 
     def most_trials(self, race: Race) -> int:
         """The most trials the race can come to in all: those run plus :meth:`most_trials_left`."""
         return self.trials_run + self.most_trials_left(race)
 
-    def _under_way(self, race: Race) -> int:
+    def first_deciding_seeds(self, race: Race) -> int | None:
+        """The fewest seeds at which a look could eliminate one of the configurations left
+        (the round under way's where nothing rules it out), by the test's :func:`smallest_p`;
+        ``None`` when no look up to ``race.max`` can (or the race is over)."""
+        if self.done:
+            return None
+        seeds = self.under_way(race)
+        while seeds <= race.max and smallest_p(race.test, len(self.alive), seeds) >= self.level:
+            seeds += 1
+        return seeds if seeds <= race.max else None
+
+    def under_way(self, race: Race) -> int:
         """The seeds of the round under way (not done: it has trials pending)."""
         return self.seeds + 1 if self.rounds else race.first
 

@@ -51,7 +51,8 @@ def study_storage(sweep_dir: str | Path) -> "optuna.storages.RDBStorage":
                         "keeps every trial, and the study is made again from it") from None
 
 
-def _distributions(trials: "pd.DataFrame", names: list[str], spec: SweepSpec | None) -> dict[str, Any]:
+def _distributions(trials: "pd.DataFrame", names: list[str], spec: SweepSpec | None,
+                   stored: bool) -> dict[str, Any]:
     import optuna.distributions as od
 
     out: dict[str, Any] = {}
@@ -65,9 +66,11 @@ def _distributions(trials: "pd.DataFrame", names: list[str], spec: SweepSpec | N
                 out[name] = od.FloatDistribution(float(param.min), float(param.max), log=log)
             continue
         choices = list(param.values) if param is not None and param.values else []
-        if name == "seed" and spec is not None and spec.race is not None:
-            # A race adds a seed a round; its study is told them all (0 .. max-1) at once, as
-            # Optuna refuses a categorical whose choices change between mirrors.
+        if stored and name == "seed" and spec is not None and spec.race is not None:
+            # A race adds a seed a round; its stored study is told them all (0 .. max-1) at
+            # once, as Optuna refuses a categorical whose choices change between mirrors. A
+            # study in memory (the report's importance, which weighs every choice) gets the
+            # seeds recorded.
             choices = list(range(spec.race.max))
         # Values recorded but not in the spec (a spec edited between runs) are still shown.
         seen = [plain(v) for v in trials.get(param_column(name), [])]
@@ -108,7 +111,7 @@ def ledger_study(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     names = searched_params(spec, trials)
-    dists = _distributions(trials, names, spec)
+    dists = _distributions(trials, names, spec, stored=storage is not None)
     study = optuna.create_study(study_name=study_name, storage=storage, direction=goal, load_if_exists=True)
     stored = study.get_trials(deepcopy=False)
     if any(dists.get(n, d) != d for t in stored for n, d in t.distributions.items()):

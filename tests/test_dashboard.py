@@ -16,7 +16,9 @@ import yaml
 from typer.testing import CliRunner
 
 from sweeper.cli import app
-from sweeper.study import mirror_to_optuna
+from sweeper.folder import read_spec
+from sweeper.ledger import Ledger
+from sweeper.study import ledger_study, mirror_to_optuna
 from tests.conftest import ROOT, free_port
 from tests.test_report import OPT_LOSS, make_sweep, opt_loss
 
@@ -69,6 +71,10 @@ def test_a_race_is_mirrored_again_after_a_round_adds_a_seed(tmp_path: Path) -> N
     trials = optuna.load_study(study_name=name, storage=url).get_trials()
     assert len(trials) == 24 and sorted({t.params["seed"] for t in trials}) == [0, 1, 2, 3]
     assert {t.distributions["seed"].choices for t in trials} == {(0, 1, 2, 3, 4)}
+    # In memory (the report's importance, which weighs every choice): the seeds recorded.
+    report_study = ledger_study(*Ledger(four, create=False).snapshot(), metric="val_psnr", goal="maximize",
+                                study_name="report", spec=read_spec(four))
+    assert {t.distributions["seed"].choices for t in report_study.get_trials()} == {(0, 1, 2, 3)}
 
 
 def test_a_spec_whose_values_changed_rebuilds_its_study_from_the_ledger(tmp_path: Path) -> None:

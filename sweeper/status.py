@@ -186,13 +186,15 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
 def _undecidable(race: Race, state: RaceState) -> list[str]:
     """A line when the next looks cannot eliminate anything, whatever the scores (two left
     under ``friedman``: Wilcoxon's exact p has a floor), and the trials that makes certain."""
-    deciding, next_look, most = state.first_deciding_seeds(race), state.under_way(race), state.most_seeds(race)
-    if state.done or deciding == next_look:
+    if state.done:
         return []
-    last = min(deciding or most + 1, most + 1) - 1
+    deciding, next_look, most = state.first_deciding_seeds(race), state.under_way(race), state.most_seeds(race)
+    if deciding == next_look:
+        return []
+    last = (deciding or most + 1) - 1
     why = (f"friedman with 2 left is Wilcoxon's signed-rank test: its p on n seeds is at least 2/2^n, "
            f"{smallest_p(race.test, len(state.alive), last):.2g} on {last}, above the level {state.level:.2g}")
-    if deciding is None or deciding > most:
+    if deciding is None:
         budget = " (or fewer, if the budget is spent first)" if race.budget_seconds else ""
         return [f"no look can eliminate one of the 2 left ({why}): both run to {most} seeds{budget}"]
     more = len(state.pending) + len(state.alive) * (deciding - next_look)

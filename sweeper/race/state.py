@@ -124,13 +124,13 @@ class RaceState:
     def first_deciding_seeds(self, race: Race) -> int | None:
         """The fewest seeds at which a look could eliminate one of the configurations left
         (the round under way's where nothing rules it out), by the test's :func:`smallest_p`;
-        ``None`` when no look up to ``race.max`` can (or the race is over)."""
+        ``None`` when no look up to :meth:`most_seeds` can (or the race is over)."""
         if self.done:
             return None
-        seeds = self.under_way(race)
-        while seeds <= race.max and smallest_p(race.test, len(self.alive), seeds) >= self.level:
+        seeds, most = self.under_way(race), self.most_seeds(race)
+        while seeds <= most and smallest_p(race.test, len(self.alive), seeds) >= self.level:
             seeds += 1
-        return seeds if seeds <= race.max else None
+        return seeds if seeds <= most else None
 
     def under_way(self, race: Race) -> int:
         """The seeds of the round under way (not done: it has trials pending)."""

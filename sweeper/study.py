@@ -113,14 +113,14 @@ def ledger_study(
     names = searched_params(spec, trials)
     dists = _distributions(trials, names, spec, stored=storage is not None)
     study = optuna.create_study(study_name=study_name, storage=storage, direction=goal, load_if_exists=True)
-    stored = study.get_trials(deepcopy=False)
-    if any(dists.get(n, d) != d for t in stored for n, d in t.distributions.items()):
+    existing = study.get_trials(deepcopy=False)
+    if any(dists.get(n, d) != d for t in existing for n, d in t.distributions.items()):
         # The spec's values changed since the last mirror (Optuna cannot widen a stored
         # categorical): the study is a view of the ledger, so it is rebuilt from it.
         optuna.delete_study(study_name=study_name, storage=storage)
         study = optuna.create_study(study_name=study_name, storage=storage, direction=goal)
-        stored = []
-    known = {t.user_attrs.get(_TRIAL_ID_ATTR) for t in stored}
+        existing = []
+    known = {t.user_attrs.get(_TRIAL_ID_ATTR) for t in existing}
     curves: dict[str, dict[int, float]] = {}
     for row in epochs.itertuples(index=False):
         value = plain(getattr(row, metric, None))

@@ -230,7 +230,7 @@ def run_cmd(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Search-space YAML, e.g. search_spaces/optim_loss.yaml.")],
     results_dir: _ResultsDir = Path("results"),
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Overrides sweeper.dataset.dir.")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a spec value: key.path=value (repeatable).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a spec value: key.path=value, or ~key.path to remove one (repeatable).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an existing sweep only (refused if --results-dir holds none); re-running without it resumes too.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the trial table; run nothing.")] = False,
     address: Annotated[Optional[str], typer.Option("--address", help="Join this Ray cluster (default: RAY_ADDRESS, else a local Ray on 127.0.0.1).")] = None,

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sweeper.spec
+from sweeper.space import expand
 from model.errors import ConfigError
 from sweeper.spec import (
     MAX_GRID,
@@ -428,7 +429,37 @@ def test_overrides_on_load_and_new_blocks(tmp_path: Path) -> None:
     assert path.read_text() == text_before
 
 
+def test_removal_turns_a_race_into_the_winners_longer_grid() -> None:
+    # The README's rule for a race's winner: the same spec, unraced, one configuration, seeds
+    # 0-2, 1.5x the epochs; then the other way, a grid's seeds handed to a race.
+    doc = yaml.safe_load((SPACES / "lr_rho_race.yaml").read_text())
+    before = copy.deepcopy(doc)
+    longer = from_dict(doc, overrides=["~sweeper.race", "name=lr_rho_longer", "learning_rate=0.003", "rho=0.8",
+                                       "seed=[0,1,2]", "epochs=68"])
+    assert doc == before and from_dict(doc).race is not None
+    assert longer.race is None and longer.name == "lr_rho_longer" and longer.grid_size() == 3
+    assert [t.params["seed"] for t in expand(longer)] == [0, 1, 2]
+    assert {(t.params["learning_rate"], t.params["rho"], t.params["epochs"]) for t in expand(longer)} == {(0.003, 0.8, 68)}
+    grid = yaml.safe_load((SPACES / "optim_loss.yaml").read_text())
+    raced = from_dict(grid, overrides=["~seed", "sweeper.race={seeds: {first: 2, max: 4}}"])
+    assert raced.race is not None and raced.race.max == 4 and "seed" not in {p.name for p in raced.parameters}
+    with pytest.raises(SpecError) as err:  # the seed left in: the race refuses it, as in a file
+        from_dict(grid, overrides=["sweeper.race={seeds: {first: 2, max: 4}}"])
+    assert any(p.startswith("parameters.seed: a race runs seeds 0 to 3 itself") for p in err.value.problems)
+
+
+def test_an_empty_race_block_is_refused_not_a_default_race() -> None:
+    problems = problems_of(BASE + "sweeper: {race: null}\n")
+    assert problems == ("sweeper.race: is empty (null); give {seeds: {first: 3, max: 10}, alpha: 0.05, "
+                        "test: friedman}, or remove it (--set '~sweeper.race') for a plain grid",), problems
+
+
 @pytest.mark.parametrize(("item", "expected"), [
+    ("~sweeper.rcae", "--set '~sweeper.rcae': sweeper.rcae is not in the spec; nothing to remove"),
+    ("~epochs=2", "--set '~epochs=2': a removal takes no value; expected ~dotted.key"),
+    ("~", "--set '~': empty key; expected ~dotted.key"),
+    ("~name.x", "--set '~name.x': name.x is not in the spec; nothing to remove"),
+    ("~seed", "--set '~seed': parameters.seed is not in the spec; nothing to remove"),
     ("epochs", "--set 'epochs': expected key=value"),
     ("=3", "--set '=3': empty key"),
     ("a..b=1", "--set 'a..b=1': empty key"),

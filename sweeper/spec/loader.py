@@ -241,7 +241,11 @@ def _read_fields(doc: dict[Any, Any], default_name: str | None) -> tuple[list[st
         fields.update({key: sweeper[key] for key in ("max_concurrent", "max_failures") if key in sweeper})
         if "race" in sweeper:
             example = "{seeds: {first: 3, max: 10}, alpha: 0.05, test: friedman}"
-            if (block := mapping("sweeper.race", sweeper["race"], example, problems)) is not None:
+            if sweeper["race"] is None:
+                # Not a default race: `race:` left empty is more likely a slip than a wish.
+                problems.append(f"sweeper.race: is empty (null); give {example}, or remove it "
+                                "(--set '~sweeper.race') for a plain grid")
+            elif (block := mapping("sweeper.race", sweeper["race"], example, problems)) is not None:
                 kwargs, shape = Race.from_block(block)
                 problems += shape
                 try:

@@ -2,7 +2,8 @@
 
 ``--set parameters.epochs.value=2`` sets a dotted key, creating mappings on the way; the
 value is read as YAML. ``--set epochs=2`` is shorthand for ``parameters.epochs.value`` (a
-list value sets ``values``).
+list value sets ``values``). ``--set '~sweeper.race'`` removes a key, as Hydra's ``~key``
+does (``~seed`` removes the parameter): a spec's race, say, becomes a plain grid.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ def apply_overrides(doc: dict[Any, Any], overrides: Sequence[str]) -> list[str]:
         return [f"--set: expected a list of key=value strings, got one string {show(overrides)}"]
     for item in overrides:
         label = f"--set {show(item)}"
+        if isinstance(item, str) and item.startswith("~"):
+            if (problem := _remove(doc, item[1:])) is not None:
+                problems.append(f"{label}: {problem}")
+            continue
         if not isinstance(item, str) or "=" not in item:
             problems.append(f"{label}: expected key=value, e.g. --set epochs=2 or --set sweeper.max_concurrent=1")
             continue
@@ -55,6 +60,25 @@ def apply_overrides(doc: dict[Any, Any], overrides: Sequence[str]) -> list[str]:
         if (problem := _set(doc, keys, value)) is not None:
             problems.append(f"{label}: {problem}")
     return problems
+
+
+def _remove(doc: dict[Any, Any], key: str) -> str | None:
+    """Delete the dotted ``key`` from ``doc`` (``seed`` is ``parameters.seed``); a problem
+    when it is malformed or not there: a misspelt removal must not pass for a done one."""
+    if "=" in key:
+        return "a removal takes no value; expected ~dotted.key, e.g. --set '~sweeper.race'"
+    keys = key.strip().split(".")
+    if not all(keys):
+        return "empty key; expected ~dotted.key, e.g. --set '~sweeper.race'"
+    if len(keys) == 1 and keys[0] in PARAMETER_NAMES:
+        keys = ["parameters", keys[0]]
+    target: Any = doc
+    for part in keys[:-1]:
+        target = target.get(part) if isinstance(target, dict) else None
+    if not isinstance(target, dict) or keys[-1] not in target:
+        return f"{'.'.join(keys)} is not in the spec; nothing to remove"
+    del target[keys[-1]]
+    return None
 
 
 def _set(doc: dict[Any, Any], keys: list[str], value: Any) -> str | None:

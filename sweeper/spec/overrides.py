@@ -42,8 +42,7 @@ def apply_overrides(doc: dict[Any, Any], overrides: Sequence[str]) -> list[str]:
             problems.append(f"{label}: expected key=value, e.g. --set epochs=2 or --set sweeper.max_concurrent=1")
             continue
         key, text = item.split("=", 1)
-        keys = key.strip().split(".")
-        if not all(keys):
+        if (path := _path(key)) is None:
             problems.append(f"{label}: empty key; expected dotted.key=value, e.g. parameters.epochs.value=2")
             continue
         try:
@@ -54,12 +53,23 @@ def apply_overrides(doc: dict[Any, Any], overrides: Sequence[str]) -> list[str]:
         except Exception as err:  # noqa: BLE001 - as when loading a file: hostile values must not crash
             problems.append(f"{label}: the value is not valid YAML: {type(err).__name__}")
             continue
-        if len(keys) == 1 and keys[0] in PARAMETER_NAMES:
-            # Shorthand: `--set epochs=2` fixes a parameter; `--set seed=[0,1]` lists values.
-            keys, value = ["parameters", keys[0]], {"values" if isinstance(value, list) else "value": value}
+        keys, parameter = path
+        if parameter:  # `--set epochs=2` fixes a parameter; `--set seed=[0,1]` lists values
+            value = {"values" if isinstance(value, list) else "value": value}
         if (problem := _set(doc, keys, value)) is not None:
             problems.append(f"{label}: {problem}")
     return problems
+
+
+def _path(key: str) -> tuple[list[str], bool] | None:
+    """``key``'s dotted parts, a bare parameter name (``epochs``) read as
+    ``parameters.epochs``, and whether it was one; ``None`` when a part is empty."""
+    keys = key.strip().split(".")
+    if not all(keys):
+        return None
+    if len(keys) == 1 and keys[0] in PARAMETER_NAMES:
+        return ["parameters", keys[0]], True
+    return keys, False
 
 
 def _remove(doc: dict[Any, Any], key: str) -> str | None:
@@ -67,11 +77,9 @@ def _remove(doc: dict[Any, Any], key: str) -> str | None:
     when it is malformed or not there: a misspelt removal must not pass for a done one."""
     if "=" in key:
         return "a removal takes no value; expected ~dotted.key, e.g. --set '~sweeper.race'"
-    keys = key.strip().split(".")
-    if not all(keys):
+    if (path := _path(key)) is None:
         return "empty key; expected ~dotted.key, e.g. --set '~sweeper.race'"
-    if len(keys) == 1 and keys[0] in PARAMETER_NAMES:
-        keys = ["parameters", keys[0]]
+    keys = path[0]
     target: Any = doc
     for part in keys[:-1]:
         target = target.get(part) if isinstance(target, dict) else None

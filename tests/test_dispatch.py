@@ -487,16 +487,24 @@ def test_bayes_and_asha_sweeps_stay_in_one_tuner(monkeypatch) -> None:
     assert [len(b) for b in search.batches(bayes, plan(bayes, set()))] == [0]
 
 
-def test_ctrl_c_outside_a_tuner_sets_the_stop_flag_and_does_not_kill_the_driver() -> None:
-    """Between two Tuners Ray's SIGUSR1 handler is not installed; the driver must survive."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_outside_a_tuner_sets_the_stop_flag_and_does_not_kill_the_driver(signum, caplog) -> None:
+    """Between two Tuners Ray's SIGUSR1 handler is not installed; the driver must survive.
+    SIGTERM stops as Ctrl-C does (not ray.init's sys.exit); a second one stops at once."""
     stop = console.StopFlag()
-    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGUSR1)
-    with console.graceful_ctrl_c(stop):
-        os.kill(os.getpid(), signal.SIGINT)
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+    before = [signal.getsignal(s) for s in handled]
+    with caplog.at_level(logging.WARNING, logger="sweeper"), console.graceful_stop(stop):
+        os.kill(os.getpid(), signum)
         time.sleep(0.2)  # signal handlers run between bytecodes of the main thread
         assert stop.is_set()
+        name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        assert [r.getMessage().split(":")[0] for r in caplog.records] == [f"stopping after {name}"]
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signum)
+            time.sleep(0.2)
     # whatever handled the signals before (pytest's, or an earlier Tune fit's) is back
-    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGUSR1)) == before
+    assert [signal.getsignal(s) for s in handled] == before
 
 
 # ------------------------------------------------------------------ CLI subprocesses
@@ -608,23 +616,32 @@ def test_kill_9_of_the_driver_then_resume_runs_every_trial_exactly_once(tiny_dat
     assert not (second_run & first), "a trial already in the ledger was dispatched again"
 
 
-def test_ctrl_c_stops_cleanly_says_how_to_resume_and_loses_nothing(tiny_data, tmp_path) -> None:
+@pytest.mark.parametrize("how", ["ctrl_c_to_the_job", "sigint_to_sweeper_run", "sigterm_to_sweeper_run"])
+def test_ctrl_c_stops_cleanly_says_how_to_resume_and_loses_nothing(tiny_data, tmp_path, how) -> None:
+    """A terminal's Ctrl-C reaches the whole job; ``kill -INT``/``kill -TERM`` of the
+    ``sweeper run`` pid (``timeout``, a process manager) reaches it alone: all stop the same way."""
     from sweeper.ledger import Ledger
 
     spec_path, results, cmd, driver = _start_three_trial_driver("intr", tiny_data, tmp_path, capture=True)
     _wait_for_file(results / "intr" / "trials.parquet", driver)
-    os.killpg(driver.pid, signal.SIGINT)
+    signum = signal.SIGTERM if how == "sigterm_to_sweeper_run" else signal.SIGINT
+    (os.killpg if how == "ctrl_c_to_the_job" else os.kill)(driver.pid, signum)
     out, err = driver.communicate(timeout=180)
     _reap(driver)
     assert driver.returncode == 130, err[-3000:]
     assert "Traceback" not in err and "Tuner.restore" not in err
+    name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+    # once: the one signal is passed on to the driver once, whoever it reached
+    stops = [line for line in err.splitlines() if line.startswith("sweeper: warning: stopping after")]
+    assert [line.split(":")[2] for line in stops] == [f" stopping after {name}"], err[-3000:]
     assert f"resume with `sweeper run {spec_path} --results-dir {results}`" in err  # every option given
     first = Ledger(results / "intr").trials()
     assert 1 <= len(first) < 3 and set(first["status"]) == {"ok"}  # no stopped trial recorded as a result
     assert f"interrupted: {len(first)} of 3 trials in the ledger (ok {len(first)})" in err
     assert (first["epochs_run"] == 2).all()
 
-    assert set(_rerun_finishes_every_trial(cmd, results / "intr", spec_path)["status"]) == {"ok"}
+    if how == "ctrl_c_to_the_job":  # the resume is the same whichever way the stop came
+        assert set(_rerun_finishes_every_trial(cmd, results / "intr", spec_path)["status"]) == {"ok"}
 
 
 def test_a_trial_cut_short_resumes_from_its_checkpoint_on_the_rerun(tiny_data, tmp_path) -> None:

@@ -1,5 +1,6 @@
 """What a running sweep shows and how it stops: the progress bar, the stall watchdog and a
-graceful Ctrl-C. Messages go to the ``sweeper`` loggers (the CLI prints them); no Ray import."""
+graceful stop (Ctrl-C, SIGTERM). Messages go to the ``sweeper`` loggers (the CLI prints them);
+no Ray import."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
 from sweeper.records import STATUSES, TrialRow
 from sweeper.spec import SweepSpec
 
-__all__ = ["MISSING_S", "Bar", "Progress", "ProgressSink", "ResourceWatch", "StopFlag", "Watchdog", "graceful_ctrl_c", "swapped_signals",
-           "resource_watch", "stop_gracefully", "watchdog", "STALL_S", "STALL_FACTOR", "WATCH_POLL_S"]
+__all__ = ["MISSING_S", "STOP_SIGNALS", "Bar", "Progress", "ProgressSink", "ResourceWatch", "StopFlag", "Watchdog",
+           "graceful_stop", "swapped_signals", "resource_watch", "stop_gracefully", "watchdog", "STALL_S",
+           "STALL_FACTOR", "WATCH_POLL_S"]
 
 _log = logging.getLogger(__name__)
 
@@ -29,6 +31,8 @@ _log = logging.getLogger(__name__)
 STALL_S = 900.0
 STALL_FACTOR = 10.0
 WATCH_POLL_S = 10.0
+STOP_SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+"""The signals that stop a sweep (gracefully, then at once), by the name its messages give them."""
 
 
 ProgressSink = Callable[[int, int, str], None]
@@ -273,9 +277,13 @@ def swapped_signals(handlers: Mapping[int, Any]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def graceful_ctrl_c(stop: StopFlag) -> Iterator[None]:
-    """First Ctrl-C: Ray Tune's graceful stop (finished trials are recorded, running ones are
-    not); a second one stops at once. Outside the main thread, Ray's default applies."""
+def graceful_stop(stop: StopFlag) -> Iterator[None]:
+    """First Ctrl-C or SIGTERM: Ray Tune's graceful stop (finished trials are recorded, running
+    ones are not); a second one stops at once. Outside the main thread, Ray's default applies.
+
+    Entered once Ray is up: ``ray.init`` installs its own SIGTERM handler (``sys.exit``), which
+    would end the driver mid-trial; this one replaces it for the sweep.
+    """
     tune_logger = logging.getLogger("ray.tune.tune")
     hint_filter = _DropRestoreHint()
     tune_logger.addFilter(hint_filter)
@@ -286,11 +294,12 @@ def graceful_ctrl_c(stop: StopFlag) -> Iterator[None]:
             tune_logger.removeFilter(hint_filter)
         return
 
-    def on_sigint(signum: int, frame: Any) -> None:
+    def on_stop(signum: int, frame: Any) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
-        _log.warning("stopping after Ctrl-C: running trials are dropped (they re-run on resume), finished ones "
-                     "are in the ledger; Ctrl-C again stops at once")
+        name = STOP_SIGNALS[signum]
+        _log.warning("stopping after %s: running trials are dropped (they re-run on resume), finished ones "
+                     "are in the ledger; %s again stops at once", name, name)
         stop_gracefully(stop)
 
     previous_env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
@@ -298,7 +307,7 @@ def graceful_ctrl_c(stop: StopFlag) -> Iterator[None]:
     # Tune installs its SIGUSR1 handler only inside fit(); before the first fit (or between
     # two Tuners) SIGUSR1's default action would kill the driver. The stop flag does the job there.
     try:
-        with swapped_signals({signal.SIGINT: on_sigint, signal.SIGUSR1: lambda signum, frame: None}):
+        with swapped_signals({**{sig: on_stop for sig in STOP_SIGNALS}, signal.SIGUSR1: lambda signum, frame: None}):
             yield
     finally:
         tune_logger.removeFilter(hint_filter)

@@ -3,7 +3,7 @@
 The order of a run: set aside an unreadable ledger, take in a committed CSV export, plan the
 trials, recover those an interrupted run finished, make the dataset, join Ray, pin resources,
 write the provenance, then one Tuner per batch with the ledger callback, the progress bar,
-the stall watchdog and a graceful Ctrl-C. ``Tuner.restore`` is not used: Ray snapshots its
+the stall watchdog and a graceful stop (Ctrl-C, SIGTERM). ``Tuner.restore`` is not used: Ray snapshots its
 experiment state every few seconds, so after a ``kill -9`` it would re-run trials that
 finished after the last snapshot, and it cannot skip trials the ledger already holds.
 """
@@ -23,7 +23,7 @@ from model.synth import ensure_dataset
 from sweeper import tracking, trainable
 from sweeper.dispatch import search
 from sweeper.dispatch.cluster import DriverNode, connect, driver_node, local_cpu_warning, pin_resources
-from sweeper.dispatch.console import Progress, ProgressSink, StopFlag, graceful_ctrl_c, resource_watch, watchdog
+from sweeper.dispatch.console import Progress, ProgressSink, StopFlag, graceful_stop, resource_watch, watchdog
 from sweeper.dispatch.lock import driver_lock
 from sweeper.dispatch.plan import SweepPlan, plan
 from sweeper.dispatch.provenance import write_provenance
@@ -94,7 +94,7 @@ class RunSummary:
     status_counts: dict[str, int] = field(default_factory=dict)
     resources: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    interrupted: bool = False  # stopped by Ctrl-C (SIGINT); finished trials are in the ledger
+    interrupted: bool = False  # stopped by Ctrl-C or SIGTERM; finished trials are in the ledger
     remaining: int = 0  # planned trials not in the ledger when run() returned
 
 
@@ -269,58 +269,59 @@ def _dispatch(spec: SweepSpec, options: RunOptions, hooks: Hooks, sweep: SweepPl
     wandb_mode = tracking.resolve_mode(options.wandb_mode)
     sweep_id = tracking.register_sweep(spec.wandb_config(), None, mode=wandb_mode) if options.wandb_sweep else None
     connect(options.address)
-    if hooks.joined is not None:
-        hooks.joined(driver_node())
-    import ray
-    from ray import tune
-
-    from sweeper.dispatch.callback import LedgerCallback  # imports Ray
-
-    resources, warning = pin_resources(spec.resources, ray.cluster_resources())
-    if warning:
-        _warn(summary, warning)
-    if "gpu" not in resources and (emulated := local_cpu_warning(spec, options.address)):
-        _warn(summary, emulated)  # the trials train on this machine's CPU, whose flags are known here
-    summary.resources = resources
-    ensure_dataset(data_dir, spec.dataset.name, fix=_DATASET_FIX)
-    # spec.yaml is the spec the sweep ran with: --max-concurrent's, not the file's, when given
-    ran = spec if options.max_concurrent is None else replace(spec, max_concurrent=options.max_concurrent)
-    write_provenance(ran, ledger.sweep_dir, {"resources": resources, "wandb_mode": wandb_mode})
-    context = trainable.TrialContext(
-        sweep=spec.name, sweep_dir=str(ledger.sweep_dir), dataset_dir=str(data_dir), dataset_name=spec.dataset.name,
-        wandb_mode=wandb_mode, cpus=resources["cpu"],
-        accelerator_type=spec.resources.accelerator_type if "gpu" in resources else None, sweep_id=sweep_id,
-        vgg_weights=os.environ.get("SWEEPER_VGG_WEIGHTS") or "auto",
-    )
     stop = StopFlag()
-    with Progress(0, spec, options.progress, hooks.progress) as progress, graceful_ctrl_c(stop):
-        for batch in batches:
-            if stop.is_set():
-                break
-            progress.extend(len(batch) if not sweep.searched else n_todo)
-            search_alg, scheduler = search.search_and_scheduler(spec, sweep, ledger.sweep_dir, ledger.done_ids())
-            run_name = _next_run_name(ledger.sweep_dir)
-            recorder = LedgerCallback(spec, ledger, progress, stop)
-            tuner = tune.Tuner(
-                # Looked up now, not imported: tests swap in a trainable of their own.
-                tune.with_resources(tune.with_parameters(trainable.run_trial, context=context), resources),
-                param_space=search.param_space(spec, sweep, batch),
-                tune_config=tune.TuneConfig(
-                    metric=spec.metric, mode=search.mode(spec), search_alg=search_alg, scheduler=scheduler,
-                    num_samples=n_todo if sweep.searched else 1,
-                    max_concurrent_trials=options.max_concurrent or spec.max_concurrent,
-                    reuse_actors=search.reuse_actors(scheduler), trial_dirname_creator=_trial_dirname,
-                ),
-                run_config=tune.RunConfig(
-                    name=run_name, storage_path=str(ledger.sweep_dir / "ray"), verbose=0,
-                    failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                    callbacks=[recorder], progress_reporter=None,
-                ),
-            )
-            with watchdog(ledger.sweep_dir / "ray" / run_name), resource_watch(resources, ray.cluster_resources):
-                tuner.fit()
-            if recorder.failed is not None:
-                raise recorder.failed
+    with graceful_stop(stop):  # after connect: it replaces ray.init's SIGTERM handler
+        if hooks.joined is not None:
+            hooks.joined(driver_node())
+        import ray
+        from ray import tune
+
+        from sweeper.dispatch.callback import LedgerCallback  # imports Ray
+
+        resources, warning = pin_resources(spec.resources, ray.cluster_resources())
+        if warning:
+            _warn(summary, warning)
+        if "gpu" not in resources and (emulated := local_cpu_warning(spec, options.address)):
+            _warn(summary, emulated)  # the trials train on this machine's CPU, whose flags are known here
+        summary.resources = resources
+        ensure_dataset(data_dir, spec.dataset.name, fix=_DATASET_FIX)
+        # spec.yaml is the spec the sweep ran with: --max-concurrent's, not the file's, when given
+        ran = spec if options.max_concurrent is None else replace(spec, max_concurrent=options.max_concurrent)
+        write_provenance(ran, ledger.sweep_dir, {"resources": resources, "wandb_mode": wandb_mode})
+        context = trainable.TrialContext(
+            sweep=spec.name, sweep_dir=str(ledger.sweep_dir), dataset_dir=str(data_dir), dataset_name=spec.dataset.name,
+            wandb_mode=wandb_mode, cpus=resources["cpu"],
+            accelerator_type=spec.resources.accelerator_type if "gpu" in resources else None, sweep_id=sweep_id,
+            vgg_weights=os.environ.get("SWEEPER_VGG_WEIGHTS") or "auto",
+        )
+        with Progress(0, spec, options.progress, hooks.progress) as progress:
+            for batch in batches:
+                if stop.is_set():
+                    break
+                progress.extend(len(batch) if not sweep.searched else n_todo)
+                search_alg, scheduler = search.search_and_scheduler(spec, sweep, ledger.sweep_dir, ledger.done_ids())
+                run_name = _next_run_name(ledger.sweep_dir)
+                recorder = LedgerCallback(spec, ledger, progress, stop)
+                tuner = tune.Tuner(
+                    # Looked up now, not imported: tests swap in a trainable of their own.
+                    tune.with_resources(tune.with_parameters(trainable.run_trial, context=context), resources),
+                    param_space=search.param_space(spec, sweep, batch),
+                    tune_config=tune.TuneConfig(
+                        metric=spec.metric, mode=search.mode(spec), search_alg=search_alg, scheduler=scheduler,
+                        num_samples=n_todo if sweep.searched else 1,
+                        max_concurrent_trials=options.max_concurrent or spec.max_concurrent,
+                        reuse_actors=search.reuse_actors(scheduler), trial_dirname_creator=_trial_dirname,
+                    ),
+                    run_config=tune.RunConfig(
+                        name=run_name, storage_path=str(ledger.sweep_dir / "ray"), verbose=0,
+                        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                        callbacks=[recorder], progress_reporter=None,
+                    ),
+                )
+                with watchdog(ledger.sweep_dir / "ray" / run_name), resource_watch(resources, ray.cluster_resources):
+                    tuner.fit()
+                if recorder.failed is not None:
+                    raise recorder.failed
     summary.interrupted = stop.is_set()
 
 

@@ -52,20 +52,23 @@ def child_main(argv: Sequence[str]) -> int:
     job from the socket ``FD``, run it, send back its outcome. Returns the exit status."""
     fd, parent = int(argv[0]), int(argv[1])
     _die_with(parent)
+    # Until the sweep's graceful stop takes over (once Ray is up), SIGTERM stops at once, as
+    # SIGINT does: the supervisor passes on either, and nothing is running yet.
+    signal.signal(signal.SIGTERM, _interrupt)
     channel = _Channel(Connection(fd))
-    _, spec, options = channel.conn.recv()
-    handler = _Forward(channel)
-    for name in ("sweeper", "model"):
-        logger = logging.getLogger(name)
-        logger.setLevel(logging.DEBUG if os.environ.get(VERBOSE_ENV) else logging.INFO)
-        logger.addHandler(handler)
-    hooks = Hooks(progress=lambda total, done, detail: channel.send("progress", total, done, detail),
-                  joined=lambda node: channel.send("node", node))
     try:
+        _, spec, options = channel.conn.recv()
+        handler = _Forward(channel)
+        for name in ("sweeper", "model"):
+            logger = logging.getLogger(name)
+            logger.setLevel(logging.DEBUG if os.environ.get(VERBOSE_ENV) else logging.INFO)
+            logger.addHandler(handler)
+        hooks = Hooks(progress=lambda total, done, detail: channel.send("progress", total, done, detail),
+                      joined=lambda node: channel.send("node", node))
         outcome: tuple[Any, ...] = ("done", run(spec, options, hooks=hooks, locked=True))
     except UserError as err:
         outcome = ("error", _portable(err))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # SystemExit: ray.init's SIGTERM handler, while Ray starts
         outcome = ("interrupted",)
     except BaseException:  # noqa: BLE001 - the parent decides: a dead cluster, or a bug to show
         outcome = ("crash", traceback.format_exc())
@@ -74,6 +77,10 @@ def child_main(argv: Sequence[str]) -> int:
     if outcome[0] == "crash":
         exit_now(1)  # Ray's exit handlers would wait on a cluster that may be gone; the parent has the story
     return {"done": 0, "error": 1, "interrupted": 130}[outcome[0]]
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _die_with(parent: int) -> None:

@@ -35,7 +35,7 @@ from typing import IO, Any, Iterator, Sequence
 from model.errors import UserError
 from model.runtime import VERBOSE_ENV
 from sweeper.dispatch.cluster import DriverNode
-from sweeper.dispatch.console import Bar, swapped_signals
+from sweeper.dispatch.console import STOP_SIGNALS, Bar, swapped_signals
 from sweeper.dispatch.driver import RunOptions, RunSummary, sweep_folder
 from sweeper.dispatch.lock import driver_lock
 from sweeper.dispatch.plan import plan
@@ -75,8 +75,8 @@ class DriverLost(UserError):
 
 
 class StoppedAtOnce(UserError):
-    """A second Ctrl-C stopped the driver without waiting for its trials. Everything recorded
-    is in the ledger."""
+    """A second Ctrl-C (or SIGTERM) stopped the driver without waiting for its trials.
+    Everything recorded is in the ledger."""
 
     exit_code = EXIT_INTERRUPTED
 
@@ -123,19 +123,19 @@ def supervise(spec: SweepSpec, options: RunOptions, resume: str) -> RunSummary:
         DriverLost: the driver died: one line naming what died, the trials in the ledger and
             ``resume``.
         DriverCrashed: the driver raised an unexpected exception and its cluster is alive.
-        StoppedAtOnce: a second Ctrl-C stopped the driver at once: one line with the trials in
-            the ledger and ``resume``.
+        StoppedAtOnce: a second Ctrl-C or SIGTERM stopped the driver at once: one line with the
+            trials in the ledger and ``resume``.
     """
     sweep_dir = sweep_folder(spec, options)
     with driver_lock(sweep_dir):  # held here, so a driver that dies cannot let a second one in early
-        outcome, watch, code, pid, log = _drive(spec, options, sweep_dir)
+        outcome, watch, code, pid, log, stops = _drive(spec, options, sweep_dir)
     kind = outcome[0] if outcome else "died"
     if kind == "done":
         return outcome[1]
     if kind == "error":
         raise outcome[1]
     if kind == "interrupted":
-        raise StoppedAtOnce(_lost("stopped at once by a second Ctrl-C", spec, sweep_dir, resume, None, head_gone=False))
+        raise StoppedAtOnce(_lost(_stopped_at_once(stops), spec, sweep_dir, resume, None, head_gone=False))
     if kind == "crash" and not watch.dead:
         raise DriverCrashed(f"the sweep's driver failed:\n{outcome[1]}")
     what = watch.dead if watch.dead and not watch.killed_from_outside(code) else _driver_death(pid, code)
@@ -145,9 +145,9 @@ def supervise(spec: SweepSpec, options: RunOptions, resume: str) -> RunSummary:
 
 
 def _drive(spec: SweepSpec, options: RunOptions,
-           sweep_dir: Path) -> tuple[tuple[Any, ...] | None, "_Watch", int, int, Path | None]:
+           sweep_dir: Path) -> tuple[tuple[Any, ...] | None, "_Watch", int, int, Path | None, list[int]]:
     """Start the driver, relay what it says until it ends. Returns (its outcome or None, what
-    the watch saw, its exit status, its pid, Ray's log file)."""
+    the watch saw, its exit status, its pid, Ray's log file, the stop signals passed on to it)."""
     ours, theirs = socket.socketpair()
     # Ray's output: on the terminal with --verbose, else through a pipe into the sweep's log.
     quiet = not os.environ.get(VERBOSE_ENV)
@@ -156,6 +156,9 @@ def _drive(spec: SweepSpec, options: RunOptions,
             [sys.executable, "-m", "sweeper.dispatch", str(theirs.fileno()), str(os.getpid())],
             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT if quiet else None,
+            # Its own session: a terminal's Ctrl-C (sent to the whole foreground job) reaches
+            # this process only, which passes it on once; the driver's Ray is not hit by it.
+            start_new_session=True,
         )
     finally:
         theirs.close()
@@ -165,9 +168,10 @@ def _drive(spec: SweepSpec, options: RunOptions,
     conn = Connection(ours.detach())
     watch = _Watch()
     outcome: tuple[Any, ...] | None = None
+    stops: list[int] = []
     with contextlib.ExitStack() as stack:
         stack.enter_context(conn)
-        stack.enter_context(_ignore_sigint())
+        stack.enter_context(_pass_on_stops(proc, stops))
         bar: Bar | None = None  # drawn once there is progress: a run with nothing to do shows none
         with contextlib.suppress(OSError):  # a driver that died at start: its EOF says so below
             conn.send(("job", spec, options))
@@ -201,7 +205,7 @@ def _drive(spec: SweepSpec, options: RunOptions,
             code = proc.wait()
     if log is not None:
         log.join(timeout=DRAIN_S)  # the rest of what the driver said (a process it left may hold the pipe)
-    return outcome, watch, code, proc.pid, log.path if log is not None and log.written else None
+    return outcome, watch, code, proc.pid, log.path if log is not None and log.written else None, stops
 
 
 class _Drain(threading.Thread):
@@ -247,13 +251,21 @@ def _relay(name: str, level: int, message: str) -> None:
 
 
 @contextlib.contextmanager
-def _ignore_sigint() -> Iterator[None]:
-    """Ctrl-C reaches the driver from the terminal (one process group): it stops gracefully
-    and says so. This process waits for it instead of dying, which would take it down."""
+def _pass_on_stops(driver: subprocess.Popen, stops: list[int]) -> Iterator[None]:
+    """Each Ctrl-C or SIGTERM this process gets (from the terminal, ``kill``, ``timeout``, a
+    process manager) goes to the driver, once, and is appended to ``stops``: the driver stops
+    gracefully and says so, a second one stops it at once. This process waits for it instead
+    of dying, which would take it down without a word."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    with swapped_signals({signal.SIGINT: signal.SIG_IGN}):
+
+    def pass_on(signum: int, frame: Any) -> None:
+        stops.append(signum)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(driver.pid, signum)
+
+    with swapped_signals(dict.fromkeys(STOP_SIGNALS, pass_on)):
         yield
 
 
@@ -327,6 +339,13 @@ def _answers(address: str) -> bool:
             return True
     except (OSError, ValueError):
         return False
+
+
+def _stopped_at_once(stops: Sequence[int]) -> str:
+    """What stopped the driver at once: the second of the stop signals passed on, or the first
+    when it came while Ray started (before the graceful stop takes over; nothing ran yet)."""
+    name = STOP_SIGNALS.get(stops[-1], "a signal") if stops else "a signal sent to the driver itself"
+    return f"stopped at once by {'a second ' if len(stops) > 1 else ''}{name}"
 
 
 def _driver_death(pid: int, code: int) -> str:

@@ -811,6 +811,35 @@ def test_the_drivers_own_node_dying_is_one_line_and_the_rerun_runs_each_trial_on
     _release_and_rerun(cmd, ids, hold, sweep)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_while_the_driver_starts_is_neither_lost_nor_a_lost_driver(tiny_data, tmp_path, signum) -> None:
+    """SIGINT or SIGTERM to ``sweeper run`` the moment its driver process exists (its Python
+    still starting): the driver takes it once it can (it was held, not lost, and not a crash)
+    and stops before any trial starts: exit 130, the warning and the resume command."""
+    import psutil
+
+    from sweeper.dispatch import EXIT_INTERRUPTED
+
+    spec_path, results, cmd, driver = _start_three_trial_driver("early", tiny_data, tmp_path, capture=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not psutil.Process(driver.pid).children() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(driver.pid, signum)
+        out, err = driver.communicate(timeout=120)
+    finally:
+        _reap(driver)
+    assert driver.returncode == EXIT_INTERRUPTED, err[-3000:]
+    assert "Traceback" not in err and "Traceback" not in out
+    name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+    assert err.strip().splitlines() == [
+        f"sweeper: warning: stopping after {name}: running trials are dropped (they re-run on resume), finished "
+        f"ones are in the ledger; {name} again stops at once",
+        f"sweeper: interrupted: 0 of 3 trials in the ledger (none); resume with `sweeper run {spec_path} "
+        f"--results-dir {results}`"]
+    assert not (results / "early" / "ray").exists()  # no Tuner started
+
+
 def test_a_second_ctrl_c_stops_at_once_in_one_line_that_says_how_to_resume(tiny_data, tmp_path) -> None:
     """Ctrl-C while the last trial is held mid-trial (so the graceful stop is still waiting on
     it), then Ctrl-C again: exit 130 at once, the graceful stop's warning then one line with

@@ -281,8 +281,9 @@ def graceful_stop(stop: StopFlag) -> Iterator[None]:
     """First Ctrl-C or SIGTERM: Ray Tune's graceful stop (finished trials are recorded, running
     ones are not); a second one stops at once. Outside the main thread, Ray's default applies.
 
-    Entered once Ray is up: ``ray.init`` installs its own SIGTERM handler (``sys.exit``), which
-    would end the driver mid-trial; this one replaces it for the sweep.
+    Entered again once Ray is up: ``ray.init`` installs its own SIGTERM handler (``sys.exit``),
+    which would end the driver mid-trial. A stop signal the process holds (blocked: a
+    supervisor forks its driver so, lest a Ctrl-C while Python starts be lost) is taken here.
     """
     tune_logger = logging.getLogger("ray.tune.tune")
     hint_filter = _DropRestoreHint()
@@ -307,8 +308,12 @@ def graceful_stop(stop: StopFlag) -> Iterator[None]:
     # Tune installs its SIGUSR1 handler only inside fit(); before the first fit (or between
     # two Tuners) SIGUSR1's default action would kill the driver. The stop flag does the job there.
     try:
-        with swapped_signals({**{sig: on_stop for sig in STOP_SIGNALS}, signal.SIGUSR1: lambda signum, frame: None}):
-            yield
+        with swapped_signals({**dict.fromkeys(STOP_SIGNALS, on_stop), signal.SIGUSR1: lambda signum, frame: None}):
+            held = signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            try:
+                yield
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
     finally:
         tune_logger.removeFilter(hint_filter)
         if previous_env is None:

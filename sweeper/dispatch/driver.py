@@ -10,6 +10,7 @@ finished after the last snapshot, and it cannot skip trials the ledger already h
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -145,14 +146,15 @@ def run(spec: SweepSpec, options: RunOptions = RunOptions(), *, hooks: Hooks = H
             cannot be joined or lacks the GPU the spec insists on.
     """
     sweep_dir = sweep_folder(spec, options)
-    if locked:
-        return _run(spec, options, sweep_dir, hooks)
-    with driver_lock(sweep_dir):
-        return _run(spec, options, sweep_dir, hooks)
+    stop = StopFlag()
+    # From the start, not the first Tuner: a stop while the run prepares ends it before any
+    # trial starts (a supervisor forks its driver with the stop signals held until here).
+    with graceful_stop(stop), (contextlib.nullcontext() if locked else driver_lock(sweep_dir)):
+        return _run(spec, options, sweep_dir, hooks, stop)
 
 
-def _run(spec: SweepSpec, options: RunOptions, sweep_dir: Path, hooks: Hooks) -> RunSummary:
-    """:func:`run`, holding the sweep's driver lock."""
+def _run(spec: SweepSpec, options: RunOptions, sweep_dir: Path, hooks: Hooks, stop: StopFlag) -> RunSummary:
+    """:func:`run`, holding the sweep's driver lock; ``stop`` is set by a stop signal."""
     ledger = Ledger(sweep_dir)
     summary = RunSummary(sweep_dir=sweep_dir, planned=0, already_done=0)
     for message in set_aside_unreadable(ledger):
@@ -177,8 +179,9 @@ def _run(spec: SweepSpec, options: RunOptions, sweep_dir: Path, hooks: Hooks) ->
         n_todo, batches = len(first), itertools.chain([first], rounds)
     else:
         n_todo, batches = sweep.remaining(ledger.done_ids()), iter(search.batches(spec, sweep))
-    if n_todo:
-        _dispatch(spec, options, hooks, sweep, ledger, summary, data_dir, n_todo, batches)
+    if n_todo and not stop.is_set():
+        _dispatch(spec, options, hooks, sweep, ledger, summary, data_dir, n_todo, batches, stop)
+    summary.interrupted = stop.is_set()
     done = ledger.done_ids()
     if done:
         _mirror(ledger.sweep_dir)
@@ -264,13 +267,13 @@ def _label(state: RaceState, cid: str) -> str:
 
 
 def _dispatch(spec: SweepSpec, options: RunOptions, hooks: Hooks, sweep: SweepPlan, ledger: Ledger,
-              summary: RunSummary, data_dir: Path, n_todo: int, batches: Iterator[Sequence[Trial]]) -> None:
-    """The Ray part of :func:`run`: connect, pin, and run one Tuner per batch."""
+              summary: RunSummary, data_dir: Path, n_todo: int, batches: Iterator[Sequence[Trial]],
+              stop: StopFlag) -> None:
+    """The Ray part of :func:`run`: connect, pin, and run one Tuner per batch until ``stop``."""
     wandb_mode = tracking.resolve_mode(options.wandb_mode)
     sweep_id = tracking.register_sweep(spec.wandb_config(), None, mode=wandb_mode) if options.wandb_sweep else None
     connect(options.address)
-    stop = StopFlag()
-    with graceful_stop(stop):  # after connect: it replaces ray.init's SIGTERM handler
+    with graceful_stop(stop):  # again, once Ray is up: ray.init installed its own SIGTERM handler
         if hooks.joined is not None:
             hooks.joined(driver_node())
         import ray
@@ -322,7 +325,6 @@ def _dispatch(spec: SweepSpec, options: RunOptions, hooks: Hooks, sweep: SweepPl
                     tuner.fit()
                 if recorder.failed is not None:
                     raise recorder.failed
-    summary.interrupted = stop.is_set()
 
 
 def _next_run_name(sweep_dir: Path) -> str:

@@ -52,9 +52,7 @@ def child_main(argv: Sequence[str]) -> int:
     job from the socket ``FD``, run it, send back its outcome. Returns the exit status."""
     fd, parent = int(argv[0]), int(argv[1])
     _die_with(parent)
-    # Until the sweep's graceful stop takes over (once Ray is up), SIGTERM stops at once, as
-    # SIGINT does: the supervisor passes on either, and nothing is running yet.
-    signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C and SIGTERM are held (blocked) from the fork until run() can stop gracefully.
     channel = _Channel(Connection(fd))
     try:
         _, spec, options = channel.conn.recv()
@@ -77,10 +75,6 @@ def child_main(argv: Sequence[str]) -> int:
     if outcome[0] == "crash":
         exit_now(1)  # Ray's exit handlers would wait on a cluster that may be gone; the parent has the story
     return {"done": 0, "error": 1, "interrupted": 130}[outcome[0]]
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def _die_with(parent: int) -> None:

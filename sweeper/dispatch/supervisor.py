@@ -151,27 +151,25 @@ def _drive(spec: SweepSpec, options: RunOptions,
     ours, theirs = socket.socketpair()
     # Ray's output: on the terminal with --verbose, else through a pipe into the sweep's log.
     quiet = not os.environ.get(VERBOSE_ENV)
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sweeper.dispatch", str(theirs.fileno()), str(os.getpid())],
-            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT if quiet else None,
-            # Its own session: a terminal's Ctrl-C (sent to the whole foreground job) reaches
-            # this process only, which passes it on once; the driver's Ray is not hit by it.
-            start_new_session=True,
-        )
-    finally:
-        theirs.close()
-    log = _Drain(proc.stdout, sweep_dir / LOG_NAME) if proc.stdout is not None else None
-    if log is not None:
-        log.start()
-    conn = Connection(ours.detach())
-    watch = _Watch()
-    outcome: tuple[Any, ...] | None = None
-    stops: list[int] = []
     with contextlib.ExitStack() as stack:
-        stack.enter_context(conn)
-        stack.enter_context(_pass_on_stops(proc, stops))
+        stops = stack.enter_context(_passing_on_stops())
+        try:
+            proc = stops.start(
+                [sys.executable, "-m", "sweeper.dispatch", str(theirs.fileno()), str(os.getpid())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT if quiet else None,
+                # Its own session: a terminal's Ctrl-C (sent to the whole foreground job) reaches
+                # this process only, which passes it on once; the driver's Ray is not hit by it.
+                start_new_session=True,
+            )
+        finally:
+            theirs.close()
+        log = _Drain(proc.stdout, sweep_dir / LOG_NAME) if proc.stdout is not None else None
+        if log is not None:
+            log.start()
+        conn = stack.enter_context(Connection(ours.detach()))
+        watch = _Watch()
+        outcome: tuple[Any, ...] | None = None
         bar: Bar | None = None  # drawn once there is progress: a run with nothing to do shows none
         with contextlib.suppress(OSError):  # a driver that died at start: its EOF says so below
             conn.send(("job", spec, options))
@@ -205,7 +203,7 @@ def _drive(spec: SweepSpec, options: RunOptions,
             code = proc.wait()
     if log is not None:
         log.join(timeout=DRAIN_S)  # the rest of what the driver said (a process it left may hold the pipe)
-    return outcome, watch, code, proc.pid, log.path if log is not None and log.written else None, stops
+    return outcome, watch, code, proc.pid, log.path if log is not None and log.written else None, stops.received
 
 
 class _Drain(threading.Thread):
@@ -250,23 +248,50 @@ def _relay(name: str, level: int, message: str) -> None:
         logger.log(level, "%s", message)
 
 
-@contextlib.contextmanager
-def _pass_on_stops(driver: subprocess.Popen, stops: list[int]) -> Iterator[None]:
-    """Each Ctrl-C or SIGTERM this process gets (from the terminal, ``kill``, ``timeout``, a
-    process manager) goes to the driver, once, and is appended to ``stops``: the driver stops
-    gracefully and says so, a second one stops it at once. This process waits for it instead
-    of dying, which would take it down without a word."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class _Stops:
+    """The Ctrl-Cs and SIGTERMs this process gets while its driver runs (from the terminal,
+    ``kill``, ``timeout``, a process manager), each passed on to the driver once: the driver
+    stops gracefully and says so, a second one stops it at once. This process waits for it
+    instead of dying, which would take it down without a word."""
 
-    def pass_on(signum: int, frame: Any) -> None:
-        stops.append(signum)
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self._driver: subprocess.Popen | None = None
+        self._early: list[int] = []  # received before the driver existed
+
+    def pass_on(self, signum: int, frame: Any) -> None:
+        """The signal handler."""
+        self.received.append(signum)
+        if self._driver is None:
+            self._early.append(signum)
+            return
         with contextlib.suppress(ProcessLookupError):
-            os.kill(driver.pid, signum)
+            os.kill(self._driver.pid, signum)
 
-    with swapped_signals(dict.fromkeys(STOP_SIGNALS, pass_on)):
-        yield
+    def start(self, argv: Sequence[str], **popen: Any) -> subprocess.Popen:
+        """``Popen(argv, **popen)`` with the stop signals held (blocked) across the fork: the
+        driver inherits the hold and takes them once it can stop gracefully, so a Ctrl-C while
+        its Python starts is neither lost nor a crash. One that came earlier is passed on now."""
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            self._driver = subprocess.Popen(argv, **popen)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        while self._early:
+            os.kill(self._driver.pid, self._early.pop(0))
+        return self._driver
+
+
+@contextlib.contextmanager
+def _passing_on_stops() -> Iterator[_Stops]:
+    """A :class:`_Stops` whose handler takes SIGINT and SIGTERM for the block (main thread only,
+    as :func:`signal.signal` requires; elsewhere the signals keep their handlers)."""
+    stops = _Stops()
+    if threading.current_thread() is not threading.main_thread():
+        yield stops
+        return
+    with swapped_signals(dict.fromkeys(STOP_SIGNALS, stops.pass_on)):
+        yield stops
 
 
 class _Watch:
@@ -342,10 +367,11 @@ def _answers(address: str) -> bool:
 
 
 def _stopped_at_once(stops: Sequence[int]) -> str:
-    """What stopped the driver at once: the second of the stop signals passed on, or the first
-    when it came while Ray started (before the graceful stop takes over; nothing ran yet)."""
-    name = STOP_SIGNALS.get(stops[-1], "a signal") if stops else "a signal sent to the driver itself"
-    return f"stopped at once by {'a second ' if len(stops) > 1 else ''}{name}"
+    """What stopped the driver at once: the last of the stop signals passed on to it (the
+    second, or later), or one sent to the driver's own pid."""
+    if len(stops) < 2:
+        return "stopped at once by a stop signal sent to the driver itself"
+    return f"stopped at once by a second {STOP_SIGNALS[stops[-1]]}"
 
 
 def _driver_death(pid: int, code: int) -> str:

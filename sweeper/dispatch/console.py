@@ -9,15 +9,16 @@ import logging
 import math
 import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from sweeper.records import STATUSES, TrialRow
 from sweeper.spec import SweepSpec
 
-__all__ = ["MISSING_S", "STOP_SIGNALS", "Bar", "Progress", "ProgressSink", "ResourceWatch", "StopFlag", "Watchdog",
+__all__ = ["MISSING_S", "STOP_SIGNALS", "Bar", "Progress", "ProgressSink", "ResourceWatch", "StopFlag", "StopRelay", "Watchdog",
            "graceful_stop", "swapped_signals", "resource_watch", "stop_gracefully", "watchdog", "STALL_S",
            "STALL_FACTOR", "WATCH_POLL_S"]
 
@@ -320,3 +321,49 @@ def graceful_stop(stop: StopFlag) -> Iterator[None]:
             os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
         else:
             os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = previous_env
+
+
+class StopRelay(contextlib.AbstractContextManager):
+    """The Ctrl-Cs and SIGTERMs a supervising process gets while its driver runs (from the
+    terminal, ``kill``, ``timeout``, a process manager), each passed on to the driver once: it
+    stops gracefully and says so (:func:`graceful_stop`), a second one stops it at once. The
+    supervisor waits for it instead of dying, which would take it down without a word.
+
+    A context manager: its handler takes the signals for the block (main thread only, as
+    :func:`signal.signal` requires; elsewhere they keep their handlers).
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self._driver: subprocess.Popen | None = None
+        self._early: list[int] = []  # received before the driver existed
+        self._handlers = contextlib.ExitStack()
+
+    def __enter__(self) -> "StopRelay":
+        if threading.current_thread() is threading.main_thread():
+            self._handlers.enter_context(swapped_signals(dict.fromkeys(STOP_SIGNALS, self._pass_on)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handlers.close()
+
+    def start(self, argv: Sequence[str], **popen: Any) -> subprocess.Popen:
+        """``Popen(argv, **popen)`` with the stop signals held (blocked) across the fork: the
+        driver inherits the hold and takes them in :func:`graceful_stop`, so a Ctrl-C while its
+        Python starts is neither lost nor a crash. One that came earlier is passed on now."""
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            self._driver = subprocess.Popen(argv, **popen)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        while self._early:
+            os.kill(self._driver.pid, self._early.pop(0))
+        return self._driver
+
+    def _pass_on(self, signum: int, frame: Any) -> None:
+        self.received.append(signum)
+        if self._driver is None:
+            self._early.append(signum)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self._driver.pid, signum)

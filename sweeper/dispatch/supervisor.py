@@ -35,7 +35,7 @@ from typing import IO, Any, Iterator, Sequence
 from model.errors import UserError
 from model.runtime import VERBOSE_ENV
 from sweeper.dispatch.cluster import DriverNode
-from sweeper.dispatch.console import STOP_SIGNALS, Bar, swapped_signals
+from sweeper.dispatch.console import STOP_SIGNALS, Bar, StopRelay
 from sweeper.dispatch.driver import RunOptions, RunSummary, sweep_folder
 from sweeper.dispatch.lock import driver_lock
 from sweeper.dispatch.plan import plan
@@ -152,7 +152,7 @@ def _drive(spec: SweepSpec, options: RunOptions,
     # Ray's output: on the terminal with --verbose, else through a pipe into the sweep's log.
     quiet = not os.environ.get(VERBOSE_ENV)
     with contextlib.ExitStack() as stack:
-        stops = stack.enter_context(_passing_on_stops())
+        stops = stack.enter_context(StopRelay())
         try:
             proc = stops.start(
                 [sys.executable, "-m", "sweeper.dispatch", str(theirs.fileno()), str(os.getpid())],
@@ -246,52 +246,6 @@ def _relay(name: str, level: int, message: str) -> None:
     logger = logging.getLogger(name)
     if logger.isEnabledFor(level):
         logger.log(level, "%s", message)
-
-
-class _Stops:
-    """The Ctrl-Cs and SIGTERMs this process gets while its driver runs (from the terminal,
-    ``kill``, ``timeout``, a process manager), each passed on to the driver once: the driver
-    stops gracefully and says so, a second one stops it at once. This process waits for it
-    instead of dying, which would take it down without a word."""
-
-    def __init__(self) -> None:
-        self.received: list[int] = []
-        self._driver: subprocess.Popen | None = None
-        self._early: list[int] = []  # received before the driver existed
-
-    def pass_on(self, signum: int, frame: Any) -> None:
-        """The signal handler."""
-        self.received.append(signum)
-        if self._driver is None:
-            self._early.append(signum)
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self._driver.pid, signum)
-
-    def start(self, argv: Sequence[str], **popen: Any) -> subprocess.Popen:
-        """``Popen(argv, **popen)`` with the stop signals held (blocked) across the fork: the
-        driver inherits the hold and takes them once it can stop gracefully, so a Ctrl-C while
-        its Python starts is neither lost nor a crash. One that came earlier is passed on now."""
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        try:
-            self._driver = subprocess.Popen(argv, **popen)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
-        while self._early:
-            os.kill(self._driver.pid, self._early.pop(0))
-        return self._driver
-
-
-@contextlib.contextmanager
-def _passing_on_stops() -> Iterator[_Stops]:
-    """A :class:`_Stops` whose handler takes SIGINT and SIGTERM for the block (main thread only,
-    as :func:`signal.signal` requires; elsewhere the signals keep their handlers)."""
-    stops = _Stops()
-    if threading.current_thread() is not threading.main_thread():
-        yield stops
-        return
-    with swapped_signals(dict.fromkeys(STOP_SIGNALS, stops.pass_on)):
-        yield stops
 
 
 class _Watch:

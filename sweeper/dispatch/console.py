@@ -18,8 +18,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 from sweeper.records import STATUSES, TrialRow
 from sweeper.spec import SweepSpec
 
-__all__ = ["MISSING_S", "STOP_SIGNALS", "Bar", "Progress", "ProgressSink", "ResourceWatch", "StopFlag", "StopRelay", "Watchdog",
-           "graceful_stop", "swapped_signals", "resource_watch", "stop_gracefully", "watchdog", "STALL_S",
+__all__ = ["MISSING_S", "STOP_SIGNALS", "Bar", "Progress", "ProgressSink", "ResourceWatch", "StopFlag", "StopRelay",
+           "Watchdog", "graceful_stop", "swapped_signals", "resource_watch", "stop_gracefully", "watchdog", "STALL_S",
            "STALL_FACTOR", "WATCH_POLL_S"]
 
 _log = logging.getLogger(__name__)

@@ -192,8 +192,9 @@ def _undecidable(race: Race, state: RaceState) -> list[str]:
     if deciding == next_look:
         return []
     last = (deciding or most + 1) - 1
-    why = (f"friedman with 2 left is Wilcoxon's signed-rank test: its p on n seeds is at least 2/2^n, "
-           f"{smallest_p(race.test, len(state.alive), last):.2g} on {last}, above the level {state.level:.2g}")
+    why = (f"friedman with 2 left is Wilcoxon's signed-rank test: its p on n seeds is at least 2/2^n, and "
+           f"with the seeds so far at least {smallest_p(race.test, len(state.alive), last, state.differences()):.2g} "
+           f"on {last}, above the level {state.level:.2g}")
     if deciding is None:
         budget = " (or fewer, if the budget is spent first)" if race.budget_seconds else ""
         return [f"no look can eliminate one of the 2 left ({why}): both run to {most} seeds{budget}"]

@@ -737,19 +737,29 @@ def test_status_shows_where_a_race_stands_before_and_after_its_looks(tmp_path: P
 
 
 def test_status_says_when_no_look_can_eliminate_one_of_the_two_left(tmp_path: Path) -> None:
-    """With two left, friedman is Wilcoxon's exact test, whose p on n seeds is at least 2/2^n:
-    seen on lr_rho_race (level 0.0056), which cannot eliminate either of its last two before
-    9 seeds; status says so, and what that makes certain."""
+    """With two left, friedman is Wilcoxon's exact test, whose p on n seeds is at least 2/2^n,
+    and more once a seed went the other way: seen on lr_rho_race (level 0.0056), which could
+    not eliminate either of its last two before 9 seeds, and after 8 (one seed the other way)
+    at all; status says so, and what that makes certain."""
     from scipy import stats
 
+    from sweeper.ledger import Ledger
     from sweeper.race import smallest_p
     from sweeper.status import sweep_status
 
     for n in range(5, 11):  # the floor is the test's own: every seed favouring the same one
         assert stats.wilcoxon(np.arange(1, n + 1) / 10, np.zeros(n)).pvalue == pytest.approx(smallest_p("friedman", 2, n))
     assert smallest_p("friedman", 3, 4) == smallest_p("ttest-holm", 2, 4) == 0.0
+    # lr_rho_race after 8 seeds (results/races.md): rho 0.8 minus rho 0.9, seed 7 the other way
+    # and 3rd smallest. At best seeds 8 and 9 favour rho 0.8 by more than any so far.
+    lr_rho = [0.044878, 0.001277, 0.022055, 0.031047, 0.092301, 0.002245, 0.069480, -0.006453]
+    assert smallest_p("friedman", 2, 9, lr_rho) == pytest.approx(stats.wilcoxon(lr_rho + [1.0]).pvalue) == 10 / 512
+    assert smallest_p("friedman", 2, 10, lr_rho) == pytest.approx(10 / 1024)  # above 0.0056: no look can part them
+    assert smallest_p("friedman", 2, 10, [-d for d in lr_rho]) == smallest_p("friedman", 2, 10, lr_rho)
+    assert smallest_p("friedman", 2, 10, [abs(d) for d in lr_rho]) == pytest.approx(2 / 1024)
     two = {**dict.fromkeys(_MEANS, 22.0), ("adam", "mae"): 25.0, ("rmsprop", "mae"): 25.0}
-    floor = "(friedman with 2 left is Wilcoxon's signed-rank test: its p on n seeds is at least 2/2^n, "
+    floor = ("(friedman with 2 left is Wilcoxon's signed-rank test: its p on n seeds is at least 2/2^n, and with "
+             "the seeds so far at least ")
     said = {10: f"no look before 9 seeds can eliminate one of the 2 left {floor}0.0078 on 8, above the level "
                 "0.0063): at least 10 trials more",  # 2 to go on seed 4, then both on seeds 5 to 8
             7: f"no look can eliminate one of the 2 left {floor}0.016 on 7, above the level 0.01): both run to 7 seeds"}
@@ -758,6 +768,12 @@ def test_status_says_when_no_look_can_eliminate_one_of_the_two_left(tmp_path: Pa
                                         f"{{first: 3, max: {most}}}, alpha: 0.05, test: friedman")
         sweep = _run_race_on(tmp_path / str(most) / "claim_race", two, stop_after=24, spec_text=spec_text)
         lines = sweep_status(sweep, tmp_path / str(most)).splitlines()
+        # the bound takes the two's paired differences on the 4 seeds both have run
+        ledger = Ledger(sweep)
+        state = race_state(loads(spec_text), ledger.trials(), ledger.eliminations())
+        psnr = ledger.trials().set_index(["params_optimizer", "params_loss", "params_seed"])["val_psnr"]
+        assert state.differences() == pytest.approx(
+            [float(psnr["adam", "mae", s] - psnr["rmsprop", "mae", s]) for s in range(4)])
         assert lines[1].startswith("race after 4 seeds: 2 of 6 configurations left; 2 trials "), lines
         assert [x for x in lines if x.startswith("no look")] == [line], lines
     # Six left (a permutation p, no floor), or the t tests: nothing to say.

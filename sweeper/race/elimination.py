@@ -223,16 +223,28 @@ def _paired_p(diff: Any) -> float:
     return float(stats.t.sf(mean / (sd / math.sqrt(len(diff))), len(diff) - 1))
 
 
-def smallest_p(test: str, left: int, seeds: int) -> float:
+def smallest_p(test: str, left: int, seeds: int, observed: Sequence[float] = ()) -> float:
     """The smallest p-value a look at ``left`` configurations on ``seeds`` seeds can give,
-    whatever their scores, where the test has such a floor; 0 where it has none.
+    whatever the scores of the seeds not run yet, where the test has such a floor; 0 where it
+    has none.
 
-    With two left, ``friedman`` is Wilcoxon's exact signed-rank test: its p is smallest when
-    every seed favours the same one, at 2 / 2**seeds (fewer seeds can never reach a small
-    level: 0.0078 on 8). The t tests have no floor, nor does the permutation p with three or
-    more left (an estimate, which may come out below its exact floor).
+    With two left, ``friedman`` is Wilcoxon's exact signed-rank test, and ``observed`` the two's
+    paired differences on the seeds run so far. Its p is smallest when every seed still to run
+    favours the same one by more than any seed so far (their ranks go on top; the others' stay
+    as they are): 2 / 2**seeds when every seed favours it (fewer seeds can never reach a small
+    level: 0.0078 on 8), more when one so far went the other way. The t tests have no floor,
+    nor does the permutation p with three or more left (an estimate, which may come out below
+    its exact floor).
     """
-    return 2.0 ** (1 - seeds) if test == "friedman" and left == 2 else 0.0
+    if test != "friedman" or left != 2:
+        return 0.0
+    import numpy as np
+
+    done = [float(d) for d in observed][:seeds]
+    top = max((abs(d) for d in done), default=0.0)
+    ahead = [top + 1.0 + i for i in range(seeds - len(done))]  # distinct, so no tie blurs the ranks
+    return min(_wilcoxon_step(np.array([[d, 0.0] for d in done + [sign * a for a in ahead]]), 0.0)[0]
+               for sign in (1.0, -1.0))
 
 
 def seeds_needed(diff: Sequence[float], level: float, power: float = 0.8, limit: int = 10_000) -> int | None:

@@ -123,14 +123,23 @@ class RaceState:
 
     def first_deciding_seeds(self, race: Race) -> int | None:
         """The fewest seeds at which a look could eliminate one of the configurations left
-        (the round under way's where nothing rules it out), by the test's :func:`smallest_p`;
-        ``None`` when no look up to :meth:`most_seeds` can (or the race is over)."""
+        (the round under way's where nothing rules it out), by the test's :func:`smallest_p`
+        given the seeds run so far; ``None`` when no look up to :meth:`most_seeds` can (or the
+        race is over)."""
         if self.done:
             return None
         seeds, most = self.under_way(race), self.most_seeds(race)
-        while seeds <= most and smallest_p(race.test, len(self.alive), seeds) >= self.level:
+        while seeds <= most and smallest_p(race.test, len(self.alive), seeds, self.differences()) >= self.level:
             seeds += 1
         return seeds if seeds <= most else None
+
+    def differences(self) -> tuple[float, ...]:
+        """With two configurations left, their paired differences (signed scores, the first
+        minus the second) on the seeds both have run; else none."""
+        if len(self.alive) != 2:
+            return ()
+        first, second = (self.scores.get(c, {}) for c in self.alive)
+        return tuple(first[s] - second[s] for s in sorted(first.keys() & second.keys()))
 
     def under_way(self, race: Race) -> int:
         """The seeds of the round under way (not done: it has trials pending)."""

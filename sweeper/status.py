@@ -184,8 +184,9 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
 
 
 def _undecidable(race: Race, state: RaceState) -> list[str]:
-    """A line when the next looks cannot eliminate anything, whatever the scores (two left
-    under ``friedman``: Wilcoxon's exact p has a floor), and the trials that makes certain."""
+    """A line when the next looks cannot eliminate anything, whatever the seeds still to run
+    score (two left under ``friedman``: Wilcoxon's exact p has a floor, higher once a seed went
+    the other way), and the trials that makes certain."""
     if state.done:
         return []
     deciding, next_look, most = state.first_deciding_seeds(race), state.under_way(race), state.most_seeds(race)

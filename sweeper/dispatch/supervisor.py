@@ -30,7 +30,7 @@ import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import IO, Any, Iterator, Sequence
+from typing import IO, Any, Sequence
 
 from model.errors import UserError
 from model.runtime import VERBOSE_ENV

@@ -128,8 +128,8 @@ class RaceState:
         race is over)."""
         if self.done:
             return None
-        seeds, most = self.under_way(race), self.most_seeds(race)
-        while seeds <= most and smallest_p(race.test, len(self.alive), seeds, self.differences()) >= self.level:
+        seeds, most, observed = self.under_way(race), self.most_seeds(race), self.differences()
+        while seeds <= most and smallest_p(race.test, len(self.alive), seeds, observed) >= self.level:
             seeds += 1
         return seeds if seeds <= most else None
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from model.metrics import metric_goal, metric_unit
 from model.runtime import cpu_emulates
 from sweeper.dispatch.cluster import cluster_address, local_cpu_warning
+from sweeper.dispatch.lock import described, holder
 from sweeper.folder import checkpoint_path, find_sweep, read_spec
 from sweeper.ledger import Ledger, count_statuses
 from sweeper.race import RaceState, race_state, smallest_p
@@ -117,6 +118,9 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
         f"{sweep_dir.name}: " + (f"{done}/{planned} trials" if planned else counted(done, "trial")) + " recorded"
         + (f" ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})" if counts else ""),
     ]
+    driver = holder(sweep_dir)
+    if driver is not None:
+        lines.append(f"running now: {described(driver)}")
     checkpointed = _checkpointed(sweep_dir, set(trials["trial_id"]))
     if raced:
         state = race_state(spec, trials, ledger.eliminations())
@@ -148,7 +152,9 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
         here, here_pace = _checkpoint_pace(checkpointed.values())
         if seconds.empty or not here.empty:
             seconds, pace, matched = here, here_pace, True  # this node's own pace
-    concurrency = spec.max_concurrent if spec is not None else None
+    # The driver's own (``--max-concurrent`` overrides the spec's) while one runs the sweep.
+    told = (driver or {}).get("max_concurrent")
+    concurrency = told if isinstance(told, int) else spec.max_concurrent if spec is not None else None
     left = _time_left(to_go, started, seconds, pace, concurrency)
     if left:
         lines.append(("the next look " if raced else "done ") + left)

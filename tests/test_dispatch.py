@@ -672,6 +672,9 @@ def test_a_trial_cut_short_resumes_from_its_checkpoint_on_the_rerun(tiny_data, t
         shown = subprocess.run(status, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
         assert (f"in progress or cut short (checkpointed): optimizer={grid[0].params['optimizer']} at epoch 1/2"
                 in shown.stdout.splitlines()), shown.stdout + shown.stderr
+        # `sweeper run` (it holds the sweep's lock) is named, with the concurrency it runs at
+        assert shown.stdout.splitlines()[1].startswith(f"running now: pid {driver.pid} on "), shown.stdout
+        assert shown.stdout.splitlines()[1].endswith(", 1 trial at a time"), shown.stdout
     finally:
         _reap(driver)  # the driver, its raylet and the held trial's worker, all at once
     driver.wait(timeout=60)
@@ -695,6 +698,7 @@ def test_a_trial_cut_short_resumes_from_its_checkpoint_on_the_rerun(tiny_data, t
     assert not list((sweep / "checkpoints").glob("*.npz"))
     shown = subprocess.run(status, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0 and "in progress" not in shown.stdout, shown.stdout + shown.stderr
+    assert "running now" not in shown.stdout, shown.stdout
 
 
 def _quick_trial_env(epoch_s: float, **extra: str) -> dict[str, str]:
@@ -809,6 +813,19 @@ def test_the_drivers_own_node_dying_is_one_line_and_the_rerun_runs_each_trial_on
         f"nothing recorded is lost; resume with `sweeper run {spec_path} --results-dir {results}`; "
         f"Ray's account: {sweep / 'driver.log'}"]
     _release_and_rerun(cmd, ids, hold, sweep)
+
+
+@pytest.mark.parametrize(("passed_on", "said"), [
+    ((), "stopped at once by a stop signal sent to the driver itself"),
+    # one SIGTERM that lands inside ray.init, whose own handler exits at once
+    ((signal.SIGTERM,), "stopped at once by SIGTERM while its Ray started"),
+    ((signal.SIGINT, signal.SIGINT), "stopped at once by a second Ctrl-C"),
+    ((signal.SIGINT, signal.SIGTERM), "stopped at once by a second SIGTERM"),
+])
+def test_a_driver_stopped_at_once_is_said_to_be_stopped_by_what_stopped_it(passed_on, said) -> None:
+    from sweeper.dispatch.supervisor import _stopped_at_once
+
+    assert _stopped_at_once(passed_on) == said
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -1087,7 +1104,7 @@ def test_hyperband_maps_to_asha_and_bayes_to_optuna_tpe(tmp_path) -> None:
 def test_the_driver_lock_names_its_holder_and_a_dead_holders_lock_is_taken_over(tmp_path) -> None:
     import json
 
-    from sweeper.dispatch.lock import LOCK_NAME, DriverLock
+    from sweeper.dispatch.lock import LOCK_NAME, DriverLock, holder
 
     held = DriverLock(tmp_path)
     held.acquire()
@@ -1102,10 +1119,32 @@ def test_the_driver_lock_names_its_holder_and_a_dead_holders_lock_is_taken_over(
                           timeout=60).stdout.strip() == "acquired"
     # A driver killed -9 leaves its file but not its flock: the next one takes over.
     (tmp_path / LOCK_NAME).write_text(json.dumps({"host": "gone", "pid": 999_999, "since": "then"}))
+    assert holder(tmp_path) is None  # a past driver's note is not a running one
     again = DriverLock(tmp_path)
-    again.acquire()
+    again.acquire(max_concurrent=1)
     assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+    assert holder(tmp_path)["max_concurrent"] == 1 and holder(tmp_path)["pid"] == os.getpid()
     again.release()
+    assert holder(tmp_path) is None and holder(tmp_path / "never_run") is None
+
+
+def test_a_driver_starting_while_status_looks_at_the_lock_waits_for_it(tmp_path) -> None:
+    """`sweeper status` looks by holding the lock shared for an instant; a driver starting then
+    waits for it (up to a second) instead of calling the sweep busy."""
+    import fcntl
+    import threading
+
+    from sweeper.dispatch.lock import LOCK_NAME, DriverLock
+
+    (tmp_path / LOCK_NAME).write_text("")
+    fd = os.open(tmp_path / LOCK_NAME, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # a look that lasts 0.3 s, a long one
+    threading.Timer(0.3, os.close, (fd,)).start()
+    started = time.monotonic()
+    lock = DriverLock(tmp_path)
+    lock.acquire()
+    assert time.monotonic() - started >= 0.25  # it waited for the look, then took the lock
+    lock.release()
 
 
 @pytest.mark.parametrize("second_starts", ["at_once", "later"])

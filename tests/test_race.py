@@ -656,6 +656,40 @@ def test_status_estimates_a_race_with_no_trial_recorded_from_its_checkpointed_ep
         "trials; checkpointed epochs counted)")
 
 
+def test_status_says_who_runs_the_sweep_and_paces_it_at_that_drivers_concurrency(tmp_path: Path) -> None:
+    """While a driver holds the sweep's lock, status names it and paces the sweep at the
+    concurrency the driver was told (a sweep joined to another's cluster with
+    ``--max-concurrent 1`` runs one trial at a time, whatever its spec says); once it lets go,
+    neither is said."""
+    import socket
+
+    import yaml
+
+    from sweeper.dispatch.driver import RunOptions, sweep_lock
+    from sweeper.status import sweep_status
+
+    sweep = _run_race_on(tmp_path / "claim_race", _MEANS | {("rmsprop", "mae"): 25.0}, stop_after=6)
+    doc = yaml.safe_load((sweep / "spec.yaml").read_text())
+    (sweep / "spec.yaml").write_text(yaml.safe_dump({**doc, "sweeper": {**doc["sweeper"], "max_concurrent": 4}}))
+    spec = loads(_CLAIM_SPEC.replace("sweeper:\n", "sweeper:\n  max_concurrent: 4\n"))
+    assert spec.max_concurrent == 4
+    idle = sweep_status(sweep, tmp_path).splitlines()
+    # 12 trials of the first round to go, at the recorded 60 s each, the spec's 4 at a time
+    assert idle[2] == ("the next look in about 3 min (12 trials at the recorded mean of 60 s, 4 at a "
+                       "time; checkpointed epochs counted)"), idle
+    assert not [line for line in idle if line.startswith("running now")]
+    for told, address, at in ((1, "127.0.0.1:6379", "12 min"), (None, None, "3 min")):
+        options = RunOptions(results_dir=tmp_path, max_concurrent=told, address=address)
+        with sweep_lock(spec, options, sweep):
+            lines = sweep_status(sweep, tmp_path).splitlines()
+        assert lines[1].startswith(f"running now: pid {os.getpid()} on {socket.gethostname()} since "), lines
+        assert lines[1].endswith(f", {told or 4} trial{'' if told == 1 else 's'} at a time"
+                                 + (f" on the cluster at {address}" if address else "")), lines
+        assert lines[3] == (f"the next look in about {at} (12 trials at the recorded mean of 60 s, "
+                            f"{told or 4} at a time; checkpointed epochs counted)"), lines
+    assert sweep_status(sweep, tmp_path).splitlines() == idle  # the lock let go: as before
+
+
 def test_status_gives_the_claims_verdict_as_the_last_look_left_it(tmp_path: Path) -> None:
     """`sweeper status` on a race ends with the claim's verdict, worded as the report's. Mid-round
     it is the last look's: the claim's seed recorded since waits for the next look, and is not

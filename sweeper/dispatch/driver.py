@@ -23,7 +23,7 @@ from model.errors import ConfigError, UserError
 from model.synth import ensure_dataset
 from sweeper import tracking, trainable
 from sweeper.dispatch import search
-from sweeper.dispatch.cluster import DriverNode, connect, driver_node, local_cpu_warning, pin_resources
+from sweeper.dispatch.cluster import DriverNode, cluster_address, connect, driver_node, local_cpu_warning, pin_resources
 from sweeper.dispatch.console import Progress, ProgressSink, StopFlag, graceful_stop, resource_watch, watchdog
 from sweeper.dispatch.lock import driver_lock
 from sweeper.dispatch.plan import SweepPlan, plan
@@ -127,6 +127,14 @@ def sweep_folder(spec: SweepSpec, options: RunOptions) -> Path:
     return sweep_dir
 
 
+def sweep_lock(spec: SweepSpec, options: RunOptions, sweep_dir: Path) -> "contextlib.AbstractContextManager[object]":
+    """The sweep's driver lock, its note saying how this driver runs it (``sweeper status``
+    paces the sweep by it: a sweep joined to another's cluster with ``--max-concurrent 1``
+    runs one trial at a time, whatever its spec says)."""
+    return driver_lock(sweep_dir, max_concurrent=options.max_concurrent or spec.max_concurrent,
+                       address=cluster_address(options.address))
+
+
 def run(spec: SweepSpec, options: RunOptions = RunOptions(), *, hooks: Hooks = Hooks(),
         locked: bool = False) -> RunSummary:
     """Run (or resume) a sweep: every trial the ledger lacks, on Ray Tune.
@@ -149,7 +157,7 @@ def run(spec: SweepSpec, options: RunOptions = RunOptions(), *, hooks: Hooks = H
     stop = StopFlag()
     # From the start, not the first Tuner: a stop while the run prepares ends it before any
     # trial starts (a supervisor forks its driver with the stop signals held until here).
-    with graceful_stop(stop), (contextlib.nullcontext() if locked else driver_lock(sweep_dir)):
+    with graceful_stop(stop), (contextlib.nullcontext() if locked else sweep_lock(spec, options, sweep_dir)):
         return _run(spec, options, sweep_dir, hooks, stop)
 
 

@@ -5,8 +5,9 @@ train twice (seen: 12 trainings for 6 rows). Cooperating drivers would need tria
 survive a driver's death; refusing is simpler and says exactly what to do. The lock is an
 ``flock`` on ``<sweep>/.driver.lock``, which the kernel releases when the holder dies (even by
 ``kill -9``), so a crashed driver's lock is taken over by the next one; the file names the
-holder (host, pid, since) for the message. POSIX ``flock`` does not reach across hosts on
-every network filesystem: run one sweep's drivers from one host.
+holder (host, pid, since, and how it runs the sweep) for the message and for ``sweeper
+status`` (:func:`holder`). POSIX ``flock`` does not reach across hosts on every network
+filesystem: run one sweep's drivers from one host.
 """
 
 from __future__ import annotations
@@ -16,20 +17,25 @@ import datetime as _dt
 import json
 import os
 import socket
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from model.errors import UserError
 from sweeper.folder import writable
+from sweeper.records import counted
 
 try:  # POSIX; elsewhere there is no lock (one driver is still the rule)
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["DriverLock", "SweepBusy", "driver_lock"]
+__all__ = ["DriverLock", "SweepBusy", "described", "driver_lock", "holder"]
 
 LOCK_NAME = ".driver.lock"
+# How long a driver waits for the lock before it refuses: :func:`holder` holds it shared for
+# the microseconds it takes to look, and a driver starting then must not be turned away.
+_PATIENCE = 1.0
 
 
 class SweepBusy(UserError):
@@ -43,8 +49,8 @@ class DriverLock:
         self.path = Path(sweep_dir) / LOCK_NAME
         self._fd: int | None = None
 
-    def acquire(self) -> None:
-        """Take the lock, writing who holds it.
+    def acquire(self, **note: Any) -> None:
+        """Take the lock, writing who holds it and ``note`` (how it runs the sweep).
 
         Raises:
             SweepBusy: a live driver holds it (the message names it and what to do).
@@ -56,18 +62,17 @@ class DriverLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
             raise writable(self.path, err) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = self._holder(fd)
+        if not _flock(fd, fcntl.LOCK_EX, patience=_PATIENCE):
+            info = _note(fd)
             os.close(fd)
-            raise SweepBusy(f"{self.path.parent}: this sweep is being run by {holder}; wait for it to finish (or "
-                            "stop it with Ctrl-C), then run the same command again: only what is missing runs") from None
+            raise SweepBusy(f"{self.path.parent}: this sweep is being run by {described(info)}; wait for it to finish "
+                            "(or stop it with Ctrl-C), then run the same command again: only what is missing runs")
         self._fd = fd
         try:
             os.ftruncate(fd, 0)
             os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
-                                     "since": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}).encode())
+                                     "since": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                                     **note}).encode())
         except OSError:
             pass  # the lock holds without its note (a full disk): the holder is then "just starting"
 
@@ -77,22 +82,62 @@ class DriverLock:
             os.close(self._fd)  # closing releases the flock
             self._fd = None
 
-    @staticmethod
-    def _holder(fd: int) -> str:
+
+
+def holder(sweep_dir: Path) -> dict[str, Any] | None:
+    """Who runs the sweep now: the lock's note (host, pid, since, what the driver wrote into
+    it; empty while it starts), or ``None`` when no driver holds the lock. Looks without
+    waiting, holding the lock shared for an instant (a driver starting then waits for it)."""
+    if fcntl is None:  # pragma: no cover
+        return None
+    try:
+        fd = os.open(Path(sweep_dir) / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return None  # never run here (or unreadable: then nothing can be said)
+    try:
+        if _flock(fd, fcntl.LOCK_SH, patience=0.0):
+            return None  # free: no driver holds it (its note is a past driver's)
+        return _note(fd)
+    finally:
+        os.close(fd)  # and with it the shared lock, if it was taken
+
+
+def _flock(fd: int, how: int, patience: float) -> bool:
+    """Take ``fd``'s flock (``how``) within ``patience`` seconds; False if another holds it."""
+    deadline = time.monotonic() + patience
+    while True:
         try:
-            info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
-        except (OSError, ValueError):
-            info = {}
-        if not info:
-            return "another driver (just starting)"
-        return f"pid {info.get('pid')} on {info.get('host')} since {info.get('since')}"
+            fcntl.flock(fd, how | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+
+def _note(fd: int) -> dict[str, Any]:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def described(note: dict[str, Any]) -> str:
+    """A lock's holder as its note names it: ``pid 8980 on host since ..., 1 trial at a time on
+    the cluster at 127.0.0.1:6379`` (``a driver (just starting)`` before it wrote the note)."""
+    if "pid" not in note:
+        return "a driver (just starting)"
+    at = f", {counted(note['max_concurrent'], 'trial')} at a time" if isinstance(note.get("max_concurrent"), int) else ""
+    joined = f" on the cluster at {note['address']}" if note.get("address") else ""
+    return f"pid {note['pid']} on {note.get('host')} since {note.get('since')}{at}{joined}"
 
 
 @contextlib.contextmanager
-def driver_lock(sweep_dir: Path) -> Iterator[DriverLock]:
-    """Hold the sweep's driver lock for the block."""
+def driver_lock(sweep_dir: Path, **note: Any) -> Iterator[DriverLock]:
+    """Hold the sweep's driver lock for the block, its note naming the holder and ``note``."""
     lock = DriverLock(sweep_dir)
-    lock.acquire()
+    lock.acquire(**note)
     try:
         yield lock
     finally:

@@ -36,8 +36,7 @@ from model.errors import UserError
 from model.runtime import VERBOSE_ENV
 from sweeper.dispatch.cluster import DriverNode
 from sweeper.dispatch.console import STOP_SIGNALS, Bar, StopRelay
-from sweeper.dispatch.driver import RunOptions, RunSummary, sweep_folder
-from sweeper.dispatch.lock import driver_lock
+from sweeper.dispatch.driver import RunOptions, RunSummary, sweep_folder, sweep_lock
 from sweeper.dispatch.plan import plan
 from sweeper.ledger import Ledger, LedgerError
 from sweeper.spec import SweepSpec
@@ -127,7 +126,7 @@ def supervise(spec: SweepSpec, options: RunOptions, resume: str) -> RunSummary:
             trials in the ledger and ``resume``.
     """
     sweep_dir = sweep_folder(spec, options)
-    with driver_lock(sweep_dir):  # held here, so a driver that dies cannot let a second one in early
+    with sweep_lock(spec, options, sweep_dir):  # held here, so a driver that dies cannot let a second one in early
         outcome, watch, code, pid, log, stops = _drive(spec, options, sweep_dir)
     kind = outcome[0] if outcome else "died"
     if kind == "done":
@@ -322,9 +321,12 @@ def _answers(address: str) -> bool:
 
 def _stopped_at_once(stops: Sequence[int]) -> str:
     """What stopped the driver at once: the last of the stop signals passed on to it (the
-    second, or later), or one sent to the driver's own pid."""
-    if len(stops) < 2:
+    second, or later), the only one if it landed while ``ray.init`` had its own handler in
+    place (for a few seconds as Ray starts), or one sent to the driver's own pid."""
+    if not stops:
         return "stopped at once by a stop signal sent to the driver itself"
+    if len(stops) == 1:
+        return f"stopped at once by {STOP_SIGNALS[stops[0]]} while its Ray started"
     return f"stopped at once by a second {STOP_SIGNALS[stops[-1]]}"
 
 

@@ -415,7 +415,7 @@ def test_the_blurred_input_baseline_is_scored_like_a_trial_and_cached(tmp_path: 
     assert result.baseline is not None and result.baseline["images"] == 2
     assert result.baseline["val_psnr"] == pytest.approx(np.mean(expected), abs=1e-3)
     gain = 30.1 - result.baseline["val_psnr"]
-    assert f"is {gain:+.3f} dB from it in val_psnr" in (sweep / "report.md").read_text()
+    assert f"is {gain:+.3f} dB from it in val_psnr, its mean over 2 trials." in (sweep / "report.md").read_text()
     assert json.loads(render(result, "json"))["baseline"] == result.baseline
     cached = json.loads((sweep / "baseline.json").read_text())
     moved = make_sweep(tmp_path / "t", OPT_LOSS, {}, record=False)  # the same cache, no data at all

@@ -17,8 +17,7 @@ from typing import Any
 
 from model.errors import ConfigError
 from model.metrics import VAL_METRICS, metric_unit
-from sweeper.records import STATUSES
-from sweeper.records import show
+from sweeper.records import STATUSES, counted, show
 from sweeper.report.display import csv_number, digits
 from sweeper.report.document import Report
 from sweeper.report.stats import Interval
@@ -120,8 +119,9 @@ def _baseline_text(report: Report) -> str:
     best = report.ranking[0] if report.ranking and report.ranking[0].n else None
     if best is not None:
         gain = best.metrics[report.metric].mean - b[report.metric]
+        # its mean, as ranked: a gain read off one lucky seed would overstate what it gains
         text += (f" The best configuration ({best.label()}) is {gain:+.3f}{metric_unit(report.metric)} from it "
-                 f"in {report.metric}.")
+                 f"in {report.metric}, its mean over {counted(best.n, 'trial')}.")
     return text
 
 

@@ -119,6 +119,31 @@ def test_a_driver_without_the_clusters_token_gets_one_line_saying_how_to_get_it(
     assert wrong.returncode == 1 and "the head refused this driver's auth token" in wrong.stderr
 
 
+@pytest.mark.parametrize(("address", "what"), [
+    ("127.0.0.1:", "has no port"),  # seen: a script's grep lost the port; Ray then named 192.0.2.2
+    ("head:port", "has port 'port', not a port number (1-65535)"),
+    ("ray://head:99999", "has port '99999', not a port number (1-65535)"),
+])
+def test_an_address_without_a_port_number_is_refused_before_ray_gets_it(tiny_data, tmp_path, address, what) -> None:
+    from typer.testing import CliRunner
+
+    from sweeper.cli import app
+
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(spec_text("bad", tiny_data, "  optimizer: {value: adam}\n"))
+    said = (f"sweeper: error: --address {address}: the address {what}; give the head's HOST:PORT as `ray start "
+            "--head` prints it (e.g. 127.0.0.1:6379), or ray://HOST:10001 for Ray Client")
+    result = CliRunner().invoke(app, ["run", str(spec), "--results-dir", str(tmp_path / "r"), "--address", address])
+    assert result.exit_code == 2 and result.output.strip().splitlines() == [said], result.output
+    assert not (tmp_path / "r").exists()  # refused before anything was made
+    if address == "127.0.0.1:":  # the same from RAY_ADDRESS, through the driver: named as such
+        env = {**os.environ, "WANDB_MODE": "disabled", "RAY_ADDRESS": address}
+        proc = _sweeper(["run", str(spec), "--results-dir", str(tmp_path / "r")], env, timeout=120)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("sweeper: error:")]
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert errors == [said.replace("--address", "RAY_ADDRESS", 1)], proc.stderr
+
+
 def test_an_address_nobody_listens_on_fails_at_once_in_one_line(tiny_data, tmp_path) -> None:
     spec = tmp_path / "nobody.yaml"
     spec.write_text(spec_text("nobody", tiny_data, "  optimizer: {value: adam}\n"))

@@ -16,8 +16,8 @@ from model.errors import ConfigError, UserError
 from model.runtime import NATIVE_CPU_FLAGS, VERBOSE_ENV, cpu_emulates
 from sweeper.spec import Resources, SweepSpec
 
-__all__ = ["LOCAL_HOST", "DriverNode", "cluster_address", "connect", "driver_node", "emulated_precision_warning",
-           "local_cpu_warning", "pin_resources"]
+__all__ = ["LOCAL_HOST", "DriverNode", "check_address", "cluster_address", "connect", "driver_node",
+           "emulated_precision_warning", "local_cpu_warning", "pin_resources"]
 
 LOCAL_HOST = "127.0.0.1"
 
@@ -42,7 +42,10 @@ def connect(address: str | None) -> None:
         UserError: the cluster cannot be joined: one line naming the address, the cause and
             the fix (Ray's own retry warnings are kept off the terminal).
     """
+    given = address
     address = cluster_address(address)
+    if address is not None:
+        check_address(address, "--address" if given else "RAY_ADDRESS")
     host, port = _host_port(address) if address is not None else (LOCAL_HOST, None)
     if address is None or host in _LOOPBACK:
         # Ray otherwise binds (or, joining, dials) the machine's routable IP; with clusters
@@ -118,6 +121,25 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _PROBE_S = 5.0
 _JOIN_ATTEMPTS = 20  # about a second each when the head refuses the driver's token
 _FIRST_ATTEMPTS = 2  # a join without a token, when one is at hand: a head with auth refuses at once
+
+
+def check_address(address: str, name: str = "--address") -> None:
+    """Refuse an address whose port is missing or no port number (``127.0.0.1:``, ``head:port``,
+    ``head:99999``), before Ray gets it: Ray's own message names the machine's routable
+    address instead of the one given. ``auto``, a bare host and ``ray://`` pass through.
+
+    Raises:
+        ConfigError: one line naming ``name``, the address and the fix.
+    """
+    rest = address.split("://", 1)[-1]
+    if ":" not in rest or rest.endswith("]"):  # auto, a bare host, a bare [IPv6]
+        return
+    port = rest.rpartition(":")[2]
+    if port.isdigit() and 0 < int(port) < 65536:
+        return
+    what = "has no port" if not port else f"has port {port!r}, not a port number (1-65535)"
+    raise ConfigError(f"{name} {address}: the address {what}; give the head's HOST:PORT as `ray start --head` "
+                      "prints it (e.g. 127.0.0.1:6379), or ray://HOST:10001 for Ray Client")
 
 
 def _host_port(address: str) -> tuple[str, int | None]:

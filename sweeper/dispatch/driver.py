@@ -23,7 +23,8 @@ from model.errors import ConfigError, UserError
 from model.synth import ensure_dataset
 from sweeper import tracking, trainable
 from sweeper.dispatch import search
-from sweeper.dispatch.cluster import DriverNode, cluster_address, connect, driver_node, local_cpu_warning, pin_resources
+from sweeper.dispatch.cluster import (DriverNode, check_address, cluster_address, connect, driver_node, local_cpu_warning,
+                                      pin_resources)
 from sweeper.dispatch.console import Progress, ProgressSink, StopFlag, graceful_stop, resource_watch, watchdog
 from sweeper.dispatch.lock import driver_lock
 from sweeper.dispatch.plan import SweepPlan, plan
@@ -64,7 +65,7 @@ class RunOptions:
         progress: Show the progress bar.
 
     Raises:
-        ConfigError: a bad ``max_concurrent`` or ``wandb_mode``, at construction.
+        ConfigError: a bad ``max_concurrent``, ``address`` or ``wandb_mode``, at construction.
     """
 
     results_dir: Path = Path("results")
@@ -79,6 +80,8 @@ class RunOptions:
     def __post_init__(self) -> None:
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise ConfigError(f"--max-concurrent: {self.max_concurrent} is too small; use a whole number >= 1")
+        if self.address is not None:
+            check_address(self.address)
         if self.wandb_mode is not None:
             tracking.resolve_mode(self.wandb_mode)  # refuse a bad --wandb-mode before any work
 

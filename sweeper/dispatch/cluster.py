@@ -42,10 +42,7 @@ def connect(address: str | None) -> None:
         UserError: the cluster cannot be joined: one line naming the address, the cause and
             the fix (Ray's own retry warnings are kept off the terminal).
     """
-    given = address
     address = cluster_address(address)
-    if address is not None:
-        check_address(address, "--address" if given else "RAY_ADDRESS")
     host, port = _host_port(address) if address is not None else (LOCAL_HOST, None)
     if address is None or host in _LOOPBACK:
         # Ray otherwise binds (or, joining, dials) the machine's routable IP; with clusters

@@ -65,7 +65,8 @@ class RunOptions:
         progress: Show the progress bar.
 
     Raises:
-        ConfigError: a bad ``max_concurrent``, ``address`` or ``wandb_mode``, at construction.
+        ConfigError: a bad ``max_concurrent``, ``address`` (or ``RAY_ADDRESS``) or ``wandb_mode``, at
+            construction.
     """
 
     results_dir: Path = Path("results")
@@ -80,8 +81,9 @@ class RunOptions:
     def __post_init__(self) -> None:
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise ConfigError(f"--max-concurrent: {self.max_concurrent} is too small; use a whole number >= 1")
-        if self.address is not None:
-            check_address(self.address)
+        address = cluster_address(self.address)  # checked once, here: RAY_ADDRESS too, before a driver starts
+        if address is not None:
+            check_address(address, "--address" if self.address else "RAY_ADDRESS")
         if self.wandb_mode is not None:
             tracking.resolve_mode(self.wandb_mode)  # refuse a bad --wandb-mode before any work
 

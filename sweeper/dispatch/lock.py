@@ -83,7 +83,6 @@ class DriverLock:
             self._fd = None
 
 
-
 def holder(sweep_dir: Path) -> dict[str, Any] | None:
     """Who runs the sweep now: the lock's note (host, pid, since, what the driver wrote into
     it; empty while it starts), or ``None`` when no driver holds the lock. Looks without

@@ -140,7 +140,7 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     # Trials run at their CPU's pace: a local sweep goes on at this CPU's, so the trials that
     # were computed as this CPU computes them (``emulation``) set it when there are any.
     seconds, pace, matched = _pace(trials, epochs, local)
-    running, running_pace = _running_pace(sweep_dir, checkpointed) if local else (seconds[:0], "")
+    running, running_pace = _running_pace(sweep_dir, checkpointed, driver is not None) if local else (seconds[:0], "")
     if not running.empty:
         # Trials running here now set the pace: the recorded ones may have run on another
         # machine (a race going on on a new host: 46-58 s an epoch on the last, 78 s here).
@@ -321,11 +321,12 @@ def _checkpoint_pace(progress: Iterable["Progress"]) -> tuple["pd.Series", str]:
     return whole, f"{{}}, the pace so far of the {counted(len(whole), 'checkpointed trial')}" + _at_median(steady.notna())
 
 
-def _running_pace(sweep_dir: Path, checkpointed: Mapping[str, "Progress"]) -> tuple["pd.Series", str]:
+def _running_pace(sweep_dir: Path, checkpointed: Mapping[str, "Progress"], driven: bool) -> tuple["pd.Series", str]:
     """The pace now: the whole-trial seconds of the checkpointed trials running on this node,
     each at the median of its last :data:`_RECENT_EPOCHS` epochs times its epochs. A trial runs
     when its checkpoint was written within :data:`_RUNNING_WITHIN` such epochs of now; one
-    with fewer epochs, or without epoch clocks, does not count."""
+    with fewer epochs, or without epoch clocks, does not count. Unless a driver holds the
+    sweep (``driven``), those trials were cut short just now: still this node's pace, so named."""
     import time
 
     import pandas as pd
@@ -342,7 +343,8 @@ def _running_pace(sweep_dir: Path, checkpointed: Mapping[str, "Progress"]) -> tu
         if trial > 0 and now - written <= _RUNNING_WITHIN * trial / p.params["epochs"]:
             whole.append(trial)
     n = len(whole)
-    return pd.Series(whole, dtype=float), (f"{{}}, the pace now of the {counted(n, 'running trial')}, the median of "
+    which = f"now of the {counted(n, 'running trial')}" if driven else f"of the {counted(n, 'trial')} cut short just now"
+    return pd.Series(whole, dtype=float), (f"{{}}, the pace {which}, the median of "
                                            f"{'its' if n == 1 else 'their'} last {_RECENT_EPOCHS} epochs")
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from sweeper.cli import app
+from sweeper.dispatch.lock import driver_lock
 from tests.conftest import ROOT, run_cli_light
 
 runner = CliRunner()
@@ -277,9 +278,14 @@ def test_status_paces_a_trial_at_its_median_epoch_when_every_epochs_time_is_know
     _checkpoint(fresh, {"loss": "mae", "optimizer": "rmsprop", "seed": 0, "epochs": 4},
                 tuple({"epoch": e, "val_psnr": 22.0, "seconds": clock} for e, clock in ((1, 100.0), (2, 110.0), (3, 120.0))),
                 seconds=120.0)
-    assert _status(fresh)[2] == (  # written just now: it runs, and its last 3 epochs set the pace
+    with driver_lock(fresh):  # written just now, a driver holding the sweep: it runs, its last 3 epochs set the pace
+        lines = _status(fresh)
+    assert lines[3] == (
         "done after about 8 min of trial time (12 trials at 40 s, the pace now of the 1 running trial, the median "
-        "of its last 3 epochs; checkpointed epochs counted)")
+        "of its last 3 epochs; checkpointed epochs counted)"), lines
+    assert _status(fresh)[2] == (  # no driver: the same pace, the trial's as it was cut short
+        "done after about 8 min of trial time (12 trials at 40 s, the pace of the 1 trial cut short just now, the "
+        "median of its last 3 epochs; checkpointed epochs counted)")
     _age(fresh / "checkpoints" / "mae-rmsprop-s0.npz", 3600.0)  # cut short an hour ago: all its epochs count
     assert _status(fresh)[2] == (
         "done after about 8 min of trial time (12 trials at 40 s, the pace so far of the 1 checkpointed trial, "
@@ -315,9 +321,11 @@ def test_status_paces_by_the_trials_running_here_over_those_recorded_elsewhere(t
     _checkpoint(sweep, params, history, seconds=210.0)
     # 800 s a trial (the median of 5, 100, 100 s, times 8): half of it for the started one, 9 more
     # whole: 400 + 9 x 800 = 7600 s
-    assert _status(sweep)[2] == (
+    with driver_lock(sweep):
+        lines = _status(sweep)
+    assert lines[3] == (
         "done after about 2.1 h of trial time (10 trials at 13 min, the pace now of the 1 running trial, the median "
-        "of its last 3 epochs; checkpointed epochs counted)")
+        "of its last 3 epochs; checkpointed epochs counted)"), lines
     _age(sweep / "checkpoints" / "mae-rmsprop-s0.npz", 301.0)  # no epoch for 3 x 100 s: not running
     assert _status(sweep)[2].startswith("done after about 2 min of trial time (10 trials at the recorded mean of 10 s")
 

@@ -376,6 +376,64 @@ def test_a_stalled_sweep_is_reported_and_still_finishes(t4_ray, tiny_data, tmp_p
     assert "no trial has reported for " in err and str(tmp_path / "stall" / "ray" / "run-001") in err
 
 
+def test_status_says_when_a_sweeps_trials_wait_for_cores_another_sweep_holds(t4_ray, tiny_data, tmp_path,
+                                                                             monkeypatch) -> None:
+    """Seen on the reference races: optim_loss_race, joined to lr_rho_longer's cluster with
+    `--max-concurrent 1` while that one's two trials held both cores, was paced by `sweeper
+    status` as if its trial ran ("the next look in about 2.5 h"). The driver notes its trials
+    running and waiting to start; status says so, and counts the time from when they start."""
+    import threading
+
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    from sweeper import trainable
+    from sweeper.ledger import Ledger
+    from sweeper.records import TrialRow
+    from sweeper.space import expand
+    from sweeper.status import sweep_status, summary
+
+    def quick_trial(config, context):  # defined here: Ray pickles it by value for the workers
+        from ray import tune
+
+        from sweeper.records import TrialReport
+
+        tune.report(TrialReport(trial_id=config["trial_id"], epoch=1, train_loss=0.1,
+                                metrics={"val_psnr": 21.0, "val_ssim": 0.5, "val_mae": 0.05}).to_dict())
+
+    monkeypatch.setattr(trainable, "run_trial", quick_trial)
+    monkeypatch.setattr(summary, "_STARTS_WITHIN", 2.0)
+    spec = loads(spec_text("held", tiny_data, "  learning_rate: {values: [0.001, 0.01]}\n").replace(
+        "epochs: {value: 2}", "epochs: {value: 1}"))
+    first, second = expand(spec)
+    Ledger(tmp_path / "held").record(TrialRow(first.id, "ok", params=dict(first.params), seconds=30.0, epochs_run=1,
+                                              metrics={"val_psnr": 21.0, "val_ssim": 0.5, "val_mae": 0.05}))
+    other = placement_group([{"CPU": 2}])  # another sweep's trials, holding both cores
+    ray.get(other.ready(), timeout=60)
+    done: dict[str, Any] = {}
+    driver = threading.Thread(target=lambda: done.setdefault("summary", run(spec, RunOptions(
+        results_dir=tmp_path, wandb_mode="disabled", progress=False, max_concurrent=1))))
+    driver.start()
+    try:
+        deadline, lines = time.time() + 90, []
+        while time.time() < deadline and not (lines and lines[1].endswith("(by another sweep on it?)")):
+            time.sleep(0.5)
+            lines = sweep_status(tmp_path / "held", tmp_path).splitlines()
+        assert lines[1].startswith(f"running now: pid {os.getpid()} "), lines
+        assert "1 trial at a time; 0 running, 1 waiting to start since 20" in lines[1], lines
+        assert lines[1].endswith(": the cluster's resources are taken (by another sweep on it?)"), lines
+        # its 1 trial to go at the recorded 30 s, from when it starts, not from now
+        assert lines[3] == ("done about 30 s after its trials start (1 trial at the recorded mean of 30 s, 1 at a "
+                            "time; checkpointed epochs counted)"), lines
+    finally:
+        remove_placement_group(other)
+        driver.join(timeout=180)
+    assert done["summary"].dispatched == 1 and done["summary"].status_counts == {"ok": 2}  # the ledger's
+    assert Ledger(tmp_path / "held").trials()["trial_id"].tolist() == [first.id, second.id]
+    after = sweep_status(tmp_path / "held", tmp_path).splitlines()
+    assert after[0] == "held: 2/2 trials recorded (ok 2)" and not after[1].startswith("running now"), after
+
+
 def test_distinct_search_tells_repeats_to_optuna_as_pruned(tiny_data, tmp_path) -> None:
     """The searcher wrapper on a real OptunaSearch and study, driven as Tune drives it."""
     import optuna

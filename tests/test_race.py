@@ -661,6 +661,8 @@ def test_status_says_who_runs_the_sweep_and_paces_it_at_that_drivers_concurrency
     concurrency the driver was told (a sweep joined to another's cluster with
     ``--max-concurrent 1`` runs one trial at a time, whatever its spec says); once it lets go,
     neither is said."""
+    import datetime
+    import json
     import socket
 
     import yaml
@@ -687,6 +689,20 @@ def test_status_says_who_runs_the_sweep_and_paces_it_at_that_drivers_concurrency
                                  + (f" on the cluster at {address}" if address else "")), lines
         assert lines[3] == (f"the next look in about {at} (12 trials at the recorded mean of 60 s, "
                             f"{told or 4} at a time; checkpointed epochs counted)"), lines
+    # 1 of the driver's 4 runs, 3 have waited 5 min to start (the cluster's other work holds
+    # the cores): it goes on at the pace of the one, 12 trials one at a time
+    since = (datetime.datetime.now().astimezone() - datetime.timedelta(minutes=5)).isoformat(timespec="seconds")
+    with sweep_lock(spec, RunOptions(results_dir=tmp_path), sweep):
+        (sweep / ".driver.trials").write_text(json.dumps({"running": 1, "waiting": 3, "since": since}))
+        lines = sweep_status(sweep, tmp_path).splitlines()
+    assert lines[1].endswith(f", 4 trials at a time; 1 running, 3 waiting to start since {since}: the cluster's "
+                             "resources are taken (by another sweep on it?)"), lines
+    assert lines[3] == ("the next look in about 12 min (12 trials at the recorded mean of 60 s, 1 at a time; "
+                        "checkpointed epochs counted)"), lines
+    time.sleep(0.05)  # past the file clock's tick
+    with sweep_lock(spec, RunOptions(results_dir=tmp_path), sweep):  # the next driver: that note is not its own
+        lines = sweep_status(sweep, tmp_path).splitlines()
+    assert lines[1].endswith(", 4 trials at a time") and lines[3] == idle[2], lines
     assert sweep_status(sweep, tmp_path).splitlines() == idle  # the lock let go: as before
 
 

@@ -1,4 +1,5 @@
-"""The driver-side Tune callback that writes each finished trial into the ledger.
+"""The driver-side Tune callbacks: each finished trial into the ledger; how many trials run
+and how many wait to start, for ``sweeper status``.
 
 One writer (the driver) on any cluster: workers on other nodes cannot reach the driver's
 disk. Imports Ray at module level (it subclasses Ray's ``Callback``); the driver imports it
@@ -13,13 +14,14 @@ from typing import Any
 from ray.tune import Callback
 
 from sweeper.dispatch.console import Progress, StopFlag, stop_gracefully
+from sweeper.dispatch.lock import note_trials
 from sweeper.dispatch.results import ran_to_the_end, record_from_results
 from sweeper.folder import WriteError
 from sweeper.ledger import Ledger
 from sweeper.space import config_trial
 from sweeper.spec import SweepSpec
 
-__all__ = ["LedgerCallback", "error_message"]
+__all__ = ["LedgerCallback", "TrialsNow", "error_message"]
 
 
 class LedgerCallback(Callback):
@@ -72,6 +74,23 @@ class LedgerCallback(Callback):
             return
         self.progress.finished(row)
         self.progress.update(others)
+
+
+class TrialsNow(Callback):
+    """Note how many of the sweep's trials run and how many wait to start, when that changes
+    (:func:`~sweeper.dispatch.lock.note_trials`): a trial waits while the cluster lacks the
+    resources it asks for, as when another sweep joined to the cluster holds its cores."""
+
+    def __init__(self, sweep_dir: Path) -> None:
+        self.sweep_dir = sweep_dir
+        self._last: tuple[int, int] | None = None
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        statuses = [getattr(t, "status", "") for t in trials]
+        counts = (statuses.count("RUNNING"), statuses.count("PENDING"))
+        if counts != self._last:
+            note_trials(self.sweep_dir, *counts)
+            self._last = counts
 
 
 def error_message(trial: Any) -> str:

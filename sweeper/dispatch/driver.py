@@ -292,7 +292,7 @@ def _dispatch(spec: SweepSpec, options: RunOptions, hooks: Hooks, sweep: SweepPl
         import ray
         from ray import tune
 
-        from sweeper.dispatch.callback import LedgerCallback  # imports Ray
+        from sweeper.dispatch.callback import LedgerCallback, TrialsNow  # imports Ray
 
         resources, warning = pin_resources(spec.resources, ray.cluster_resources())
         if warning:
@@ -331,7 +331,7 @@ def _dispatch(spec: SweepSpec, options: RunOptions, hooks: Hooks, sweep: SweepPl
                     run_config=tune.RunConfig(
                         name=run_name, storage_path=str(ledger.sweep_dir / "ray"), verbose=0,
                         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                        callbacks=[recorder], progress_reporter=None,
+                        callbacks=[recorder, TrialsNow(ledger.sweep_dir)], progress_reporter=None,
                     ),
                 )
                 with watchdog(ledger.sweep_dir / "ray" / run_name), resource_watch(resources, ray.cluster_resources):

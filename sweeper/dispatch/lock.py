@@ -6,8 +6,10 @@ survive a driver's death; refusing is simpler and says exactly what to do. The l
 ``flock`` on ``<sweep>/.driver.lock``, which the kernel releases when the holder dies (even by
 ``kill -9``), so a crashed driver's lock is taken over by the next one; the file names the
 holder (host, pid, since, and how it runs the sweep) for the message and for ``sweeper
-status`` (:func:`holder`). POSIX ``flock`` does not reach across hosts on every network
-filesystem: run one sweep's drivers from one host.
+status`` (:func:`holder`). Beside it, the driver keeps ``<sweep>/.driver.trials``: how many of
+its trials run and how many wait to start, since when (:func:`note_trials`; a sweep joined to
+another's cluster waits while the other holds the cores). POSIX ``flock`` does not reach
+across hosts on every network filesystem: run one sweep's drivers from one host.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from model.errors import UserError
-from sweeper.folder import writable
+from sweeper.folder import WriteError, writable, write_atomic
 from sweeper.records import counted
 
 try:  # POSIX; elsewhere there is no lock (one driver is still the rule)
@@ -30,9 +32,10 @@ try:  # POSIX; elsewhere there is no lock (one driver is still the rule)
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["DriverLock", "SweepBusy", "described", "driver_lock", "holder"]
+__all__ = ["DriverLock", "SweepBusy", "described", "driver_lock", "holder", "note_trials"]
 
 LOCK_NAME = ".driver.lock"
+TRIALS_NAME = ".driver.trials"
 # How long a driver waits for the lock before it refuses: :func:`holder` holds it shared for
 # the microseconds it takes to look, and a driver starting then must not be turned away.
 _PATIENCE = 1.0
@@ -96,9 +99,36 @@ def holder(sweep_dir: Path) -> dict[str, Any] | None:
     try:
         if _flock(fd, fcntl.LOCK_SH, patience=0.0):
             return None  # free: no driver holds it (its note is a past driver's)
-        return _note(fd)
+        note = _note(fd)
+        trials = _trials(Path(sweep_dir), os.fstat(fd).st_mtime)
+        return {**note, "trials": trials} if trials else note
     finally:
         os.close(fd)  # and with it the shared lock, if it was taken
+
+
+def note_trials(sweep_dir: Path, running: int, waiting: int) -> None:
+    """Note for ``sweeper status`` how many of the driver's trials run and how many wait to
+    start, as of now (the driver writes it whenever the counts change). Best effort: a note
+    that cannot be written only leaves status less to say."""
+    now = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    try:
+        write_atomic(Path(sweep_dir) / TRIALS_NAME, json.dumps({"running": running, "waiting": waiting, "since": now}))
+    except WriteError:
+        pass
+
+
+def _trials(sweep_dir: Path, locked_at: float) -> dict[str, Any] | None:
+    """The holder's :func:`note_trials`, or ``None``: none written, or a past driver's (written
+    before this lock's note was)."""
+    path = sweep_dir / TRIALS_NAME
+    try:
+        if path.stat().st_mtime < locked_at:
+            return None
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(info, dict) and all(isinstance(info.get(k), int) for k in ("running", "waiting"))
+    return info if ok and isinstance(info.get("since"), str) else None
 
 
 def _flock(fd: int, how: int, patience: float) -> bool:

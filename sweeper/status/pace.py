@@ -164,15 +164,17 @@ def _running_pace(sweep_dir: Path, checkpointed: Mapping[str, "Progress"], drive
 
 
 def time_left(to_go: int, started: Sequence["Progress"], seconds: "pd.Series", pace: str,
-               concurrency: int | None) -> str | None:
+              concurrency: int | None, held: bool = False) -> str | None:
     """When the ``to_go`` trials should be done: each takes the mean of ``seconds`` (named by
-    ``pace``), as :func:`span` runs them; ``None`` with nothing to go on."""
+    ``pace``), as :func:`span` runs them (from when they start, if ``held``: none can start
+    now); ``None`` with nothing to go on."""
     if not to_go or seconds.empty:
         return None
     mean = float(seconds.mean())
     basis = f"{counted(to_go, 'trial')} at {pace.format(_duration(mean))}"
     how = f", {concurrency} at a time" if concurrency else ""
-    return f"{when(span(to_go, started, mean, concurrency), concurrency)} ({basis}{how}; checkpointed epochs counted)"
+    return (f"{when(span(to_go, started, mean, concurrency), concurrency, held=held)} ({basis}{how}; "
+            "checkpointed epochs counted)")
 
 
 def span(to_go: int, started: Sequence["Progress"], mean: float, concurrency: int | None) -> float:
@@ -190,11 +192,14 @@ def span(to_go: int, started: Sequence["Progress"], mean: float, concurrency: in
     return max(slots)
 
 
-def when(seconds: float, concurrency: int | None, most: bool = False) -> str:
+def when(seconds: float, concurrency: int | None, most: bool = False, held: bool = False) -> str:
     """``in about 2.1 h`` of wall time with a concurrency, else ``after about 2.1 h of trial
-    time``; ``in at most about 2.1 h`` for an upper bound (``most``)."""
+    time``; ``in at most about 2.1 h`` for an upper bound (``most``); ``about 2.1 h after its
+    trials start`` while none can (``held``: the cluster's resources are taken)."""
     about = f"{'at most ' if most else ''}about {_duration(seconds)}"
-    return f"in {about}" if concurrency else f"after {about} of trial time"
+    if not concurrency:
+        return f"after {about} of trial time"
+    return f"{about} after its trials start" if held else f"in {about}"
 
 
 def _duration(seconds: float) -> str:

@@ -5,7 +5,9 @@ Safe while the sweep runs: the ledger is replaced atomically, so a read sees a w
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -28,6 +30,10 @@ if TYPE_CHECKING:
 
 __all__ = ["sweep_status"]
 
+# A trial's worker starts within this (TensorFlow's import included); one waiting longer to
+# start waits for resources the cluster does not have free.
+_STARTS_WITHIN = 120.0
+
 
 def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     """A few lines: trials recorded by status out of those planned, and the best so far by
@@ -46,8 +52,9 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
         + (f" ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})" if counts else ""),
     ]
     driver = holder(sweep_dir)
+    held = _held(driver)
     if driver is not None:
-        lines.append(f"running now: {described(driver)}")
+        lines.append(f"running now: {described(driver)}{_trials_now(driver, held)}")
     checkpointed = _checkpointed(sweep_dir, set(trials["trial_id"]))
     if raced:
         state = race_state(spec, trials, ledger.eliminations())
@@ -68,14 +75,19 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     # The driver's own (``--max-concurrent`` overrides the spec's) while one runs the sweep.
     told = (driver or {}).get("max_concurrent")
     concurrency = told if isinstance(told, int) else spec.max_concurrent if spec is not None else None
-    left = time_left(to_go, started, seconds, pace_name, concurrency)
+    running = driver["trials"]["running"] if held else 0
+    if running:
+        concurrency = running  # the others wait for resources: at the pace of those running now
+    waits = held and not running  # none can start now: the times count from when they do
+    left = time_left(to_go, started, seconds, pace_name, concurrency, held=waits)
     if left:
         lines.append(("the next look " if raced else "done ") + left)
         if raced and most > to_go:
             # The longest the race can take: the looks may stop configurations sooner, never later.
             longest = span(most, started, float(seconds.mean()), concurrency)
             budget = ", within the budget" if spec.race.budget_trials or spec.race.budget_seconds else ""
-            lines.append(f"the race ends {when(longest, concurrency, most=True)} ({most} trials: the "
+            lines.append(f"the race ends {when(longest, concurrency, most=True, held=waits)} "
+                         f"({most} trials: the "
                          f"{counted(len(state.alive), 'configuration')} left on every seed up to {spec.race.max}"
                          f"{budget}, if no look eliminates another)")
         if slow and not matched:
@@ -100,6 +112,29 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     if raced:
         lines.extend(_claims(spec, state, trials))
     return "\n".join(lines)
+
+
+def _held(driver: Mapping[str, Any] | None) -> bool:
+    """Whether some of the driver's trials have waited to start longer than a start takes: the
+    cluster lacks the resources they ask for (another sweep joined to it holds its cores)."""
+    trials = (driver or {}).get("trials")
+    if not trials or not trials["waiting"]:
+        return False
+    try:
+        since = _dt.datetime.fromisoformat(trials["since"]).timestamp()
+    except ValueError:
+        return False
+    return time.time() - since >= _STARTS_WITHIN
+
+
+def _trials_now(driver: Mapping[str, Any], held: bool) -> str:
+    """``; 0 running, 1 waiting to start since ...`` from the driver's note of its trials (none
+    while none waits: the pace line says what runs)."""
+    trials = driver.get("trials")
+    if not trials or not trials["waiting"]:
+        return ""
+    why = ": the cluster's resources are taken (by another sweep on it?)" if held else ""
+    return f"; {trials['running']} running, {trials['waiting']} waiting to start since {trials['since']}{why}"
 
 
 def _undecidable(race: Race, state: RaceState) -> list[str]:

@@ -86,8 +86,7 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
             # The longest the race can take: the looks may stop configurations sooner, never later.
             longest = span(most, started, float(seconds.mean()), concurrency)
             budget = ", within the budget" if spec.race.budget_trials or spec.race.budget_seconds else ""
-            lines.append(f"the race ends {when(longest, concurrency, most=True, held=waits)} "
-                         f"({most} trials: the "
+            lines.append(f"the race ends {when(longest, concurrency, most=True, held=waits)} ({most} trials: the "
                          f"{counted(len(state.alive), 'configuration')} left on every seed up to {spec.race.max}"
                          f"{budget}, if no look eliminates another)")
         if slow and not matched:

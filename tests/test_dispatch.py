@@ -434,6 +434,61 @@ def test_status_says_when_a_sweeps_trials_wait_for_cores_another_sweep_holds(t4_
     assert after[0] == "held: 2/2 trials recorded (ok 2)" and not after[1].startswith("running now"), after
 
 
+def test_a_sweep_that_started_its_cluster_keeps_it_up_while_a_sweep_joined_to_it_runs(t4_ray, tiny_data, tmp_path,
+                                                                                     monkeypatch, caplog) -> None:
+    """The reference runs share one machine: lr_rho_longer started its own Ray, optim_loss_race
+    joined it with `--address`. When the first ends, Ray shuts its cluster down, and the
+    second's trial with it. Done, the driver that started the cluster (this test process, on
+    t4_ray) keeps it up while another driver runs on it, and says so."""
+    import datetime
+    import re
+
+    import ray
+
+    from sweeper import trainable
+    from sweeper.ledger import Ledger
+
+    def quick_trial(config, context):  # defined here: Ray pickles it by value for the workers
+        from ray import tune
+
+        from sweeper.records import TrialReport
+
+        tune.report(TrialReport(trial_id=config["trial_id"], epoch=1, train_loss=0.1,
+                                metrics={"val_psnr": 21.0, "val_ssim": 0.5, "val_mae": 0.05}).to_dict())
+
+    joined_spec = _write_spec(tmp_path / "joined.yaml", spec_text("joined", tiny_data, """
+  optimizer: {values: [adam, rmsprop]}
+  loss: {value: mae}
+""").replace("max_concurrent: 2", "max_concurrent: 1").replace("steps_per_epoch: {value: 2}",
+                                                               "steps_per_epoch: {value: 100}"))
+    joined = subprocess.Popen(
+        [sys.executable, "-m", "sweeper.cli", "run", str(joined_spec), "--results-dir", str(tmp_path / "r"),
+         "--address", ray.get_runtime_context().gcs_address],
+        cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_file(tmp_path / "r" / "joined" / "ray", joined)  # joined, its first Tuner started
+        monkeypatch.setattr(trainable, "run_trial", quick_trial)
+        caplog.set_level(logging.WARNING, logger="sweeper")
+        spec = loads(spec_text("first", tiny_data, "  learning_rate: {value: 0.001}\n").replace(
+            "epochs: {value: 2}", "epochs: {value: 1}"))
+        summary = run(spec, RunOptions(results_dir=tmp_path, wandb_mode="disabled", progress=False))
+        returned = datetime.datetime.now(datetime.timezone.utc)
+        _, err = joined.communicate(timeout=300)
+    finally:
+        if joined.poll() is None:
+            joined.kill()
+    assert joined.returncode == 0, err[-3000:]
+    assert summary.status_counts == {"ok": 1}
+    others = Ledger(tmp_path / "r" / "joined").trials()
+    assert sorted(others["status"]) == ["ok", "ok"]
+    # this driver returned only once the joined one had recorded its last trial
+    assert max(datetime.datetime.fromisoformat(t) for t in others["finished_at"]) <= returned
+    waits = [m for m in caplog.messages if m.startswith("this sweep is done")]
+    assert len(waits) == 1 and re.fullmatch(
+        r"this sweep is done, but its Ray cluster goes down when it exits, and another driver is still on it "
+        r"\(pid \d+ on 127\.0\.0\.1\): keeping it up until it ends \(Ctrl-C stops now\)", waits[0]), caplog.messages
+
+
 def test_distinct_search_tells_repeats_to_optuna_as_pruned(tiny_data, tmp_path) -> None:
     """The searcher wrapper on a real OptunaSearch and study, driven as Tune drives it."""
     import optuna

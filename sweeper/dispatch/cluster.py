@@ -17,7 +17,7 @@ from model.runtime import NATIVE_CPU_FLAGS, VERBOSE_ENV, cpu_emulates
 from sweeper.spec import Resources, SweepSpec
 
 __all__ = ["LOCAL_HOST", "DriverNode", "check_address", "cluster_address", "connect", "driver_node",
-           "emulated_precision_warning", "local_cpu_warning", "pin_resources"]
+           "emulated_precision_warning", "local_cpu_warning", "other_drivers", "pin_resources"]
 
 LOCAL_HOST = "127.0.0.1"
 
@@ -293,6 +293,23 @@ def driver_node() -> DriverNode:
             gcs_pid = pid
     return DriverNode(ip=str(info.get("NodeManagerAddress") or ""), gcs_address=gcs_address,
                       raylet_pid=raylet_pid, gcs_pid=gcs_pid)
+
+
+def other_drivers() -> list[str]:
+    """The other drivers on this (connected) driver's Ray cluster now, each as ``pid 13129 on
+    127.0.0.1``: the live jobs of the cluster's job table but this one. None when the table
+    cannot be read (Ray Client, a cluster failing)."""
+    import ray
+
+    try:
+        from ray._private import state  # the job table; Ray's public job API needs its dashboard
+
+        me = ray.get_runtime_context().get_job_id()
+        jobs = state.jobs()
+    except Exception:  # noqa: BLE001 - nothing can be said: nothing to wait for
+        return []
+    return [f"pid {job['DriverPid']} on {job['DriverIPAddress']}" for job in jobs
+            if not job.get("IsDead") and job.get("JobID") != me]
 
 
 def _processes() -> Iterator[tuple[int, list[str]]]:

@@ -15,6 +15,7 @@ import itertools
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
@@ -24,7 +25,7 @@ from model.synth import ensure_dataset
 from sweeper import tracking, trainable
 from sweeper.dispatch import search
 from sweeper.dispatch.cluster import (DriverNode, check_address, cluster_address, connect, driver_node, local_cpu_warning,
-                                      pin_resources)
+                                      other_drivers, pin_resources)
 from sweeper.dispatch.console import Progress, ProgressSink, StopFlag, graceful_stop, resource_watch, watchdog
 from sweeper.dispatch.lock import driver_lock
 from sweeper.dispatch.plan import SweepPlan, plan
@@ -46,6 +47,7 @@ __all__ = ["Hooks", "RunOptions", "RunSummary", "run", "sweep_folder"]
 _log = logging.getLogger(__name__)
 
 _DATASET_FIX = "sweeper.dataset in the spec, or --data-dir"
+_OTHERS_POLL_S = 2.0  # how often a done driver looks whether the drivers joined to its cluster have ended
 
 
 @dataclass(frozen=True)
@@ -338,6 +340,25 @@ def _dispatch(spec: SweepSpec, options: RunOptions, hooks: Hooks, sweep: SweepPl
                     tuner.fit()
                 if recorder.failed is not None:
                     raise recorder.failed
+        if cluster_address(options.address) is None and not stop.is_set():
+            _outlast_joined(stop)
+
+
+def _outlast_joined(stop: StopFlag) -> None:
+    """Keep the Ray cluster this driver started up while other drivers run on it (sweeps
+    joined with ``--address``): Ray shuts it down when this driver exits, and their trials
+    with it. Ctrl-C (``stop``) ends the wait; they then lose the cluster, and each says how
+    to resume."""
+    others = other_drivers()
+    if not others:
+        return
+    one = len(others) == 1
+    _log.warning("this sweep is done, but its Ray cluster goes down when it exits, and %s still on it (%s): "
+                 "keeping it up until %s (Ctrl-C stops now)", "another driver is" if one else f"{len(others)} other drivers are",
+                 ", ".join(others), "it ends" if one else "they end")
+    while others and not stop.is_set():
+        time.sleep(_OTHERS_POLL_S)
+        others = other_drivers()
 
 
 def _next_run_name(sweep_dir: Path) -> str:

@@ -73,8 +73,7 @@ class DriverLock:
         self._fd = fd
         try:
             os.ftruncate(fd, 0)
-            os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
-                                     "since": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": _now(),
                                      **note}).encode())
         except OSError:
             pass  # the lock holds without its note (a full disk): the holder is then "just starting"
@@ -110,11 +109,15 @@ def note_trials(sweep_dir: Path, running: int, waiting: int) -> None:
     """Note for ``sweeper status`` how many of the driver's trials run and how many wait to
     start, as of now (the driver writes it whenever the counts change). Best effort: a note
     that cannot be written only leaves status less to say."""
-    now = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     try:
-        write_atomic(Path(sweep_dir) / TRIALS_NAME, json.dumps({"running": running, "waiting": waiting, "since": now}))
+        write_atomic(Path(sweep_dir) / TRIALS_NAME, json.dumps({"running": running, "waiting": waiting, "since": _now()}))
     except WriteError:
         pass
+
+
+def _now() -> str:
+    """Now, as the notes give their ``since``: local time with its offset, to the second."""
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def _trials(sweep_dir: Path, locked_at: float) -> dict[str, Any] | None:

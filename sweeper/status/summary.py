@@ -52,9 +52,11 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
         + (f" ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})" if counts else ""),
     ]
     driver = holder(sweep_dir)
-    held = _held(driver)
+    note = (driver or {}).get("trials")
+    waiting = note if note and note["waiting"] else None  # the driver's note, while some of its trials wait
+    held = _held(waiting)
     if driver is not None:
-        lines.append(f"running now: {described(driver)}{_trials_now(driver, held)}")
+        lines.append(f"running now: {described(driver)}{_trials_now(waiting, held)}")
     checkpointed = _checkpointed(sweep_dir, set(trials["trial_id"]))
     if raced:
         state = race_state(spec, trials, ledger.eliminations())
@@ -75,7 +77,7 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     # The driver's own (``--max-concurrent`` overrides the spec's) while one runs the sweep.
     told = (driver or {}).get("max_concurrent")
     concurrency = told if isinstance(told, int) else spec.max_concurrent if spec is not None else None
-    running = driver["trials"]["running"] if held else 0
+    running = waiting["running"] if held else 0
     if running:
         concurrency = running  # the others wait for resources: at the pace of those running now
     waits = held and not running  # none can start now: the times count from when they do
@@ -113,27 +115,26 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def _held(driver: Mapping[str, Any] | None) -> bool:
-    """Whether some of the driver's trials have waited to start longer than a start takes: the
-    cluster lacks the resources they ask for (another sweep joined to it holds its cores)."""
-    trials = (driver or {}).get("trials")
-    if not trials or not trials["waiting"]:
+def _held(waiting: Mapping[str, Any] | None) -> bool:
+    """Whether the trials of the driver's note (``waiting``: some wait to start) have waited
+    longer than a start takes: the cluster lacks the resources they ask for (another sweep
+    joined to it holds its cores)."""
+    if waiting is None:
         return False
     try:
-        since = _dt.datetime.fromisoformat(trials["since"]).timestamp()
+        since = _dt.datetime.fromisoformat(waiting["since"]).timestamp()
     except ValueError:
         return False
     return time.time() - since >= _STARTS_WITHIN
 
 
-def _trials_now(driver: Mapping[str, Any], held: bool) -> str:
+def _trials_now(waiting: Mapping[str, Any] | None, held: bool) -> str:
     """``; 0 running, 1 waiting to start since ...`` from the driver's note of its trials (none
     while none waits: the pace line says what runs)."""
-    trials = driver.get("trials")
-    if not trials or not trials["waiting"]:
+    if waiting is None:
         return ""
     why = ": the cluster's resources are taken (by another sweep on it?)" if held else ""
-    return f"; {trials['running']} running, {trials['waiting']} waiting to start since {trials['since']}{why}"
+    return f"; {waiting['running']} running, {waiting['waiting']} waiting to start since {waiting['since']}{why}"
 
 
 def _undecidable(race: Race, state: RaceState) -> list[str]:

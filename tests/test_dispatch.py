@@ -7,6 +7,7 @@ import errno
 import logging
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -350,6 +351,34 @@ def test_watchdog_warns_once_per_stall_and_not_while_results_arrive(tmp_path, mo
     assert "Ray may be stuck. Ctrl-C and run the same command again" in warned[0].getMessage()
 
 
+def test_watchdog_tells_trials_waiting_for_resources_from_a_stall(tmp_path, monkeypatch, caplog) -> None:
+    """Seen on the reference races: a sweep joined to another's cluster, its trial waiting 40
+    minutes for a core, warned "no trial has reported for 900 s ...; Ray may be stuck". While
+    the driver's note has none running and some waiting, the watchdog says they wait, once,
+    and counts the silence from when they start."""
+    from sweeper.dispatch.lock import driver_lock, note_trials
+
+    monkeypatch.setattr(console, "STALL_S", 1.0)
+    monkeypatch.setattr(console, "STALL_FACTOR", 1.0)
+    monkeypatch.setattr(console, "WATCH_POLL_S", 0.05)
+    caplog.set_level(logging.WARNING, logger="sweeper")
+    result = tmp_path / "ray" / "run-001" / "trial_a" / "result.json"
+    result.parent.mkdir(parents=True)
+    with driver_lock(tmp_path), console.watchdog(tmp_path / "ray" / "run-001", tmp_path) as watch:
+        note_trials(tmp_path, 0, 1)
+        time.sleep(2.5)  # waiting for a core, longer than a stall
+        assert watch.waits == 1 and watch.warnings == 0, caplog.messages
+        note_trials(tmp_path, 1, 0)  # it starts: the silence counts from now
+        time.sleep(0.5)
+        assert watch.warnings == 0, caplog.messages
+        time.sleep(1.5)  # and then it hangs
+    assert watch.waits == 1 and watch.warnings == 1 and not watch.is_alive()
+    waited, stuck = [r.getMessage() for r in caplog.records if r.name.startswith("sweeper")]
+    assert re.fullmatch(r"1 trial waiting to start since 20\S+: the cluster's resources are taken \(by another "
+                        r"sweep on it\?\); they start when it frees them", waited), waited
+    assert stuck.startswith("no trial has reported for ") and "Ray may be stuck" in stuck
+
+
 def test_a_stalled_sweep_is_reported_and_still_finishes(t4_ray, tiny_data, tmp_path, monkeypatch, caplog) -> None:
     from sweeper import trainable
 
@@ -377,7 +406,7 @@ def test_a_stalled_sweep_is_reported_and_still_finishes(t4_ray, tiny_data, tmp_p
 
 
 def test_status_says_when_a_sweeps_trials_wait_for_cores_another_sweep_holds(t4_ray, tiny_data, tmp_path,
-                                                                             monkeypatch) -> None:
+                                                                             monkeypatch, caplog) -> None:
     """Seen on the reference races: optim_loss_race, joined to lr_rho_longer's cluster with
     `--max-concurrent 1` while that one's two trials held both cores, was paced by `sweeper
     status` as if its trial ran ("the next look in about 2.5 h"). The driver notes its trials
@@ -403,6 +432,9 @@ def test_status_says_when_a_sweeps_trials_wait_for_cores_another_sweep_holds(t4_
 
     monkeypatch.setattr(trainable, "run_trial", quick_trial)
     monkeypatch.setattr(summary, "_STARTS_WITHIN", 2.0)
+    monkeypatch.setattr(console, "STALL_S", 1.0)  # the watchdog, too, knows they wait (not a stall)
+    monkeypatch.setattr(console, "WATCH_POLL_S", 0.1)
+    caplog.set_level(logging.WARNING, logger="sweeper")
     spec = loads(spec_text("held", tiny_data, "  learning_rate: {values: [0.001, 0.01]}\n").replace(
         "epochs: {value: 2}", "epochs: {value: 1}"))
     first, second = expand(spec)
@@ -425,6 +457,9 @@ def test_status_says_when_a_sweeps_trials_wait_for_cores_another_sweep_holds(t4_
         # its 1 trial to go at the recorded 30 s, from when it starts, not from now
         assert lines[3] == ("done about 30 s after its trials start (1 trial at the recorded mean of 30 s, 1 at a "
                             "time; checkpointed epochs counted)"), lines
+        time.sleep(0.5)  # the watchdog's next look
+        said = [m for m in caplog.messages if "waiting to start" in m or "may be stuck" in m]
+        assert len(said) == 1 and said[0].startswith("1 trial waiting to start since 20"), caplog.messages
     finally:
         remove_placement_group(other)
         driver.join(timeout=180)
@@ -441,7 +476,6 @@ def test_a_sweep_that_started_its_cluster_keeps_it_up_while_a_sweep_joined_to_it
     second's trial with it. Done, the driver that started the cluster (this test process, on
     t4_ray) keeps it up while another driver runs on it, and says so."""
     import datetime
-    import re
 
     import ray
 
@@ -487,6 +521,68 @@ def test_a_sweep_that_started_its_cluster_keeps_it_up_while_a_sweep_joined_to_it
     assert len(waits) == 1 and re.fullmatch(
         r"this sweep is done, but its Ray cluster goes down when it exits, and another driver is still on it "
         r"\(pid \d+ on 127\.0\.0\.1\): keeping it up until it ends \(Ctrl-C stops now\)", waits[0]), caplog.messages
+
+
+def test_ctrl_c_while_a_done_sweep_keeps_its_cluster_up_ends_it_as_done(t4_ray, tiny_data, tmp_path, monkeypatch,
+                                                                       caplog) -> None:
+    """A done sweep keeping its cluster up for a joined driver: `sweeper status` says why its
+    driver runs on, and Ctrl-C then ends the wait with the sweep done, not "interrupted ...
+    resume" (all its trials are in the ledger; a resume would run nothing)."""
+    import threading
+
+    import ray
+
+    from sweeper import trainable
+    from sweeper.status import sweep_status
+
+    def quick_trial(config, context):  # defined here: Ray pickles it by value for the workers
+        from ray import tune
+
+        from sweeper.records import TrialReport
+
+        tune.report(TrialReport(trial_id=config["trial_id"], epoch=1, train_loss=0.1,
+                                metrics={"val_psnr": 21.0, "val_ssim": 0.5, "val_mae": 0.05}).to_dict())
+
+    # Another driver on this cluster (a sweep joined with --address is one): a real Ray job.
+    other = subprocess.Popen([sys.executable, "-c", "import ray, sys, time; ray.init(address=sys.argv[1]); "
+                              "print('joined', flush=True); time.sleep(300)", ray.get_runtime_context().gcs_address],
+                             cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    seen: dict[str, Any] = {}
+
+    class _StatusThenCtrlC(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("this sweep is done"):
+                threading.Thread(target=self._look_then_stop, daemon=True).start()
+
+        def _look_then_stop(self) -> None:
+            deadline = time.time() + 30
+            while time.time() < deadline and "its trials are done" not in seen.get("status", ""):
+                time.sleep(0.2)
+                seen["status"] = sweep_status(tmp_path / "done", tmp_path)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    handler = _StatusThenCtrlC()
+    logging.getLogger("sweeper").addHandler(handler)
+    try:
+        assert other.stdout.readline().strip() == "joined"
+        monkeypatch.setattr(trainable, "run_trial", quick_trial)
+        caplog.set_level(logging.WARNING, logger="sweeper")
+        spec = loads(spec_text("done", tiny_data, "  learning_rate: {value: 0.001}\n").replace(
+            "epochs: {value: 2}", "epochs: {value: 1}"))
+        summary = run(spec, RunOptions(results_dir=tmp_path, wandb_mode="disabled", progress=False))
+    finally:
+        logging.getLogger("sweeper").removeHandler(handler)
+        other.kill()
+        other.wait()
+    assert summary.status_counts == {"ok": 1} and summary.remaining == 0 and not summary.interrupted
+    running = seen["status"].splitlines()[1]
+    assert re.fullmatch(rf"running now: pid {os.getpid()} on \S+ since \S+, 2 trials at a time; its trials are done: "
+                        r"it keeps its Ray cluster up for the driver still on it \(pid \d+ on 127\.0\.0\.1; Ctrl-C "
+                        r"stops it\)", running), seen["status"]
+    stopped = [m for m in caplog.messages if m.startswith("stopped waiting")]
+    assert len(stopped) == 1 and re.fullmatch(
+        rf"stopped waiting: the Ray cluster goes down now, and with it the trials of the driver still on it "
+        rf"\(pid {other.pid} on 127\.0\.0\.1\); each resumes with the command that started it", stopped[0]), stopped
 
 
 def test_distinct_search_tells_repeats_to_optuna_as_pruned(tiny_data, tmp_path) -> None:

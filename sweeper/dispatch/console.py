@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
-from sweeper.records import STATUSES, TrialRow
+from sweeper.dispatch.lock import holder
+from sweeper.records import STATUSES, TrialRow, counted
 from sweeper.spec import SweepSpec
 
 __all__ = ["MISSING_S", "STOP_SIGNALS", "Bar", "Progress", "ProgressSink", "ResourceWatch", "StopFlag", "StopRelay",
@@ -131,12 +132,15 @@ class Progress:
 
 class Watchdog(threading.Thread):
     """Watches a Tune run's ``result.json`` files from a thread of its own (a Tune callback
-    would not fire: the hang seen was inside one step of Tune's loop); one warning per stall."""
+    would not fire: the hang seen was inside one step of Tune's loop); one warning per stall.
+    While the driver's note (``sweep_dir``'s, :func:`~sweeper.dispatch.lock.note_trials`) has
+    none of its trials running and some waiting to start, the cluster's resources are taken
+    (a sweep joined to another's cluster): that is said once it lasts, and is not a stall."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, sweep_dir: Path | None = None) -> None:
         super().__init__(name="sweeper-watchdog", daemon=True)
-        self.run_dir, self._done = run_dir, threading.Event()
-        self.warnings = 0
+        self.run_dir, self.sweep_dir, self._done = run_dir, sweep_dir, threading.Event()
+        self.warnings = self.waits = 0
 
     def _newest(self, default: float) -> float:
         stamps = []
@@ -145,13 +149,30 @@ class Watchdog(threading.Thread):
                 stamps.append(path.stat().st_mtime)
         return max(stamps, default=default)
 
+    def _waiting(self) -> dict[str, Any] | None:
+        """The driver's note of its trials while none runs and some wait to start, else None."""
+        note = (holder(self.sweep_dir) or {}).get("trials") if self.sweep_dir is not None else None
+        return note if note and not note["running"] and note["waiting"] else None
+
     def run(self) -> None:
         last = time.time()
-        longest, warned = 0.0, False
+        longest, warned, waited_from, told = 0.0, False, None, False
         while not self._done.wait(WATCH_POLL_S):
             newest = self._newest(last)
             if newest > last:
                 longest, last, warned = max(longest, newest - last), newest, False
+                continue
+            if (waiting := self._waiting()) is None:
+                waited_from, told = None, False
+            else:
+                # Not a stall: the silence counts from when they start (and no gap is this long).
+                waited_from, last = waited_from or last, time.time()
+                if not told and last - waited_from > STALL_S:
+                    told = True
+                    self.waits += 1
+                    _log.warning("%s waiting to start since %s: the cluster's resources are taken (by another sweep "
+                                 "on it?); they start when it frees them", counted(waiting["waiting"], "trial"),
+                                 waiting["since"])
                 continue
             idle = time.time() - last
             if not warned and idle > max(STALL_S, STALL_FACTOR * longest):
@@ -168,9 +189,9 @@ class Watchdog(threading.Thread):
 
 
 @contextlib.contextmanager
-def watchdog(run_dir: Path) -> Iterator[Watchdog]:
-    """A :class:`Watchdog` on ``run_dir`` for the duration of the block."""
-    with _running(Watchdog(run_dir)) as watch:
+def watchdog(run_dir: Path, sweep_dir: Path | None = None) -> Iterator[Watchdog]:
+    """A :class:`Watchdog` on ``run_dir`` (of ``sweep_dir``'s driver) for the duration of the block."""
+    with _running(Watchdog(run_dir, sweep_dir)) as watch:
         yield watch
 
 

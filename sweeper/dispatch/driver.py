@@ -27,7 +27,7 @@ from sweeper.dispatch import search
 from sweeper.dispatch.cluster import (DriverNode, check_address, cluster_address, connect, driver_node, local_cpu_warning,
                                       other_drivers, pin_resources)
 from sweeper.dispatch.console import Progress, ProgressSink, StopFlag, graceful_stop, resource_watch, watchdog
-from sweeper.dispatch.lock import driver_lock
+from sweeper.dispatch.lock import driver_lock, note_trials
 from sweeper.dispatch.plan import SweepPlan, plan
 from sweeper.dispatch.provenance import write_provenance
 from sweeper.dispatch.results import recover, set_aside_unreadable
@@ -196,7 +196,6 @@ def _run(spec: SweepSpec, options: RunOptions, sweep_dir: Path, hooks: Hooks, st
         n_todo, batches = sweep.remaining(ledger.done_ids()), iter(search.batches(spec, sweep))
     if n_todo and not stop.is_set():
         _dispatch(spec, options, hooks, sweep, ledger, summary, data_dir, n_todo, batches, stop)
-    summary.interrupted = stop.is_set()
     done = ledger.done_ids()
     if done:
         _mirror(ledger.sweep_dir)
@@ -205,6 +204,9 @@ def _run(spec: SweepSpec, options: RunOptions, sweep_dir: Path, hooks: Hooks, st
     summary.dispatched = len(done) - summary.already_done - summary.recovered
     summary.remaining = (len(race_state(spec, ledger.trials(), ledger.eliminations()).pending)
                          if spec.race is not None else sweep.remaining(done))
+    # A stop once every trial is recorded (as while a done sweep keeps its cluster up for a
+    # joined one) interrupted nothing of this sweep: there is nothing to resume.
+    summary.interrupted = stop.is_set() and summary.remaining > 0
     return summary
 
 
@@ -336,15 +338,16 @@ def _dispatch(spec: SweepSpec, options: RunOptions, hooks: Hooks, sweep: SweepPl
                         callbacks=[recorder, TrialsNow(ledger.sweep_dir)], progress_reporter=None,
                     ),
                 )
-                with watchdog(ledger.sweep_dir / "ray" / run_name), resource_watch(resources, ray.cluster_resources):
+                with (watchdog(ledger.sweep_dir / "ray" / run_name, ledger.sweep_dir),
+                      resource_watch(resources, ray.cluster_resources)):
                     tuner.fit()
                 if recorder.failed is not None:
                     raise recorder.failed
         if cluster_address(options.address) is None and not stop.is_set():
-            _outlast_joined(stop)
+            _outlast_joined(stop, ledger.sweep_dir)
 
 
-def _outlast_joined(stop: StopFlag) -> None:
+def _outlast_joined(stop: StopFlag, sweep_dir: Path) -> None:
     """Keep the Ray cluster this driver started up while other drivers run on it (sweeps
     joined with ``--address``): Ray shuts it down when this driver exits, and their trials
     with it. Ctrl-C (``stop``) ends the wait; they then lose the cluster, and each says how
@@ -356,9 +359,17 @@ def _outlast_joined(stop: StopFlag) -> None:
     _log.warning("this sweep is done, but its Ray cluster goes down when it exits, and %s still on it (%s): "
                  "keeping it up until %s (Ctrl-C stops now)", "another driver is" if one else f"{len(others)} other drivers are",
                  ", ".join(others), "it ends" if one else "they end")
+    noted: list[str] = []
     while others and not stop.is_set():
+        if others != noted:  # for `sweeper status`: this sweep is done, and why its driver runs on
+            note_trials(sweep_dir, 0, 0, keeping=others)
+            noted = others
         time.sleep(_OTHERS_POLL_S)
         others = other_drivers()
+    if others:
+        _log.warning("stopped waiting: the Ray cluster goes down now, and with it the trials of %s (%s); "
+                     "each resumes with the command that started it", "the driver still on it" if len(others) == 1
+                     else "the drivers still on it", ", ".join(others))
 
 
 def _next_run_name(sweep_dir: Path) -> str:

@@ -21,7 +21,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from model.errors import UserError
 from sweeper.folder import WriteError, writable, write_atomic
@@ -105,12 +105,14 @@ def holder(sweep_dir: Path) -> dict[str, Any] | None:
         os.close(fd)  # and with it the shared lock, if it was taken
 
 
-def note_trials(sweep_dir: Path, running: int, waiting: int) -> None:
+def note_trials(sweep_dir: Path, running: int, waiting: int, keeping: Sequence[str] = ()) -> None:
     """Note for ``sweeper status`` how many of the driver's trials run and how many wait to
-    start, as of now (the driver writes it whenever the counts change). Best effort: a note
+    start, as of now (the driver writes it whenever the counts change), and, once the sweep is
+    done, the other drivers it keeps its Ray cluster up for (``keeping``). Best effort: a note
     that cannot be written only leaves status less to say."""
+    note = {"running": running, "waiting": waiting, "since": _now(), **({"keeping": list(keeping)} if keeping else {})}
     try:
-        write_atomic(Path(sweep_dir) / TRIALS_NAME, json.dumps({"running": running, "waiting": waiting, "since": _now()}))
+        write_atomic(Path(sweep_dir) / TRIALS_NAME, json.dumps(note))
     except WriteError:
         pass
 
@@ -131,6 +133,8 @@ def _trials(sweep_dir: Path, locked_at: float) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     ok = isinstance(info, dict) and all(isinstance(info.get(k), int) for k in ("running", "waiting"))
+    keeping = info.get("keeping", []) if ok else None
+    ok = ok and isinstance(keeping, list) and all(isinstance(d, str) for d in keeping)
     return info if ok and isinstance(info.get("since"), str) else None
 
 

@@ -56,7 +56,7 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     waiting = note if note and note["waiting"] else None  # the driver's note, while some of its trials wait
     held = _held(waiting)
     if driver is not None:
-        lines.append(f"running now: {described(driver)}{_trials_now(waiting, held)}")
+        lines.append(f"running now: {described(driver)}{_trials_now(waiting, held)}{_keeping(note)}")
     checkpointed = _checkpointed(sweep_dir, set(trials["trial_id"]))
     if raced:
         state = race_state(spec, trials, ledger.eliminations())
@@ -135,6 +135,16 @@ def _trials_now(waiting: Mapping[str, Any] | None, held: bool) -> str:
         return ""
     why = ": the cluster's resources are taken (by another sweep on it?)" if held else ""
     return f"; {waiting['running']} running, {waiting['waiting']} waiting to start since {waiting['since']}{why}"
+
+
+def _keeping(note: Mapping[str, Any] | None) -> str:
+    """``; its trials are done: it keeps its Ray cluster up for the driver still on it (...)``
+    from the driver's note, once its sweep is done (a sweep joined to its cluster runs on)."""
+    others = (note or {}).get("keeping")
+    if not others:
+        return ""
+    whom = "the driver still on it" if len(others) == 1 else f"the {len(others)} drivers still on it"
+    return f"; its trials are done: it keeps its Ray cluster up for {whom} ({', '.join(others)}; Ctrl-C stops it)"
 
 
 def _undecidable(race: Race, state: RaceState) -> list[str]:

@@ -332,6 +332,22 @@ def test_a_race_eliminates_the_clearly_worse_configuration_at_the_first_test(fin
     assert lr_rho.outcome == "inconclusive" and lr_rho.reason.startswith(  # level with 0.002 and 0.003 to the end
         "the race ended (every configuration left ran the maximum seeds) with learning_rate=0.001, rho=0.9 and 2 "
         "rivals still in it"), lr_rho.reason
+    # Over with 3 left: the seeds that would part the leader from the runner-up, from their
+    # paired differences, at the look's level over the 2 comparisons with the leader.
+    left = trials[trials["params_learning_rate"] != 0.1].pivot(index="params_seed", columns="params_learning_rate",
+                                                               values="val_psnr")
+    leader, runner_up = left.mean().sort_values(ascending=False).index[:2]
+    diffs = (left[leader] - left[runner_up]).tolist()
+    needed = seeds_needed(diffs, 0.05 / 3 / 2)
+    assert needed is not None and needed > 5  # the scores the test controls: a small, steady lead
+    race = build_report(sweep_dir, plots=False).race
+    assert race.parting == (pytest.approx(sum(diffs) / 5), 5, needed)
+    assert race.headline().endswith(
+        f" The leader, learning_rate={leader:g}, is {sum(diffs) / 5:.3g} dB ahead of the runner-up, learning_rate="
+        f"{runner_up:g}, on average over 5 shared seeds: parting them would take about {needed} seeds (80% power at "
+        "the per-look level, from the paired differences seen)."), race.headline()
+    last_look = read_run_summary(looks["5-seeds"])
+    assert last_look["done"] is True and last_look["seeds_to_part"] == needed
 
 
 def test_a_race_killed_mid_way_resumes_to_the_same_survivors_with_no_trial_twice(finished_race, tiny_data,

@@ -266,6 +266,7 @@ def _log_look(spec: SweepSpec, state: RaceState, trials: "pd.DataFrame", sweep_d
             "p_value": look.p_value if look.p_value is not None else math.nan, "level": state.level,
             "trials_run": race.trials_run, "full_trials": race.full_trials, "most_trials": race.most_trials,
             "compute_fraction": race.compute_fraction, "done": state.done, "why": state.why,
+            **({"seeds_to_part": race.parting[2]} if race.parting and race.parting[2] else {}),
             **{f"verdict_{v.claim.key}": v.outcome for v in verdicts if v.outcome != "not tested"},
             **{f"verdict_{v.claim.key}_reason": v.reason for v in verdicts if v.outcome != "not tested"},
         }

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from sweeper.race.elimination import look, look_level, smallest_p
+from sweeper.race.elimination import look, look_level, seeds_needed, smallest_p
 from sweeper.records import Elimination
 from sweeper.space import Trial, config_id, expand
 from sweeper.spec import Race, SweepSpec
@@ -136,10 +136,18 @@ class RaceState:
     def differences(self) -> tuple[float, ...]:
         """With two configurations left, their paired differences (signed scores, the first
         minus the second) on the seeds both have run; else none."""
-        if len(self.alive) != 2:
-            return ()
-        first, second = (self.scores.get(c, {}) for c in self.alive)
-        return tuple(first[s] - second[s] for s in sorted(first.keys() & second.keys()))
+        return self.paired(*self.alive) if len(self.alive) == 2 else ()
+
+    def paired(self, first: str, second: str) -> tuple[float, ...]:
+        """``first``'s signed scores minus ``second``'s, on the seeds both have run."""
+        mine, theirs = self.scores.get(first, {}), self.scores.get(second, {})
+        return tuple(mine[s] - theirs[s] for s in sorted(mine.keys() & theirs.keys()))
+
+    def seeds_to_part(self, first: str, second: str) -> int | None:
+        """Seeds that would tell ``first`` from ``second`` (both in the race) with 80% power:
+        :func:`seeds_needed` on their paired differences, at the level of one of the looks'
+        comparisons with the leader (the look's level over the rivals left)."""
+        return seeds_needed(self.paired(first, second), self.level / max(1, len(self.alive) - 1))
 
     def under_way(self, race: Race) -> int:
         """The seeds of the round under way (not done: it has trials pending)."""

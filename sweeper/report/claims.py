@@ -14,7 +14,7 @@ import math
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from model.metrics import metric_unit
-from sweeper.race import RaceState, seeds_needed
+from sweeper.race import RaceState
 from sweeper.records import counted, label
 from sweeper.report.race import RaceConfig, RaceSummary, summarise_race
 from sweeper.report.ranking import ConfigResult
@@ -194,12 +194,10 @@ def judge_race(claim: Claim, race: RaceSummary, state: RaceState, metric: str) -
                        f"the race is still running with {shown} and {counted(len(rivals), 'rival')} in it; no look yet: "
                        f"the first comes once every configuration has run {race.first} seeds "
                        f"({counted(len(state.pending), 'trial')} of that round to go)", **common)
-    mine_scores = state.scores.get(claim_cfg.config_id, {})
     closest = rivals[0]  # alive configurations come best first: the leader, or the runner-up
     role = "the runner-up" if race.configs.index(closest) > race.configs.index(claim_cfg) else "the leader"
-    theirs = state.scores.get(closest.config_id, {})
-    diffs = [mine_scores[s] - theirs[s] for s in sorted(set(mine_scores) & set(theirs))]
-    needed = seeds_needed(diffs, race.level / max(1, len(race.alive) - 1))
+    diffs = state.paired(claim_cfg.config_id, closest.config_id)
+    needed = state.seeds_to_part(claim_cfg.config_id, closest.config_id)
     mean = sum(diffs) / len(diffs) if diffs else math.nan
     where = f"the race ended ({race.why})" if race.done else "the race is still running"
     # Mid-round the verdict is the last look's; a round adds one seed (they count from 0), so

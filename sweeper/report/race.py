@@ -7,6 +7,7 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING, Any, Mapping
 
+from model.metrics import metric_unit
 from sweeper.race import RaceState
 from sweeper.records import label, params_of
 from sweeper.report.display import json_number
@@ -60,6 +61,9 @@ class RaceSummary:
         most_trials: The most trials the race can run in all, the ones run included (every
             configuration left on each further seed up to ``most_seeds``; ``trials_run`` once it
             is over); ``most_seeds``: the seeds a configuration left can come to.
+        parting: A race over with several left: the leader's mean lead over the runner-up
+            (on their shared seeds, in ``unit``), those seeds, and the seeds that would part
+            them with 80% power (:meth:`~sweeper.race.RaceState.seeds_to_part`; ``None``: none would).
     """
 
     test: str
@@ -77,6 +81,8 @@ class RaceSummary:
     full_seconds: float
     most_trials: int
     most_seeds: int
+    parting: tuple[float, int, int | None] | None = None
+    unit: str = ""
 
     @property
     def compute_fraction(self) -> float:
@@ -97,7 +103,17 @@ class RaceSummary:
                 f"{self.seconds_run:.0f} of about {self.full_seconds:.0f} trial-seconds "
                 f"({self.compute_fraction:.0%} of the compute)." + (
                     "" if self.done else f" It runs at most {self.most_trials} of them "
-                    f"({self.most_trials / self.full_trials:.0%}), if no look eliminates another."))
+                    f"({self.most_trials / self.full_trials:.0%}), if no look eliminates another.") + self._parting())
+
+    def _parting(self) -> str:
+        if self.parting is None:
+            return ""
+        lead, shared, needed = self.parting
+        leader, runner_up = self.alive[:2]
+        would = (f"parting them would take about {needed} seeds (80% power at the per-look level, from the paired "
+                 "differences seen)" if needed else "at the difference seen, no number of seeds would part them")
+        return (f" The leader, {leader.label()}, is {lead:.3g}{self.unit} ahead of the runner-up, {runner_up.label()}, "
+                f"on average over {shared} shared seeds: {would}.")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -111,6 +127,8 @@ class RaceSummary:
             "trials_run": self.trials_run, "full_trials": self.full_trials, "seconds_run": self.seconds_run,
             "full_seconds": json_number(self.full_seconds), "compute_fraction": json_number(self.compute_fraction),
             "most_trials": self.most_trials, "most_seeds": self.most_seeds,
+            "parting": None if self.parting is None else {
+                "lead": json_number(self.parting[0]), "shared_seeds": self.parting[1], "seeds_needed": self.parting[2]},
         }
 
 
@@ -141,10 +159,21 @@ def summarise_race(spec: SweepSpec, state: RaceState, trials: "pd.DataFrame", ke
 
     per_trial = state.seconds_run / state.trials_run if state.trials_run else math.nan
     full = state.full_trials(race.max)
+    configs.sort(key=order)
     return RaceSummary(
         test=race.test, alpha=race.alpha, level=state.level, first=race.first, max=race.max, done=state.done,
-        why=state.why, configs=tuple(sorted(configs, key=order)),
+        why=state.why, configs=tuple(configs),
         rounds=tuple((r.seeds, len(r.alive), r.p_value, r.eliminated) for r in state.rounds),
         trials_run=state.trials_run, full_trials=full, seconds_run=state.seconds_run,
         full_seconds=per_trial * full if math.isfinite(per_trial) else math.nan,
-        most_trials=state.most_trials(race), most_seeds=state.most_seeds(race))
+        most_trials=state.most_trials(race), most_seeds=state.most_seeds(race),
+        parting=_parting(state, configs) if state.done else None, unit=metric_unit(metric))
+
+
+def _parting(state: RaceState, configs: list[RaceConfig]) -> tuple[float, int, int | None] | None:
+    """:attr:`RaceSummary.parting` of a race over with several left (``configs`` best first)."""
+    alive = [c.config_id for c in configs if c.eliminated_after is None]
+    if len(alive) < 2:
+        return None
+    diffs = state.paired(alive[0], alive[1])  # signed: ahead is positive, whatever the goal
+    return (sum(diffs) / len(diffs), len(diffs), state.seeds_to_part(alive[0], alive[1])) if diffs else None

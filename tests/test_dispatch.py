@@ -422,15 +422,7 @@ def test_status_says_when_a_sweeps_trials_wait_for_cores_another_sweep_holds(t4_
     from sweeper.space import expand
     from sweeper.status import sweep_status, summary
 
-    def quick_trial(config, context):  # defined here: Ray pickles it by value for the workers
-        from ray import tune
-
-        from sweeper.records import TrialReport
-
-        tune.report(TrialReport(trial_id=config["trial_id"], epoch=1, train_loss=0.1,
-                                metrics={"val_psnr": 21.0, "val_ssim": 0.5, "val_mae": 0.05}).to_dict())
-
-    monkeypatch.setattr(trainable, "run_trial", quick_trial)
+    monkeypatch.setattr(trainable, "run_trial", _instant_trial(lambda p: 21.0))
     monkeypatch.setattr(summary, "_STARTS_WITHIN", 2.0)
     monkeypatch.setattr(console, "STALL_S", 1.0)  # the watchdog, too, knows they wait (not a stall)
     monkeypatch.setattr(console, "WATCH_POLL_S", 0.1)
@@ -482,14 +474,6 @@ def test_a_sweep_that_started_its_cluster_keeps_it_up_while_a_sweep_joined_to_it
     from sweeper import trainable
     from sweeper.ledger import Ledger
 
-    def quick_trial(config, context):  # defined here: Ray pickles it by value for the workers
-        from ray import tune
-
-        from sweeper.records import TrialReport
-
-        tune.report(TrialReport(trial_id=config["trial_id"], epoch=1, train_loss=0.1,
-                                metrics={"val_psnr": 21.0, "val_ssim": 0.5, "val_mae": 0.05}).to_dict())
-
     joined_spec = _write_spec(tmp_path / "joined.yaml", spec_text("joined", tiny_data, """
   optimizer: {values: [adam, rmsprop]}
   loss: {value: mae}
@@ -501,7 +485,7 @@ def test_a_sweep_that_started_its_cluster_keeps_it_up_while_a_sweep_joined_to_it
         cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_file(tmp_path / "r" / "joined" / "ray", joined)  # joined, its first Tuner started
-        monkeypatch.setattr(trainable, "run_trial", quick_trial)
+        monkeypatch.setattr(trainable, "run_trial", _instant_trial(lambda p: 21.0))
         caplog.set_level(logging.WARNING, logger="sweeper")
         spec = loads(spec_text("first", tiny_data, "  learning_rate: {value: 0.001}\n").replace(
             "epochs: {value: 2}", "epochs: {value: 1}"))
@@ -535,14 +519,6 @@ def test_ctrl_c_while_a_done_sweep_keeps_its_cluster_up_ends_it_as_done(t4_ray, 
     from sweeper import trainable
     from sweeper.status import sweep_status
 
-    def quick_trial(config, context):  # defined here: Ray pickles it by value for the workers
-        from ray import tune
-
-        from sweeper.records import TrialReport
-
-        tune.report(TrialReport(trial_id=config["trial_id"], epoch=1, train_loss=0.1,
-                                metrics={"val_psnr": 21.0, "val_ssim": 0.5, "val_mae": 0.05}).to_dict())
-
     # Another driver on this cluster (a sweep joined with --address is one): a real Ray job.
     other = subprocess.Popen([sys.executable, "-c", "import ray, sys, time; ray.init(address=sys.argv[1]); "
                               "print('joined', flush=True); time.sleep(300)", ray.get_runtime_context().gcs_address],
@@ -565,7 +541,7 @@ def test_ctrl_c_while_a_done_sweep_keeps_its_cluster_up_ends_it_as_done(t4_ray, 
     logging.getLogger("sweeper").addHandler(handler)
     try:
         assert other.stdout.readline().strip() == "joined"
-        monkeypatch.setattr(trainable, "run_trial", quick_trial)
+        monkeypatch.setattr(trainable, "run_trial", _instant_trial(lambda p: 21.0))
         caplog.set_level(logging.WARNING, logger="sweeper")
         spec = loads(spec_text("done", tiny_data, "  learning_rate: {value: 0.001}\n").replace(
             "epochs: {value: 2}", "epochs: {value: 1}"))
@@ -1518,7 +1494,7 @@ def test_a_trial_on_a_node_that_dies_is_retried_on_another_and_the_sweep_finishe
             tune.report(TrialReport(trial_id=tid, epoch=epoch, train_loss=0.1, placement=where, metrics={
                 "val_psnr": 20.0 + epoch, "val_ssim": 0.5, "val_mae": 0.05}).to_dict())
 
-    monkeypatch.setattr(trainable, "run_trial", quick_trial)
+    monkeypatch.setattr(trainable, "run_trial", _instant_trial(lambda p: 21.0))
     ray.shutdown()
     t4 = {"num_cpus": 1, "num_gpus": 1, "resources": {"accelerator_type:T4": 1}}
     # The GCS declares a silent node dead after 1.5 s of missed health checks instead of 15 s.

@@ -260,10 +260,12 @@ def _running(watch: _W) -> Iterator[_W]:
 
 
 class StopFlag:
-    """Set on Ctrl-C. A plain object, not a threading.Event: Ray pickles the callbacks."""
+    """Set on Ctrl-C. A plain object, not a threading.Event: Ray pickles the callbacks.
+    ``finished``: the sweep's trials are all done (a stop then drops none)."""
 
     def __init__(self) -> None:
         self._set = False
+        self.finished = False
 
     def set(self) -> None:
         self._set = True
@@ -321,8 +323,9 @@ def graceful_stop(stop: StopFlag) -> Iterator[None]:
         if stop.is_set():
             raise KeyboardInterrupt
         name = STOP_SIGNALS[signum]
-        _log.warning("stopping after %s: running trials are dropped (they re-run on resume), finished ones "
-                     "are in the ledger; %s again stops at once", name, name)
+        if not stop.finished:  # else what stops says so itself
+            _log.warning("stopping after %s: running trials are dropped (they re-run on resume), finished ones "
+                         "are in the ledger; %s again stops at once", name, name)
         stop_gracefully(stop)
 
     previous_env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")

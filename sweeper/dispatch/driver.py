@@ -361,6 +361,7 @@ def _outlast_joined(stop: StopFlag, sweep_dir: Path) -> None:
                  "keeping it up until %s (Ctrl-C stops now)", "another driver is" if one else f"{len(others)} other drivers are",
                  ", ".join(others), "it ends" if one else "they end")
     noted: list[str] = []
+    stop.finished = True
     while others and not stop.is_set():
         if others != noted:  # for `sweeper status`: this sweep is done, and why its driver runs on
             note_trials(sweep_dir, 0, 0, keeping=others)

@@ -103,9 +103,9 @@ class RaceSummary:
                 f"{self.seconds_run:.0f} of about {self.full_seconds:.0f} trial-seconds "
                 f"({self.compute_fraction:.0%} of the compute)." + (
                     "" if self.done else f" It runs at most {self.most_trials} of them "
-                    f"({self.most_trials / self.full_trials:.0%}), if no look eliminates another.") + self._parting())
+                    f"({self.most_trials / self.full_trials:.0%}), if no look eliminates another.") + self._parting_line())
 
-    def _parting(self) -> str:
+    def _parting_line(self) -> str:
         if self.parting is None:
             return ""
         lead, shared, needed = self.parting

@@ -300,6 +300,7 @@ def test_a_race_eliminates_the_clearly_worse_configuration_at_the_first_test(fin
     from sweeper.ledger import Ledger
     from sweeper.report.build import build_report
     from sweeper.space import config_id
+    from sweeper.status import sweep_status
     from sweeper.tracking import read_run_summary
 
     spec_path, sweep_dir = finished_race
@@ -348,6 +349,9 @@ def test_a_race_eliminates_the_clearly_worse_configuration_at_the_first_test(fin
         "the per-look level, from the paired differences seen)."), race.headline()
     last_look = read_run_summary(looks["5-seeds"])
     assert last_look["done"] is True and last_look["seeds_to_part"] == needed
+    status = sweep_status(sweep_dir, sweep_dir.parent).splitlines()
+    assert status[1].startswith("race after 5 seeds: 3 of 4 configurations left; over: ") and \
+        status[2] == race.parting_line(), status
 
 
 def test_a_race_killed_mid_way_resumes_to_the_same_survivors_with_no_trial_twice(finished_race, tiny_data,

@@ -19,13 +19,11 @@ from sweeper.ledger import Ledger, count_statuses
 from sweeper.race import RaceState, race_state, smallest_p
 from sweeper.records import counted, label, params_of
 from sweeper.space import searched_params
-from sweeper.spec import Race, SweepSpec
+from sweeper.spec import Race
 from sweeper.status.dry_run import planned_trials
 from sweeper.status.pace import pace, span, time_left, when
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from model.checkpoint import Progress
 
 __all__ = ["sweep_status"]
@@ -65,6 +63,12 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
         most = state.most_trials_left(spec.race)
         lines.append(f"{head}: {len(state.alive)} of {len(state.configs)} configurations "
                      f"left; {where} (at most {state.most_trials(spec.race)} trials)")
+        # Imported here: the report package imports this module (``planned_trials``).
+        from sweeper.report.claims import race_verdicts
+
+        race, verdicts = race_verdicts(spec, state, trials, spec.metric)
+        if race.parting:
+            lines.append(race.parting_line())
         to_go, started = len(state.pending), [checkpointed[t.id] for t in state.pending if t.id in checkpointed]
     else:
         to_go, started = max(0, (planned or done) - done), list(checkpointed.values())  # unrecorded: all to go
@@ -111,7 +115,9 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
         if params:
             lines[-1] += f" ({params})"
     if raced:
-        lines.extend(_claims(spec, state, trials))
+        # the verdict so far on each claim the race tests, as the report words it (an
+        # elimination is final, so "not reproduced" mid-race is the verdict)
+        lines.extend(f'claim "{v.claim.text}": {v.outcome}: {v.reason}' for v in verdicts if v.outcome != "not tested")
     return "\n".join(lines)
 
 
@@ -166,16 +172,6 @@ def _undecidable(race: Race, state: RaceState) -> list[str]:
     more = len(state.pending) + len(state.alive) * (deciding - next_look)
     return [f"no look before {deciding} seeds can eliminate one of the 2 left ({why}): "
             f"at least {counted(more, 'trial')} more"]
-
-
-def _claims(spec: SweepSpec, state: RaceState, trials: "pd.DataFrame") -> list[str]:
-    """The verdict so far on each claim of the write-up the race tests, as the report words it
-    (a race's elimination is final, so "not reproduced" mid-race is the verdict)."""
-    # Imported here: the report package imports this module (``planned_trials``).
-    from sweeper.report.claims import race_verdicts
-
-    _, verdicts = race_verdicts(spec, state, trials, spec.metric)
-    return [f'claim "{v.claim.text}": {v.outcome}: {v.reason}' for v in verdicts if v.outcome != "not tested"]
 
 
 def _shown(params: Mapping[str, Any], varied: Sequence[str]) -> str:

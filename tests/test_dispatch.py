@@ -1494,7 +1494,7 @@ def test_a_trial_on_a_node_that_dies_is_retried_on_another_and_the_sweep_finishe
             tune.report(TrialReport(trial_id=tid, epoch=epoch, train_loss=0.1, placement=where, metrics={
                 "val_psnr": 20.0 + epoch, "val_ssim": 0.5, "val_mae": 0.05}).to_dict())
 
-    monkeypatch.setattr(trainable, "run_trial", _instant_trial(lambda p: 21.0))
+    monkeypatch.setattr(trainable, "run_trial", quick_trial)
     ray.shutdown()
     t4 = {"num_cpus": 1, "num_gpus": 1, "resources": {"accelerator_type:T4": 1}}
     # The GCS declares a silent node dead after 1.5 s of missed health checks instead of 15 s.

@@ -143,11 +143,11 @@ class RaceState:
         mine, theirs = self.scores.get(first, {}), self.scores.get(second, {})
         return tuple(mine[s] - theirs[s] for s in sorted(mine.keys() & theirs.keys()))
 
-    def seeds_to_part(self, first: str, second: str) -> int | None:
-        """Seeds that would tell ``first`` from ``second`` (both in the race) with 80% power:
-        :func:`seeds_needed` on their paired differences, at the level of one of the looks'
-        comparisons with the leader (the look's level over the rivals left)."""
-        return seeds_needed(self.paired(first, second), self.level / max(1, len(self.alive) - 1))
+    def seeds_to_part(self, diffs: tuple[float, ...]) -> int | None:
+        """Seeds that would tell apart two configurations in the race with 80% power, from
+        their :meth:`paired` differences ``diffs``: :func:`seeds_needed` at the level of one of
+        the looks' comparisons with the leader (the look's level over the rivals left)."""
+        return seeds_needed(diffs, self.level / max(1, len(self.alive) - 1))
 
     def under_way(self, race: Race) -> int:
         """The seeds of the round under way (not done: it has trials pending)."""

@@ -197,7 +197,7 @@ def judge_race(claim: Claim, race: RaceSummary, state: RaceState, metric: str) -
     closest = rivals[0]  # alive configurations come best first: the leader, or the runner-up
     role = "the runner-up" if race.configs.index(closest) > race.configs.index(claim_cfg) else "the leader"
     diffs = state.paired(claim_cfg.config_id, closest.config_id)
-    needed = state.seeds_to_part(claim_cfg.config_id, closest.config_id)
+    needed = state.seeds_to_part(diffs)
     mean = sum(diffs) / len(diffs) if diffs else math.nan
     where = f"the race ended ({race.why})" if race.done else "the race is still running"
     # Mid-round the verdict is the last look's; a round adds one seed (they count from 0), so

@@ -178,4 +178,4 @@ def _parting(state: RaceState, configs: list[RaceConfig]) -> tuple[float, int, i
     if len(alive) < 2:
         return None
     diffs = state.paired(alive[0], alive[1])  # signed: ahead is positive, whatever the goal
-    return (sum(diffs) / len(diffs), len(diffs), state.seeds_to_part(alive[0], alive[1])) if diffs else None
+    return (sum(diffs) / len(diffs), len(diffs), state.seeds_to_part(diffs)) if diffs else None

@@ -10,7 +10,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Collection, Iterable, Iterator, Mapping
+from typing import Any, Collection, Iterable, Iterator, Mapping, Sequence
 
 from model.errors import ConfigError, UserError
 from model.runtime import NATIVE_CPU_FLAGS, VERBOSE_ENV, cpu_emulates
@@ -310,6 +310,12 @@ def other_drivers() -> list[str]:
         return []
     return [f"pid {job['DriverPid']} on {job['DriverIPAddress']}" for job in jobs
             if not job.get("IsDead") and job.get("JobID") != me]
+
+
+def drivers_still_on_it(others: Sequence[str]) -> str:
+    """``the driver still on it`` or ``the 2 drivers still on it``: whom a done sweep keeps its
+    Ray cluster up for (:func:`other_drivers`), said alike by its driver and ``sweeper status``."""
+    return "the driver still on it" if len(others) == 1 else f"the {len(others)} drivers still on it"
 
 
 def _processes() -> Iterator[tuple[int, list[str]]]:

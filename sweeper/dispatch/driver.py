@@ -24,8 +24,8 @@ from model.errors import ConfigError, UserError
 from model.synth import ensure_dataset
 from sweeper import tracking, trainable
 from sweeper.dispatch import search
-from sweeper.dispatch.cluster import (DriverNode, check_address, cluster_address, connect, driver_node, local_cpu_warning,
-                                      other_drivers, pin_resources)
+from sweeper.dispatch.cluster import (DriverNode, check_address, cluster_address, connect, driver_node,
+                                      drivers_still_on_it, local_cpu_warning, other_drivers, pin_resources)
 from sweeper.dispatch.console import Progress, ProgressSink, StopFlag, graceful_stop, resource_watch, watchdog
 from sweeper.dispatch.lock import driver_lock, note_trials
 from sweeper.dispatch.plan import SweepPlan, plan
@@ -370,8 +370,7 @@ def _outlast_joined(stop: StopFlag, sweep_dir: Path) -> None:
         others = other_drivers()
     if others:
         _log.warning("stopped waiting: the Ray cluster goes down now, and with it the trials of %s (%s); "
-                     "each resumes with the command that started it", "the driver still on it" if len(others) == 1
-                     else "the drivers still on it", ", ".join(others))
+                     "each resumes with the command that started it", drivers_still_on_it(others), ", ".join(others))
 
 
 def _next_run_name(sweep_dir: Path) -> str:

@@ -103,19 +103,20 @@ class RaceSummary:
                 f"{self.seconds_run:.0f} of about {self.full_seconds:.0f} trial-seconds "
                 f"({self.compute_fraction:.0%} of the compute)." + (
                     "" if self.done else f" It runs at most {self.most_trials} of them "
-                    f"({self.most_trials / self.full_trials:.0%}), if no look eliminates another.") + (f" {self.parting_line()}" if self.parting else ""))
+                    f"({self.most_trials / self.full_trials:.0%}), if no look eliminates another.") + (
+                    f" {parting[:1].upper()}{parting[1:]}." if (parting := self.parting_line()) else ""))
 
     def parting_line(self) -> str:
         """What parting the leader from the runner-up would take (a race over with several
-        left; empty otherwise)."""
+        left; empty otherwise), as a line of ``sweeper status`` (the report makes it a sentence)."""
         if self.parting is None:
             return ""
         lead, shared, needed = self.parting
         leader, runner_up = self.alive[:2]
         would = (f"parting them would take about {needed} seeds (80% power at the per-look level, from the paired "
                  "differences seen)" if needed else "at the difference seen, no number of seeds would part them")
-        return (f"The leader, {leader.label()}, is {lead:.3g}{self.unit} ahead of the runner-up, {runner_up.label()}, "
-                f"on average over {shared} shared seeds: {would}.")
+        return (f"the leader, {leader.label()}, is {lead:.3g}{self.unit} ahead of the runner-up, {runner_up.label()}, "
+                f"on average over {shared} shared seeds: {would}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""

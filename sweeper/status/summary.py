@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from model.metrics import metric_goal, metric_unit
-from sweeper.dispatch.cluster import cluster_address, local_cpu_warning
+from sweeper.dispatch.cluster import cluster_address, drivers_still_on_it, local_cpu_warning
 from sweeper.dispatch.lock import described, holder
 from sweeper.folder import checkpoint_path, find_sweep, read_spec
 from sweeper.ledger import Ledger, count_statuses
@@ -149,8 +149,8 @@ def _keeping(note: Mapping[str, Any] | None) -> str:
     others = (note or {}).get("keeping")
     if not others:
         return ""
-    whom = "the driver still on it" if len(others) == 1 else f"the {len(others)} drivers still on it"
-    return f"; its trials are done: it keeps its Ray cluster up for {whom} ({', '.join(others)}; Ctrl-C stops it)"
+    return (f"; its trials are done: it keeps its Ray cluster up for {drivers_still_on_it(others)} "
+            f"({', '.join(others)}; Ctrl-C stops it)")
 
 
 def _undecidable(race: Race, state: RaceState) -> list[str]:

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from sweeper.cli import app
 from sweeper.ledger import Ledger
-from sweeper.records import EpochRow, Placement, TrialRow, label, show
+from sweeper.records import Elimination, EpochRow, Placement, TrialRow, label, show, shown_apart
 from sweeper.report import OUTCOMES, build_report, difference_interval, mean_interval, render, report
 from sweeper.spec import from_dict
 from tests.conftest import ROOT, run_cli_light
@@ -90,6 +90,20 @@ def opt_loss(rmsprop_mae: list[float], adam_mae: list[float], rest: float = 22.0
 ])
 def test_a_parameter_value_is_shown_short_and_never_loses_digits(value: Any, shown: str) -> None:
     assert show(value) == shown
+
+
+@pytest.mark.parametrize("p, level, shown", [
+    (0.0123, 0.0056, ("0.012", "0.0056")),
+    # optim_loss_race's sixth look: 28 of 5000 permutations against alpha 0.05 over 9 looks
+    (0.0056, 0.05 / 9, ("0.0056", "0.00556")),
+    (0.0055555, 0.05 / 9, ("0.005555", "0.005556")),
+    (0.05, 0.05, ("0.05", "0.05")),  # equal is shown equal
+])
+def test_a_p_value_and_its_level_are_shown_with_the_digits_that_tell_them_apart(
+        p: float, level: float, shown: tuple[str, str]) -> None:
+    assert shown_apart(p, level) == shown
+    row = Elimination.none_at(7, p, "a22462401294", "friedman", level)
+    assert row.reason == f"nothing eliminated after 7 seeds (friedman: omnibus p={shown[0]}, level {shown[1]})"
 
 
 def test_a_label_names_the_keys_in_order_and_tells_close_learning_rates_apart() -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from sweeper.race.elimination import look, look_level, seeds_needed, smallest_p
-from sweeper.records import Elimination
+from sweeper.records import Elimination, shown_apart
 from sweeper.space import Trial, config_id, expand
 from sweeper.spec import Race, SweepSpec
 
@@ -255,8 +255,9 @@ def _test_round(spec: SweepSpec, n: int, alive: list[str], rows: Mapping[str, li
 def _behind(test: str, seeds: int, p: float, gate: float, left: int, level: float) -> str:
     """Why a look eliminated a configuration: its comparison with the best, and the omnibus
     test of the step that let it go (on the ``left`` configurations then in the race)."""
-    return (f"behind the best after {seeds} seeds ({test}: {comparison(test, p, left)}, omnibus p={gate:.2g} "
-            f"on the {left} left, level {level:.2g})")
+    gate_shown, level_shown = shown_apart(gate, level)
+    return (f"behind the best after {seeds} seeds ({test}: {comparison(test, p, left)}, omnibus p={gate_shown} "
+            f"on the {left} left, level {level_shown})")
 
 
 def comparison(test: str, p: float, left: int | None = None) -> str:

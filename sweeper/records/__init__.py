@@ -29,6 +29,7 @@ from sweeper.records.columns import (
     params_of,
     plain,
     show,
+    shown_apart,
 )
 from sweeper.records.placement import Placement
 from sweeper.records.rows import Elimination, EpochRow, TrialRow
@@ -52,4 +53,5 @@ __all__ = [
     "params_of",
     "plain",
     "show",
+    "shown_apart",
 ]

@@ -73,6 +73,17 @@ def label(params: Mapping[str, Any], keys: Iterable[str] | None = None) -> str:
     return ", ".join(f"{k}={show(params[k])}" for k in (params if keys is None else keys))
 
 
+def shown_apart(p: float, level: float) -> tuple[str, str]:
+    """A p-value and the level it was tested at, each with the fewest significant digits (at
+    least 2) that tell them apart: ``("0.0056", "0.00556")``, never ``p=0.0056, level 0.0056``
+    for a p just above its level (a permutation p is often that close)."""
+    for digits in range(2, 7):
+        pair = f"{p:.{digits}g}", f"{level:.{digits}g}"
+        if pair[0] != pair[1]:
+            break
+    return pair
+
+
 def counted(n: int, noun: str) -> str:
     """``1 trial``, ``2 trials``: what the sweeper's lines say of a count."""
     return f"{n} {noun}" + ("" if n == 1 else "s")

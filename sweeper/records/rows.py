@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from model.metrics import VAL_METRICS
 from model.params import PARAMETER_NAMES
 from sweeper.records.columns import (EPOCH_SCHEMA, PARAM_PREFIX, RACE_SCHEMA, STATUSES, TRIAL_SCHEMA, coerce_columns,
-                                     param_column, params_of, refuse_unknown)
+                                     param_column, params_of, refuse_unknown, shown_apart)
 from sweeper.records.placement import Placement
 
 __all__ = ["Elimination", "EpochRow", "TrialRow"]
@@ -171,7 +171,7 @@ class Elimination:
     def none_at(cls, seeds: int, p_value: float | None, best_config_id: str, test: str, level: float,
                 ) -> "Elimination":
         """The row of a look after ``seeds`` seeds that eliminated no configuration."""
-        shown = "no test" if p_value is None else f"{test}: omnibus p={p_value:.2g}, level {level:.2g}"
+        shown = "no test" if p_value is None else "{}: omnibus p={}, level {}".format(test, *shown_apart(p_value, level))
         return cls("", seeds, math.nan if p_value is None else p_value, best_config_id, test,
                    reason=f"nothing eliminated after {seeds} seeds ({shown})")
 

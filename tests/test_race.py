@@ -210,6 +210,47 @@ def test_an_elimination_by_a_spread_of_zero_says_so_and_quotes_its_steps_gate(tm
     assert "out after 6: last on every seed" in notes and not [n for n in notes if "p=0" in n]
 
 
+@pytest.mark.parametrize("test, p, left, level, shown", [
+    # a Conover p just below the look's level (0.05 / 9) has the digits that tell them apart
+    ("friedman", 0.0055501, 4, 0.05 / 9, "p=0.00555"),
+    ("friedman", 0.0012, 6, 0.05 / 9, "p=0.0012"),
+    ("friedman", 0.0, 3, 0.05 / 9, "last of the 3 left on every seed"),
+    # ttest-holm compares the worst of 4 with the best at Holm's 0.05 / 3, and names that level
+    ("ttest-holm", 0.0166, 4, 0.05, "p=0.0166 at Holm's level 0.0167"),
+    ("ttest-holm", 0.003, 4, 0.05, "p=0.003 at Holm's level 0.017"),
+    ("ttest-holm", 0.03, 2, 0.05, "p=0.03"),  # the last comparison is at the look's own level
+    ("ttest-holm", 0.003, None, None, "p=0.003"),  # the figure's note: no room for a level
+])
+def test_an_eliminations_comparison_is_shown_against_the_level_it_was_tested_at(
+        test: str, p: float, left: int | None, level: float | None, shown: str) -> None:
+    from sweeper.race import comparison
+
+    assert comparison(test, p, left, level) == shown
+
+
+def test_a_ttest_holm_race_records_each_comparison_with_holms_level(tmp_path: Path) -> None:
+    """The worse three of six leave by paired t tests at Holm's level for the rivals then left
+    (0.05 / 3 / 5, then / 4, ...), each reason naming that level, each p below it."""
+    import re
+
+    from sweeper.ledger import Ledger
+    from sweeper.race import comparison_level
+    from sweeper.records import shown_apart
+
+    folder = _run_race_on(tmp_path / "holm", {**_MEANS, ("rmsprop", "mae"): 22.0})
+    level = look_level(0.05, 6)  # seeds 3 to 8: six looks
+    rows = Ledger(folder).eliminations()
+    gone = rows[rows["config_id"] != ""]  # the other rows record looks that eliminated none
+    assert len(gone) >= 3, rows
+    for row in gone.itertuples():
+        match = re.fullmatch(r"behind the best after (\d) seeds \(ttest-holm: p=(\S+) at Holm's level (\S+), "
+                             r"omnibus p=\S+ on the (\d) left, level \S+\)", row.reason)
+        assert match, row.reason
+        left, holm = int(match[4]), comparison_level("ttest-holm", level, int(match[4]))
+        assert left > 2 and holm == level / (left - 1) and row.p_value < holm
+        assert (match[2], match[3]) == shown_apart(row.p_value, holm), row.reason
+
+
 def test_seeds_needed_grows_as_the_difference_shrinks() -> None:
     wide = seeds_needed([0.2, 0.3, 0.25, 0.22], level=0.01)
     narrow = seeds_needed([0.02, 0.3, -0.2, 0.05], level=0.01)

@@ -7,8 +7,8 @@ replays a race from the ledger (what was decided, what runs next). No Ray, no Te
 
 from __future__ import annotations
 
-from sweeper.race.elimination import TESTS, Look, look, look_level, seeds_needed, smallest_p
+from sweeper.race.elimination import TESTS, Look, comparison_level, look, look_level, seeds_needed, smallest_p
 from sweeper.race.state import RaceState, Round, comparison, race_state
 
-__all__ = ["TESTS", "Look", "RaceState", "Round", "comparison", "look", "look_level", "race_state", "seeds_needed",
-           "smallest_p"]
+__all__ = ["TESTS", "Look", "RaceState", "Round", "comparison", "comparison_level", "look", "look_level", "race_state",
+           "seeds_needed", "smallest_p"]

@@ -33,7 +33,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-__all__ = ["TESTS", "Look", "look", "look_level", "seeds_needed", "smallest_p"]
+__all__ = ["TESTS", "Look", "comparison_level", "look", "look_level", "seeds_needed", "smallest_p"]
 
 TESTS = ("friedman", "ttest-holm")
 _TINY = 1e-12  # a spread below this is no spread: identical scores
@@ -69,6 +69,14 @@ def look_level(alpha: float, looks: int) -> float:
     return alpha / max(1, looks)
 
 
+def comparison_level(test: str, level: float, left: int) -> float:
+    """The level a look's step compares the worst of the ``left`` configurations with the best
+    at: the look's ``level`` for Conover's and Wilcoxon's tests, Holm's ``level / (left - 1)``
+    for ``ttest-holm`` (Holm's i-th of m comparisons is at ``level / (m - i)``; after i
+    step-down eliminations, ``m - i`` is the rivals of the best still left)."""
+    return level / max(1, left - 1) if test == "ttest-holm" else level
+
+
 def look(scores: Any, test: str, level: float) -> Look:
     """Test the configurations (columns) of ``scores`` once.
 
@@ -96,7 +104,7 @@ def look(scores: Any, test: str, level: float) -> Look:
     n, k = x.shape
     alive, eliminated, gates, first = list(range(k)), {}, {}, None
     while n >= 2 and len(alive) >= 2:
-        p, worst, pair = _STEPS[test](x[:, alive], level, len(eliminated), k - 1)
+        p, worst, pair = _STEPS[test](x[:, alive], level, comparison_level(test, level, len(alive)))
         first = p if first is None else first
         if worst is None:
             break
@@ -107,8 +115,8 @@ def look(scores: Any, test: str, level: float) -> Look:
     return Look(best, 1.0 if first is None else first, eliminated, gates)
 
 
-def _friedman_step(x: Any, level: float, step: int, comparisons: int) -> tuple[float, int | None, float]:
-    """(omnibus p, the worst configuration if it is to go, its comparison's p)."""
+def _friedman_step(x: Any, level: float, at: float) -> tuple[float, int | None, float]:
+    """(omnibus p, the worst configuration if it is to go, its comparison's p at level ``at``)."""
     import numpy as np
     from scipy import stats
 
@@ -136,7 +144,7 @@ def _friedman_step(x: Any, level: float, step: int, comparisons: int) -> tuple[f
         # rejected at the level), not a reason to keep the worst.
         return (p, worst, 0.0) if sums[worst] > sums[best] else (p, None, math.nan)
     pair = float(2.0 * stats.t.sf((sums[worst] - sums[best]) / scale, df))
-    return (p, worst, pair) if pair < level else (p, None, pair)
+    return (p, worst, pair) if pair < at else (p, None, pair)
 
 
 def _wilcoxon_step(x: Any, level: float) -> tuple[float, int | None, float]:
@@ -155,8 +163,9 @@ def _wilcoxon_step(x: Any, level: float) -> tuple[float, int | None, float]:
     return (p, worst, p) if p < level else (p, None, p)
 
 
-def _ttest_step(x: Any, level: float, step: int, comparisons: int) -> tuple[float, int | None, float]:
-    """(repeated-measures F test's p, the worst configuration if it is to go, its Holm-level t test's p)."""
+def _ttest_step(x: Any, level: float, at: float) -> tuple[float, int | None, float]:
+    """(repeated-measures F test's p, the worst configuration if it is to go, its t test's p at
+    Holm's level ``at``)."""
     import numpy as np
     from scipy import stats
 
@@ -174,8 +183,7 @@ def _ttest_step(x: Any, level: float, step: int, comparisons: int) -> tuple[floa
     means = x.mean(axis=0)
     worst, best = int(np.argmin(means)), int(np.argmax(means))
     pair = _paired_p(x[:, best] - x[:, worst])
-    # Holm: the i-th comparison with the best (of `comparisons`) at level / (comparisons - i).
-    return (p, worst, pair) if pair < level / max(1, comparisons - step) else (p, None, pair)
+    return (p, worst, pair) if pair < at else (p, None, pair)
 
 
 def _permutation_p(ranks: Any, level: float) -> float:

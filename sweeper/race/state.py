@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from sweeper.race.elimination import look, look_level, seeds_needed, smallest_p
+from sweeper.race.elimination import comparison_level, look, look_level, seeds_needed, smallest_p
 from sweeper.records import Elimination, shown_apart
 from sweeper.space import Trial, config_id, expand
 from sweeper.spec import Race, SweepSpec
@@ -256,23 +256,30 @@ def _behind(test: str, seeds: int, p: float, gate: float, left: int, level: floa
     """Why a look eliminated a configuration: its comparison with the best, and the omnibus
     test of the step that let it go (on the ``left`` configurations then in the race)."""
     gate_shown, level_shown = shown_apart(gate, level)
-    return (f"behind the best after {seeds} seeds ({test}: {comparison(test, p, left)}, omnibus p={gate_shown} "
-            f"on the {left} left, level {level_shown})")
+    return (f"behind the best after {seeds} seeds ({test}: {comparison(test, p, left, level)}, omnibus "
+            f"p={gate_shown} on the {left} left, level {level_shown})")
 
 
-def comparison(test: str, p: float, left: int | None = None) -> str:
+def comparison(test: str, p: float, left: int | None = None, level: float | None = None) -> str:
     """An elimination's comparison with the best as a reason or a figure says it: ``p=0.0013``.
 
     Args:
         test: The race's test.
         p: The comparison's p-value.
         left: The configurations in the race at that step, when the wording may name them.
+        level: The look's level, when the wording has room for the level ``p`` was tested at:
+            ``p`` then has the digits that tell it from that level, and Holm's level (below
+            the look's) is named.
     """
     # Conover's p is 0 only when every seed ranked the configurations left alike (no residual
     # spread): "p=0" would read as a rounding slip, so say what happened instead.
     if test == "friedman" and p == 0.0:
         return f"last of the {left} left on every seed" if left else "last on every seed"
-    return f"p={p:.2g}"
+    if left is None or level is None:
+        return f"p={p:.2g}"
+    at = comparison_level(test, level, left)
+    shown, at_shown = shown_apart(p, at)
+    return f"p={shown}" + (f" at Holm's level {at_shown}" if at != level else "")
 
 
 def _spent(race: Any, trials_run: int, seconds: float) -> bool:

@@ -835,11 +835,20 @@ def test_status_shows_where_a_race_stands_before_and_after_its_looks(tmp_path: P
     doc = yaml.safe_load((early / "spec.yaml").read_text())
     (early / "spec.yaml").write_text(yaml.safe_dump({**doc, "sweeper": {**doc["sweeper"], "max_concurrent": 2}}))
     # two at a time, the started one first (40 s), then 7 of 60 s, each on the slot that frees first: 240 s;
-    # to the end, 40 s and 18 x 60 s on one slot, 19 x 60 s on the other: 1140 s
+    # to the end, that round, then 5 rounds (seeds 4 to 8) of 6 trials, 3 x 60 s each: 1140 s
     assert sweep_status(early, tmp_path).splitlines()[2:4] == [
         "the next look in about 4 min (8 trials at 60 s, the mean of the last 6 recorded, 2 at a time; "
         "checkpointed epochs counted)",
         "the race ends in at most about 19 min (38 trials: the 6 configurations left on every seed up to 8, if no "
+        "look eliminates another)"]
+    # four at a time: the round under way in 120 s (its 8 trials on 4 slots); then each round's look
+    # waits for all 6 of its trials, 2 x 60 s a round, not 1.5: 120 + 5 x 120 = 720 s (the 38 trials
+    # packed on 4 slots as if no look waited between rounds would say 10 min)
+    (early / "spec.yaml").write_text(yaml.safe_dump({**doc, "sweeper": {**doc["sweeper"], "max_concurrent": 4}}))
+    assert sweep_status(early, tmp_path).splitlines()[2:4] == [
+        "the next look in about 2 min (8 trials at 60 s, the mean of the last 6 recorded, 4 at a time; "
+        "checkpointed epochs counted)",
+        "the race ends in at most about 12 min (38 trials: the 6 configurations left on every seed up to 8, if no "
         "look eliminates another)"]
     done = _run_race_on(tmp_path / "done" / "claim_race", {**_MEANS, ("rmsprop", "mae"): 26.0})
     lines = sweep_status(done, tmp_path).splitlines()

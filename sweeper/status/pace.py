@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from model.checkpoint import Progress
 
-__all__ = ["pace", "span", "time_left", "when"]
+__all__ = ["pace", "rounds_span", "span", "time_left", "when"]
 
 # How many of the last recorded trials set an estimate's pace: enough that one slow trial does
 # not set it, few enough to follow the host's own speed (lr_rho_race's trials took 47-49 min
@@ -190,6 +190,14 @@ def span(to_go: int, started: Sequence["Progress"], mean: float, concurrency: in
     for w in work:  # each trial to the slot that frees first
         heapq.heapreplace(slots, slots[0] + w)
     return max(slots)
+
+
+def rounds_span(rounds: Sequence[int], started: Sequence["Progress"], mean: float, concurrency: int | None) -> float:
+    """Seconds until ``rounds`` of trials (their sizes) are done one after another, as a race
+    runs them: a round's look waits for all its trials, so the next round starts only then
+    (5 configurations 2 at a time take 3 trial times a round, not 2.5). :func:`span` of each,
+    the ``started`` ones in the first."""
+    return sum(span(n, started if i == 0 else (), mean, concurrency) for i, n in enumerate(rounds))
 
 
 def when(seconds: float, concurrency: int | None, most: bool = False, held: bool = False) -> str:

@@ -21,7 +21,7 @@ from sweeper.records import counted, label, params_of
 from sweeper.space import searched_params
 from sweeper.spec import Race
 from sweeper.status.dry_run import planned_trials
-from sweeper.status.pace import pace, span, time_left, when
+from sweeper.status.pace import pace, rounds_span, time_left, when
 
 if TYPE_CHECKING:
     from model.checkpoint import Progress
@@ -90,7 +90,9 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
         lines.append(("the next look " if raced else "done ") + left)
         if raced and most > to_go:
             # The longest the race can take: the looks may stop configurations sooner, never later.
-            longest = span(most, started, float(seconds.mean()), concurrency)
+            # After the round under way, one round per seed of every configuration left.
+            later = [len(state.alive)] * ((most - to_go) // len(state.alive))
+            longest = rounds_span([to_go, *later], started, float(seconds.mean()), concurrency)
             budget = ", within the budget" if spec.race.budget_trials or spec.race.budget_seconds else ""
             lines.append(f"the race ends {when(longest, concurrency, most=True, held=waits)} ({most} trials: the "
                          f"{counted(len(state.alive), 'configuration')} left on every seed up to {spec.race.max}"

@@ -850,6 +850,16 @@ def test_status_shows_where_a_race_stands_before_and_after_its_looks(tmp_path: P
         "checkpointed epochs counted)",
         "the race ends in at most about 12 min (38 trials: the 6 configurations left on every seed up to 8, if no "
         "look eliminates another)"]
+    # with seeds up to 3, the round under way is the last: its look is the race's last, and nothing follows
+    (early / "spec.yaml").write_text(yaml.safe_dump({**doc, "sweeper": {
+        **doc["sweeper"], "max_concurrent": 4, "race": {**doc["sweeper"]["race"], "seeds": {"first": 3, "max": 3}}}}))
+    lines = sweep_status(early, tmp_path).splitlines()
+    assert lines[1:3] == [
+        "race before its first look (at 3 seeds): 6 of 6 configurations left; 8 trials of the next round to run "
+        "(at most 18 trials)",
+        "the race's last look in about 2 min (8 trials at 60 s, the mean of the last 6 recorded, 4 at a time; "
+        "checkpointed epochs counted)"]
+    assert not any(line.startswith("the race ends") for line in lines), lines
     done = _run_race_on(tmp_path / "done" / "claim_race", {**_MEANS, ("rmsprop", "mae"): 26.0})
     lines = sweep_status(done, tmp_path).splitlines()
     assert lines[1].startswith("race after ") and " of 6 configurations left; over: " in lines[1], lines

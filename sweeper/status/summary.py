@@ -87,7 +87,8 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     waits = held and not running  # none can start now: the times count from when they do
     left = time_left(to_go, started, seconds, pace_name, concurrency, held=waits)
     if left:
-        lines.append(("the next look " if raced else "done ") + left)
+        # The round under way is a race's last when nothing may run after it: its look ends it.
+        lines.append(("done " if not raced else "the race's last look " if most == to_go else "the next look ") + left)
         if raced and most > to_go:
             # The longest the race can take: the looks may stop configurations sooner, never later.
             # After the round under way, one round per seed of every configuration left.

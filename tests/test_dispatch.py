@@ -670,6 +670,9 @@ def test_bayes_and_asha_sweeps_stay_in_one_tuner(monkeypatch) -> None:
     assert [t.id for t in asha_batch] == sorted(t.id for t in todo) != [t.id for t in todo]
     bayes = load(ROOT / "search_spaces" / "lr_rho_bayes.yaml")
     assert [len(b) for b in search.batches(bayes, plan(bayes, set()))] == [0]
+    # status counts the Tuners (each waits for all its trials) as the run splits them
+    assert search.tuner_sizes(grid, 40) == [2] * 20 and search.tuner_sizes(grid, 5) == [2, 2, 1]
+    assert search.tuner_sizes(asha, 40) == [40] and search.tuner_sizes(bayes, 30) == [30]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

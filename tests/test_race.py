@@ -801,12 +801,13 @@ def test_status_gives_the_claims_verdict_as_the_last_look_left_it(tmp_path: Path
         f"{claim}not reproduced: the race eliminated optimizer=rmsprop, loss=mae after 3 seeds: behind the best "), lines
 
 
-def test_status_shows_where_a_race_stands_before_and_after_its_looks(tmp_path: Path) -> None:
+def test_status_shows_where_a_race_stands_before_and_after_its_looks(tmp_path: Path, monkeypatch) -> None:
     import shutil
 
     import yaml
 
     from model.checkpoint import TrainState, save_state
+    from sweeper.dispatch import search
     from model.files import TMP_SUFFIX
     from sweeper.ledger import Ledger
     from sweeper.status import sweep_status
@@ -850,6 +851,17 @@ def test_status_shows_where_a_race_stands_before_and_after_its_looks(tmp_path: P
         "checkpointed epochs counted)",
         "the race ends in at most about 12 min (38 trials: the 6 configurations left on every seed up to 8, if no "
         "look eliminates another)"]
+    # a round of more trials than a Tuner holds (200 in a run, 5 here) runs as several Tuners, each
+    # waiting for all its trials: the round under way as 5 (the started one's 40 s beside three of
+    # 60 s, then the fifth on the slot that frees first: 100 s) and 3 (60 s); each later round of 6
+    # as 5 (120 s) and 1 (60 s): 160 + 5 x 180 = 1060 s
+    with monkeypatch.context() as patched:
+        patched.setattr(search, "TRIALS_PER_TUNER", 5)
+        assert sweep_status(early, tmp_path).splitlines()[2:4] == [
+            "the next look in about 3 min (8 trials at 60 s, the mean of the last 6 recorded, 4 at a time; "
+            "checkpointed epochs counted)",
+            "the race ends in at most about 18 min (38 trials: the 6 configurations left on every seed up to 8, if "
+            "no look eliminates another)"]
     # with seeds up to 3, the round under way is the last: its look is the race's last, and nothing follows
     (early / "spec.yaml").write_text(yaml.safe_dump({**doc, "sweeper": {
         **doc["sweeper"], "max_concurrent": 4, "race": {**doc["sweeper"]["race"], "seeds": {"first": 3, "max": 3}}}}))

@@ -155,6 +155,27 @@ def test_status_says_when_a_grid_should_be_done(tmp_path: Path) -> None:
         "checkpointed epochs counted)"]
 
 
+def test_status_counts_a_long_grids_tuners_one_after_another(tmp_path: Path, monkeypatch) -> None:
+    """A grid of more trials than a Tuner holds runs as consecutive Tuners (200 trials each in a
+    run, 3 here), each waiting for all its trials before the next starts: status counts that."""
+    import yaml
+
+    from sweeper.dispatch import search
+    from tests.test_report import OPT_LOSS, make_sweep
+
+    sweep = make_sweep(tmp_path / "long", OPT_LOSS, {("mae", "adam"): [25.0, 26.0]})
+    doc = yaml.safe_load((sweep / "spec.yaml").read_text())
+    (sweep / "spec.yaml").write_text(yaml.safe_dump({**doc, "sweeper": {**doc.get("sweeper", {}), "max_concurrent": 4}}))
+    # 10 to go at 10.5 s, 4 at a time: in one Tuner 3 x 10.5 s (4, 4, then 2)
+    assert runner.invoke(app, ["status", str(sweep)]).stdout.splitlines()[2] == (
+        "done in about 32 s (10 trials at the recorded mean of 10 s, 4 at a time; checkpointed epochs counted)")
+    # in Tuners of 3, 3, 3 and 1, each a barrier: 4 x 10.5 s
+    monkeypatch.setattr(search, "TRIALS_PER_TUNER", 3)
+    assert runner.invoke(app, ["status", str(sweep)]).stdout.splitlines()[2] == (
+        "done in about 42 s (10 trials at the recorded mean of 10 s, 4 at a time; checkpointed epochs counted)")
+    assert [len(tuner) for tuner in search.in_tuners(list(range(10)))] == search.tuner_sizes(None, 10) == [3, 3, 3, 1]
+
+
 def test_status_says_when_this_cpu_would_be_slower_than_the_recorded_pace(tmp_path: Path, monkeypatch) -> None:
     """The estimate is the recorded trials' pace; a CPU that emulates the spec's bf16 would not
     keep it, and status says so under the estimate (not when the sweep runs on a cluster)."""

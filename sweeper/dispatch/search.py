@@ -4,7 +4,7 @@ and the scheduler. Ray is imported inside the functions that need it."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
 from model.errors import ConfigError
 from model.params import PARAMETER_NAMES, TrainParams
@@ -13,7 +13,10 @@ from sweeper.space import Trial
 from sweeper.spec import Param, SweepSpec
 from sweeper.study import study_storage
 
-__all__ = ["TRIALS_PER_TUNER", "batches", "mode", "param_space", "reuse_actors", "search_and_scheduler"]
+__all__ = ["TRIALS_PER_TUNER", "batches", "in_tuners", "mode", "param_space", "reuse_actors", "search_and_scheduler",
+           "tuner_sizes"]
+
+_T = TypeVar("_T", bound=Sequence[Any])
 
 TRIALS_PER_TUNER = 200
 """Trials per Tuner. Ray Tune's driver keeps every trial of an experiment in memory until the
@@ -79,17 +82,34 @@ def _ray_domain(param: Param) -> Any:
 def batches(spec: SweepSpec, plan: SweepPlan) -> list[Sequence[Trial]]:
     """The pending trials split into one Tuner each. A searched sweep or ASHA is one Tuner,
     since the searcher and the scheduler compare every trial of the sweep."""
-    todo = plan.todo
+    todo: Sequence[Trial] = plan.todo
     if spec.early_terminate is not None:
         # Asynchronous ASHA judges a trial only against those that reached a rung before it. In
         # the grid's sorted order the first arrivals are one corner of the space (every lr 0.0001
         # of lr_rho.yaml), promoted unopposed: 0.62 of the grid's epochs were spent, all five
         # epochs for 18 of 40 trials. Trial ids are hashes of the parameters, so their order is
         # a fixed shuffle that owes nothing to any parameter.
-        return [sorted(todo, key=lambda t: t.id)]
-    if plan.searched or len(todo) <= TRIALS_PER_TUNER:
-        return [todo]
-    return [todo[i:i + TRIALS_PER_TUNER] for i in range(0, len(todo), TRIALS_PER_TUNER)]
+        todo = sorted(todo, key=lambda t: t.id)
+    return [todo] if _one_tuner(spec) or not todo else in_tuners(todo)
+
+
+def tuner_sizes(spec: SweepSpec | None, trials: int) -> list[int]:
+    """How many trials each of the consecutive Tuners that ``trials`` pending trials of the
+    sweep run as holds, as :func:`batches` splits them (a race's round alike): each waits for
+    all its trials before the next starts. A sweep without its spec counts as a grid."""
+    if (spec is not None and _one_tuner(spec)) or not trials:
+        return [trials]
+    return [len(tuner) for tuner in in_tuners(range(trials))]
+
+
+def in_tuners(trials: _T) -> list[_T]:
+    """``trials`` in consecutive slices of at most :data:`TRIALS_PER_TUNER`, a Tuner each."""
+    return [trials[i:i + TRIALS_PER_TUNER] for i in range(0, len(trials), TRIALS_PER_TUNER)]
+
+
+def _one_tuner(spec: SweepSpec) -> bool:
+    """Whether the sweep runs as one Tuner: a searched one (bayes) or ASHA."""
+    return spec.method == "bayes" or spec.early_terminate is not None
 
 
 def search_and_scheduler(spec: SweepSpec, plan: SweepPlan, sweep_dir: Path,

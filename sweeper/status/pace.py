@@ -163,17 +163,18 @@ def _running_pace(sweep_dir: Path, checkpointed: Mapping[str, "Progress"], drive
                                            f"{'its' if n == 1 else 'their'} last {_RECENT_EPOCHS} epochs")
 
 
-def time_left(to_go: int, started: Sequence["Progress"], seconds: "pd.Series", pace: str,
+def time_left(tuners: Sequence[int], started: Sequence["Progress"], seconds: "pd.Series", pace: str,
               concurrency: int | None, held: bool = False) -> str | None:
-    """When the ``to_go`` trials should be done: each takes the mean of ``seconds`` (named by
-    ``pace``), as :func:`span` runs them (from when they start, if ``held``: none can start
-    now); ``None`` with nothing to go on."""
+    """When the trials to go, run as ``tuners`` (their sizes, one after another), should be
+    done: each takes the mean of ``seconds`` (named by ``pace``), as :func:`rounds_span` runs
+    them (from when they start, if ``held``: none can start now); ``None`` with nothing to go on."""
+    to_go = sum(tuners)
     if not to_go or seconds.empty:
         return None
     mean = float(seconds.mean())
     basis = f"{counted(to_go, 'trial')} at {pace.format(_duration(mean))}"
     how = f", {concurrency} at a time" if concurrency else ""
-    return (f"{when(span(to_go, started, mean, concurrency), concurrency, held=held)} ({basis}{how}; "
+    return (f"{when(rounds_span(tuners, started, mean, concurrency), concurrency, held=held)} ({basis}{how}; "
             "checkpointed epochs counted)")
 
 
@@ -193,10 +194,10 @@ def span(to_go: int, started: Sequence["Progress"], mean: float, concurrency: in
 
 
 def rounds_span(rounds: Sequence[int], started: Sequence["Progress"], mean: float, concurrency: int | None) -> float:
-    """Seconds until ``rounds`` of trials (their sizes) are done one after another, as a race
-    runs them: a round's look waits for all its trials, so the next round starts only then
-    (5 configurations 2 at a time take 3 trial times a round, not 2.5). :func:`span` of each,
-    the ``started`` ones in the first."""
+    """Seconds until ``rounds`` of trials (their sizes) are done one after another: a race's
+    rounds, whose look waits for all a round's trials, or the Tuners a long grid runs as, each
+    waiting for all its own (5 trials 2 at a time take 3 trial times a round, not 2.5).
+    :func:`span` of each, the ``started`` ones in the first."""
     return sum(span(n, started if i == 0 else (), mean, concurrency) for i, n in enumerate(rounds))
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from model.metrics import metric_goal, metric_unit
 from sweeper.dispatch.cluster import cluster_address, drivers_still_on_it, local_cpu_warning
 from sweeper.dispatch.lock import described, holder
+from sweeper.dispatch.search import tuner_sizes
 from sweeper.folder import checkpoint_path, find_sweep, read_spec
 from sweeper.ledger import Ledger, count_statuses
 from sweeper.race import RaceState, race_state, smallest_p
@@ -85,15 +86,16 @@ def sweep_status(sweep: Path | None, results_dir: Path) -> str:
     if running:
         concurrency = running  # the others wait for resources: at the pace of those running now
     waits = held and not running  # none can start now: the times count from when they do
-    left = time_left(to_go, started, seconds, pace_name, concurrency, held=waits)
+    tuners = tuner_sizes(spec, to_go)  # a round, or a grid, of over TRIALS_PER_TUNER runs as several Tuners
+    left = time_left(tuners, started, seconds, pace_name, concurrency, held=waits)
     if left:
         # The round under way is a race's last when nothing may run after it: its look ends it.
         lines.append(("done " if not raced else "the race's last look " if most == to_go else "the next look ") + left)
         if raced and most > to_go:
             # The longest the race can take: the looks may stop configurations sooner, never later.
             # After the round under way, one round per seed of every configuration left.
-            later = [len(state.alive)] * ((most - to_go) // len(state.alive))
-            longest = rounds_span([to_go, *later], started, float(seconds.mean()), concurrency)
+            later = tuner_sizes(spec, len(state.alive)) * ((most - to_go) // len(state.alive))
+            longest = rounds_span([*tuners, *later], started, float(seconds.mean()), concurrency)
             budget = ", within the budget" if spec.race.budget_trials or spec.race.budget_seconds else ""
             lines.append(f"the race ends {when(longest, concurrency, most=True, held=waits)} ({most} trials: the "
                          f"{counted(len(state.alive), 'configuration')} left on every seed up to {spec.race.max}"

@@ -807,8 +807,8 @@ def test_status_shows_where_a_race_stands_before_and_after_its_looks(tmp_path: P
     import yaml
 
     from model.checkpoint import TrainState, save_state
-    from sweeper.dispatch import search
     from model.files import TMP_SUFFIX
+    from sweeper.dispatch import search
     from sweeper.ledger import Ledger
     from sweeper.status import sweep_status
 
